@@ -1,0 +1,76 @@
+//! [`Batch`]: the unit of atomic writes.
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::model::{merge_patch, DeltaKind};
+use crate::wal::batch::{validate_aggregate_id, BatchEncoder};
+use crate::wal::format::MAX_BATCH_PAYLOAD_BYTES;
+
+/// A set of deltas written atomically by [`Db::write`](crate::Db::write): after any crash either
+/// all of them are in the log or none is. A delta's position in the batch is part of its stamp.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    encoder: BatchEncoder,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Adds an RFC 7396 merge patch for `aggregate` at `seq`; `patch` must be a JSON object.
+    pub fn patch(&mut self, aggregate: &str, seq: u64, patch: &Value) -> Result<&mut Self> {
+        let mut body = Vec::new();
+        merge_patch::encode_patch(patch, &mut body).map_err(Error::InvalidInput)?;
+        self.push_raw(aggregate, seq, DeltaKind::Patch, &body)
+    }
+
+    /// Adds a delete of `aggregate` at `seq`: the aggregate is absent until a later patch.
+    pub fn delete(&mut self, aggregate: &str, seq: u64) -> Result<&mut Self> {
+        self.push_raw(aggregate, seq, DeltaKind::Delete, &[])
+    }
+
+    /// Adds a delta whose body is already in the model's binary form (for custom
+    /// [`Model`](crate::model::Model)s). A delete must have an empty body.
+    pub fn push_raw(
+        &mut self,
+        aggregate: &str,
+        seq: u64,
+        kind: DeltaKind,
+        body: &[u8],
+    ) -> Result<&mut Self> {
+        validate_aggregate_id(aggregate).map_err(Error::InvalidInput)?;
+        if kind == DeltaKind::Delete && !body.is_empty() {
+            return Err(Error::InvalidInput("a delete carries no body".into()));
+        }
+        let grown = self.encoder.payload().len() + aggregate.len() + body.len() + 19;
+        if grown > MAX_BATCH_PAYLOAD_BYTES {
+            return Err(Error::InvalidInput(format!(
+                "batch would exceed {MAX_BATCH_PAYLOAD_BYTES} bytes"
+            )));
+        }
+        self.encoder.push(aggregate, seq, kind, body);
+        Ok(self)
+    }
+
+    /// Number of deltas.
+    pub fn len(&self) -> usize {
+        self.encoder.len() as usize
+    }
+
+    /// Whether the batch holds no delta.
+    pub fn is_empty(&self) -> bool {
+        self.encoder.is_empty()
+    }
+
+    /// Encoded size of the batch payload in bytes.
+    pub fn payload_bytes(&self) -> usize {
+        self.encoder.payload().len()
+    }
+
+    pub(crate) fn payload(&self) -> &[u8] {
+        self.encoder.payload()
+    }
+}

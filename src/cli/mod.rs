@@ -1,0 +1,318 @@
+//! Command-line interface. Output formats are an interface scripts rely on: keep them exact.
+//!
+//! Exit status: 0 success, 1 `get` of an absent aggregate, 2 usage errors, bad input, damage
+//! and every other failure. Errors are one sentence on stderr.
+
+mod demo;
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aggrelog::jsonl::{read_batch, render_line};
+use aggrelog::model::{binary, DeltaKind};
+use aggrelog::{AggregateState, Compression, Db, Options, RecordLocation, SyncMode};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+/// Exit status for failures (usage, bad input, damage, I/O).
+const EXIT_FAILURE: i32 = 2;
+/// Exit status of `get` when the aggregate is absent.
+const EXIT_ABSENT: i32 = 1;
+
+#[derive(Parser)]
+#[command(
+    name = "aggrelog",
+    version,
+    about = "Log-structured storage for aggregate state built from order-independent deltas"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest JSON Lines files, each committed as one atomic batch.
+    Ingest {
+        /// Database directory (created if missing).
+        #[arg(long)]
+        db: PathBuf,
+        /// When a batch is durable: "always" (fsync per commit), "never", or a sync interval
+        /// in milliseconds.
+        #[arg(long, default_value = "always")]
+        sync: String,
+        /// zstd-compress batch records of 4 KiB or more.
+        #[arg(long)]
+        compress: bool,
+        /// JSON Lines files, one delta per line; "-" reads stdin.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Print an aggregate's state as {"aggregate":ID,"seq":S,"state":{...}}.
+    Get {
+        /// Database directory.
+        #[arg(long)]
+        db: PathBuf,
+        /// Aggregate id.
+        id: String,
+        /// Fold only deltas with seq <= SEQ.
+        #[arg(long = "as-of", value_name = "SEQ")]
+        as_of: Option<u64>,
+    },
+    /// Print every live aggregate, sorted by id, one JSON line each.
+    Scan {
+        /// Database directory.
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Print every delta in log order as JSON Lines; a summary goes to stderr.
+    Replay {
+        /// Database directory.
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Verify every record; exit 0 when clean, 2 with the damage listed.
+    Check {
+        /// Database directory.
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Print counters as one JSON object.
+    Stats {
+        /// Database directory.
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Show the out-of-order table: a CRUD pipeline beside aggrelog.
+    Demo,
+}
+
+/// A failure to report: the sentence for stderr and the exit status.
+struct Failure {
+    message: String,
+    status: i32,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            message: e.to_string(),
+            status: EXIT_FAILURE,
+        }
+    }
+}
+
+/// Runs the CLI and returns the process exit status.
+pub fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_FAILURE } else { 0 };
+        }
+    };
+    let result = match cli.command {
+        Command::Ingest {
+            db,
+            sync,
+            compress,
+            files,
+        } => ingest(&db, &sync, compress, &files),
+        Command::Get { db, id, as_of } => get(&db, &id, as_of),
+        Command::Scan { db } => scan(&db),
+        Command::Replay { db } => replay(&db),
+        Command::Check { db } => check(&db),
+        Command::Stats { db } => stats(&db),
+        Command::Demo => demo::run().map_err(Failure::from),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(failure) => {
+            if !failure.message.is_empty() {
+                eprintln!("{}", failure.message);
+            }
+            failure.status
+        }
+    }
+}
+
+fn open_existing(db: &Path) -> Result<Db, Failure> {
+    let db = Db::open(db, Options::default().create_if_missing(false))?;
+    warn_about_recovery(&db);
+    Ok(db)
+}
+
+fn warn_about_recovery(db: &Db) {
+    let stats = db.stats();
+    if stats.torn_bytes_dropped > 0 {
+        eprintln!(
+            "aggrelog: recovered: dropped a torn tail of {} bytes (an unfinished append)",
+            stats.torn_bytes_dropped
+        );
+    }
+    for damage in &stats.skipped {
+        eprintln!("aggrelog: skipped corrupt data: {damage}");
+    }
+}
+
+fn parse_sync(sync: &str) -> Result<SyncMode, Failure> {
+    match sync {
+        "always" => Ok(SyncMode::Always),
+        "never" => Ok(SyncMode::Never),
+        ms => ms
+            .parse::<u64>()
+            .map(|ms| SyncMode::Interval(Duration::from_millis(ms)))
+            .map_err(|_| {
+                Failure::from(format!(
+                    "--sync takes always, never or milliseconds, not {ms:?}"
+                ))
+            }),
+    }
+}
+
+fn ingest(db: &Path, sync: &str, compress: bool, files: &[String]) -> Result<(), Failure> {
+    let options = Options::default()
+        .sync(parse_sync(sync)?)
+        .compression(compress.then(Compression::default));
+    let db = Db::open(db, options)?;
+    warn_about_recovery(&db);
+    let stdout = io::stdout();
+    for name in files {
+        let batch = if name == "-" {
+            read_batch(io::stdin().lock())
+        } else {
+            let file = File::open(name).map_err(|e| format!("{name}: cannot open: {e}"))?;
+            read_batch(BufReader::with_capacity(1 << 20, file))
+        }
+        .map_err(|e| format!("{name}:{}: {}", e.line, e.reason))?;
+        let receipt = db.write(&batch)?;
+        let line = serde_json::json!({"batch": name, "deltas": receipt.deltas});
+        writeln!(stdout.lock(), "{line}")?;
+    }
+    db.close()?;
+    Ok(())
+}
+
+fn state_line(id: &str, state: &AggregateState) -> String {
+    format!(
+        "{{\"aggregate\":{},\"seq\":{},\"state\":{}}}",
+        Value::from(id),
+        state.seq,
+        state.state
+    )
+}
+
+fn get(db: &Path, id: &str, as_of: Option<u64>) -> Result<(), Failure> {
+    let db = open_existing(db)?;
+    match db.get_as_of(id, as_of.unwrap_or(u64::MAX))? {
+        Some(state) => {
+            println!("{}", state_line(id, &state));
+            Ok(())
+        }
+        None => Err(Failure {
+            message: match as_of {
+                Some(seq) => format!("aggregate {id:?} is absent as of seq {seq}"),
+                None => format!("aggregate {id:?} is absent"),
+            },
+            status: EXIT_ABSENT,
+        }),
+    }
+}
+
+fn scan(db: &Path) -> Result<(), Failure> {
+    let db = open_existing(db)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    for item in db.scan() {
+        let (id, state) = item?;
+        writeln!(out, "{}", state_line(&id, &state))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn replay(db: &Path) -> Result<(), Failure> {
+    let db = open_existing(db)?;
+    let started = Instant::now();
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut replay = db.replay(RecordLocation::START);
+    for delta in replay.by_ref() {
+        let delta = delta?;
+        let patch = match delta.kind {
+            DeltaKind::Patch => Some(binary::decode_value(&delta.body).map_err(|e| {
+                format!(
+                    "segment {} offset {}: undecodable patch: {e}",
+                    delta.location.segment, delta.location.offset
+                )
+            })?),
+            DeltaKind::Delete => None,
+        };
+        writeln!(
+            out,
+            "{}",
+            render_line(&delta.aggregate, delta.seq, patch.as_ref())
+        )?;
+    }
+    out.flush()?;
+    let totals = replay.totals();
+    eprintln!(
+        "replayed {} deltas in {} batches from {} segments ({} bytes) in {} ms",
+        totals.deltas,
+        totals.batches,
+        totals.segments,
+        totals.bytes,
+        started.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+fn check(db: &Path) -> Result<(), Failure> {
+    let report = aggrelog::check(db)?;
+    if let Some(torn) = &report.torn {
+        println!(
+            "{}:{}: torn tail of {} bytes (an unfinished append, not damage; the next open truncates it)",
+            torn.file.display(),
+            torn.offset,
+            torn.bytes
+        );
+    }
+    for damage in &report.damage {
+        println!("{damage}");
+    }
+    let verdict = if report.is_clean() {
+        "clean".to_string()
+    } else {
+        format!("{} damaged ranges", report.damage.len())
+    };
+    eprintln!(
+        "checked {} segments ({} bytes), {} batches, {} deltas: {verdict}",
+        report.segments, report.bytes, report.batches, report.deltas
+    );
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(Failure {
+            message: String::new(),
+            status: EXIT_FAILURE,
+        })
+    }
+}
+
+fn stats(db: &Path) -> Result<(), Failure> {
+    let db = open_existing(db)?;
+    let stats = db.stats();
+    let line = serde_json::json!({
+        "segments": stats.segments,
+        "log_bytes": stats.log_bytes,
+        "aggregates": stats.aggregates,
+        "deltas": stats.deltas,
+        "batches": stats.batches,
+        "duplicates": stats.duplicates,
+        "conflicts": stats.conflicts,
+        "torn_bytes_dropped": stats.torn_bytes_dropped,
+        "skipped_bytes": stats.skipped.iter().map(|d| d.bytes).sum::<u64>(),
+    });
+    println!("{line}");
+    Ok(())
+}

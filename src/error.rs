@@ -1,0 +1,81 @@
+//! The one error type of the crate.
+
+use std::io;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in aggrelog. Messages are one sentence and name the file and byte
+/// offset whenever the cause is on disk.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// An operating-system I/O error on `path`.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Another handle (in this or another process) holds the database directory.
+    #[error("database {path} is locked by another process or handle; close it first")]
+    Locked {
+        /// The database directory.
+        path: PathBuf,
+    },
+
+    /// Bytes on disk failed validation (CRC, bounds, header) at a known place.
+    #[error("corruption in {file} at byte offset {offset}: {reason}")]
+    Corruption {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset within the file of the damaged record or field.
+        offset: u64,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// The database directory does not exist and creating it was not asked for.
+    #[error("database directory {path} does not exist")]
+    NotFound {
+        /// The missing directory.
+        path: PathBuf,
+    },
+
+    /// A caller-supplied value was rejected (bad id, oversized batch, ...).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// A previous write or sync failed, so durability of later writes cannot be promised.
+    /// Reopen the database to recover from the log.
+    #[error("database refuses writes after an earlier failure ({0}); reopen it to recover")]
+    Poisoned(String),
+
+    /// The database has been closed.
+    #[error("database is closed")]
+    Closed,
+}
+
+impl Error {
+    /// Wraps an `io::Error` with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A corruption error at `file`:`offset`.
+    pub fn corruption(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        Error::Corruption {
+            file: file.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The JSON Lines input format, one delta per line:
+//!
+//! ```text
+//! {"aggregate":"B","seq":2,"patch":{"engine":{"serial":"ESN-1"},"cabin":{"seat_12C":null}}}
+//! {"aggregate":"E","seq":3,"delete":true}
+//! ```
+//!
+//! `aggregate` is a string of 1 to 1024 bytes, `seq` an unsigned 64-bit integer, and exactly one
+//! of `patch` (a JSON object) or `"delete": true` is present. Other fields are rejected, so a typo
+//! cannot silently drop data. Blank lines are ignored.
+
+use std::io::BufRead;
+
+use serde_json::{Map, Value};
+
+use crate::batch::Batch;
+use crate::wal::batch::validate_aggregate_id;
+
+/// A bad input line: its 1-based number and the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineError {
+    /// 1-based line number.
+    pub line: u64,
+    /// Why the line was rejected.
+    pub reason: String,
+}
+
+/// One parsed input line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeltaLine {
+    /// Aggregate id.
+    pub aggregate: String,
+    /// Upstream sequence number.
+    pub seq: u64,
+    /// `Some(patch)` for a patch, `None` for a delete.
+    pub patch: Option<Value>,
+}
+
+/// Parses one line of the format.
+pub fn parse_line(line: &str) -> Result<DeltaLine, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
+    let Value::Object(mut fields) = value else {
+        return Err("a line must be a JSON object".into());
+    };
+    let aggregate = take_aggregate(&mut fields)?;
+    let seq = match fields.remove("seq") {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| format!("\"seq\" must be an unsigned 64-bit integer, got {n}"))?,
+        Some(other) => return Err(format!("\"seq\" must be an integer, got {other}")),
+        None => return Err("missing field \"seq\"".into()),
+    };
+    let patch = match (fields.remove("patch"), fields.remove("delete")) {
+        (Some(Value::Object(patch)), None) => Some(Value::Object(patch)),
+        (Some(other), None) => return Err(format!("\"patch\" must be a JSON object, got {other}")),
+        (None, Some(Value::Bool(true))) => None,
+        (None, Some(other)) => return Err(format!("\"delete\" must be true, got {other}")),
+        (Some(_), Some(_)) => {
+            return Err("a line has either \"patch\" or \"delete\", not both".into())
+        }
+        (None, None) => return Err("missing field \"patch\" (or \"delete\": true)".into()),
+    };
+    if let Some(unknown) = fields.keys().next() {
+        return Err(format!("unknown field {unknown:?}"));
+    }
+    Ok(DeltaLine {
+        aggregate,
+        seq,
+        patch,
+    })
+}
+
+fn take_aggregate(fields: &mut Map<String, Value>) -> Result<String, String> {
+    match fields.remove("aggregate") {
+        Some(Value::String(id)) => {
+            validate_aggregate_id(&id)?;
+            Ok(id)
+        }
+        Some(other) => Err(format!("\"aggregate\" must be a string, got {other}")),
+        None => Err("missing field \"aggregate\"".into()),
+    }
+}
+
+/// Reads a whole JSON Lines stream into one batch. Fails on the first bad line, so a batch is
+/// either built from every line or not at all.
+pub fn read_batch(input: impl BufRead) -> Result<Batch, LineError> {
+    let mut batch = Batch::new();
+    for (n, line) in input.lines().enumerate() {
+        let line_no = n as u64 + 1;
+        let err = |reason: String| LineError {
+            line: line_no,
+            reason,
+        };
+        let line = line.map_err(|e| err(format!("cannot read line: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let delta = parse_line(&line).map_err(err)?;
+        let pushed = match &delta.patch {
+            Some(patch) => batch.patch(&delta.aggregate, delta.seq, patch),
+            None => batch.delete(&delta.aggregate, delta.seq),
+        };
+        pushed.map_err(|e| err(e.to_string()))?;
+    }
+    Ok(batch)
+}
+
+/// Renders a delta in the input format (used by `replay`): the inverse of [`parse_line`].
+pub fn render_line(aggregate: &str, seq: u64, patch: Option<&Value>) -> String {
+    let mut out = String::with_capacity(64);
+    out.push_str("{\"aggregate\":");
+    out.push_str(&Value::from(aggregate).to_string());
+    out.push_str(",\"seq\":");
+    out.push_str(&seq.to_string());
+    match patch {
+        Some(patch) => {
+            out.push_str(",\"patch\":");
+            out.push_str(&patch.to_string());
+        }
+        None => out.push_str(",\"delete\":true"),
+    }
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_patches_and_deletes() {
+        let line = r#"{"aggregate":"B","seq":2,"patch":{"engine":{"serial":"ESN-1"}}}"#;
+        let delta = parse_line(line).unwrap();
+        assert_eq!(delta.aggregate, "B");
+        assert_eq!(delta.seq, 2);
+        assert_eq!(render_line("B", 2, delta.patch.as_ref()), line);
+        let delete = parse_line(r#"{"aggregate":"E","seq":3,"delete":true}"#).unwrap();
+        assert_eq!(delete.patch, None);
+    }
+
+    #[test]
+    fn rejects_malformed_lines_with_a_reason() {
+        let cases = [
+            ("not json", "bad JSON"),
+            ("[1]", "JSON object"),
+            (r#"{"seq":1,"patch":{}}"#, "missing field \"aggregate\""),
+            (r#"{"aggregate":"","seq":1,"patch":{}}"#, "empty"),
+            (r#"{"aggregate":7,"seq":1,"patch":{}}"#, "must be a string"),
+            (r#"{"aggregate":"a","patch":{}}"#, "missing field \"seq\""),
+            (r#"{"aggregate":"a","seq":-1,"patch":{}}"#, "unsigned"),
+            (r#"{"aggregate":"a","seq":"1","patch":{}}"#, "integer"),
+            (r#"{"aggregate":"a","seq":1,"patch":[1]}"#, "JSON object"),
+            (r#"{"aggregate":"a","seq":1}"#, "missing field \"patch\""),
+            (
+                r#"{"aggregate":"a","seq":1,"delete":false}"#,
+                "must be true",
+            ),
+            (
+                r#"{"aggregate":"a","seq":1,"patch":{},"delete":true}"#,
+                "not both",
+            ),
+            (
+                r#"{"aggregate":"a","seq":1,"patch":{},"extra":1}"#,
+                "unknown field",
+            ),
+        ];
+        for (line, expected) in cases {
+            let reason = parse_line(line).unwrap_err();
+            assert!(reason.contains(expected), "{line}: {reason}");
+        }
+        let long_id = format!(
+            r#"{{"aggregate":"{}","seq":1,"patch":{{}}}}"#,
+            "x".repeat(1025)
+        );
+        assert!(parse_line(&long_id).unwrap_err().contains("1024"));
+    }
+
+    #[test]
+    fn read_batch_names_the_first_bad_line() {
+        let input = "{\"aggregate\":\"a\",\"seq\":1,\"patch\":{}}\n\n{oops\n";
+        let err = read_batch(input.as_bytes()).unwrap_err();
+        assert_eq!(err.line, 3);
+    }
+}

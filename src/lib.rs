@@ -1,0 +1,61 @@
+//! aggrelog: an embedded, log-structured storage engine for aggregate state.
+//!
+//! Every delta (an RFC 7396 merge patch or a delete, stamped with an upstream `seq`) is appended
+//! to a segmented, CRC-framed write-ahead log in atomic batches; an in-memory index maps each
+//! aggregate id to where its deltas live; reads fold those deltas with an order-independent
+//! model. The state therefore depends only on *which* deltas arrived, never on their arrival
+//! order, duplicates, crashes or reopens.
+//!
+//! ```
+//! use aggrelog::{Batch, Db, Options};
+//! use serde_json::json;
+//!
+//! # fn main() -> aggrelog::Result<()> {
+//! let dir = tempfile::tempdir().expect("temp dir");
+//! let db = Db::open(dir.path(), Options::default())?;
+//!
+//! // Batch 2 arrives before batch 1: the order of arrival does not matter.
+//! let mut late = Batch::new();
+//! late.patch("aircraft-1", 2, &json!({"engine": {"serial": "ESN-2"}}))?;
+//! db.write(&late)?;
+//! let mut early = Batch::new();
+//! early.patch("aircraft-1", 1, &json!({"engine": {"serial": "ESN-1", "cycles": 10}}))?;
+//! db.write(&early)?;
+//!
+//! let aircraft = db.get("aircraft-1")?.expect("present");
+//! assert_eq!(aircraft.seq, 2);
+//! assert_eq!(aircraft.state, json!({"engine": {"serial": "ESN-2", "cycles": 10}}));
+//!
+//! // The state as of seq 1 is still available.
+//! let then = db.get_as_of("aircraft-1", 1)?.expect("present");
+//! assert_eq!(then.state, json!({"engine": {"serial": "ESN-1", "cycles": 10}}));
+//! db.close()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The on-disk format, the merge semantics and the recovery rules are documented in DESIGN.md.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod check;
+pub mod db;
+pub mod error;
+pub mod index;
+pub mod jsonl;
+pub mod model;
+pub mod options;
+pub mod reader;
+pub mod replay;
+pub mod storage;
+pub mod wal;
+
+pub use batch::Batch;
+pub use check::{check, CheckReport};
+pub use db::{AggregateState, Db, Scan, Stats, WriteReceipt};
+pub use error::{Error, Result};
+pub use options::{Compression, Options, RecoveryMode, SyncMode};
+pub use replay::{Replay, ReplayTotals, ReplayedDelta};
+pub use wal::{Damage, RecordLocation};

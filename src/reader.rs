@@ -1,0 +1,125 @@
+//! Reading single deltas back from the log for folds (`get`, `scan`).
+
+use crate::error::{Error, Result};
+use crate::index::DeltaRef;
+use crate::storage::ReadView;
+use crate::wal::batch::{decode_delta_at, decompress_payload, DeltaRecord};
+use crate::wal::format::{decode_frame_header, FrameHeader, FLAG_ZSTD, FRAME_HEADER_BYTES};
+use crate::wal::{Log, RecordLocation};
+
+/// Reads deltas by [`DeltaRef`], keeping the last segment view and the last decompressed batch so
+/// that consecutive reads from the same place cost no syscall or decompression.
+///
+/// Every delta read is verified by its own CRC32 (the frame CRC was verified when the record was
+/// appended or recovered) and checked against the index entry that pointed at it.
+pub struct DeltaReader<'a> {
+    log: &'a Log,
+    view: Option<(u64, ReadView)>,
+    decompressed: Option<(RecordLocation, Vec<u8>)>,
+}
+
+impl<'a> DeltaReader<'a> {
+    /// A reader over `log`.
+    pub fn new(log: &'a Log) -> Self {
+        DeltaReader {
+            log,
+            view: None,
+            decompressed: None,
+        }
+    }
+
+    /// A corruption error at the record `delta_ref` points into.
+    pub fn corruption(&self, delta_ref: &DeltaRef, reason: impl Into<String>) -> Error {
+        Error::corruption(
+            self.log.segment_path(delta_ref.segment),
+            delta_ref.record_offset as u64,
+            reason,
+        )
+    }
+
+    /// Makes `self.view` a view of `segment` covering at least `end` bytes.
+    fn ensure_view(&mut self, segment: u64, end: u64) -> Result<()> {
+        let stale = match &self.view {
+            Some((id, view)) => *id != segment || (view.len() as u64) < end,
+            None => true,
+        };
+        if stale {
+            self.view = Some((segment, self.log.view(segment, end)?));
+        }
+        Ok(())
+    }
+
+    /// Reads and verifies the delta `delta_ref` of `aggregate`.
+    pub fn read(&mut self, aggregate: &str, delta_ref: &DeltaRef) -> Result<DeltaRecord<'_>> {
+        let log = self.log;
+        let payload = self.payload(delta_ref)?;
+        decode_delta_at(payload, delta_ref.delta_offset as usize)
+            .and_then(|(record, _)| check_matches(record, aggregate, delta_ref))
+            .map_err(|reason| {
+                Error::corruption(
+                    log.segment_path(delta_ref.segment),
+                    delta_ref.record_offset as u64,
+                    reason,
+                )
+            })
+    }
+
+    /// The batch payload of the record `delta_ref` points into, decompressed if stored so.
+    fn payload(&mut self, delta_ref: &DeltaRef) -> Result<&[u8]> {
+        let location = RecordLocation {
+            segment: delta_ref.segment,
+            offset: delta_ref.record_offset as u64,
+        };
+        let body_start = location.offset + FRAME_HEADER_BYTES as u64;
+        self.ensure_view(location.segment, body_start)?;
+        let header = match &self.view {
+            Some((_, view)) => frame_header_at(view, location.offset as usize),
+            None => Err("no segment view".to_string()),
+        }
+        .map_err(|reason| self.corruption(delta_ref, reason))?;
+        let body = body_start as usize..body_start as usize + header.length as usize;
+        self.ensure_view(location.segment, body.end as u64)?;
+        let Some((_, view)) = &self.view else {
+            return Err(self.corruption(delta_ref, "no segment view"));
+        };
+        if header.flags & FLAG_ZSTD == 0 {
+            return Ok(&view[body]);
+        }
+        let cached = matches!(&self.decompressed, Some((at, _)) if *at == location);
+        if !cached {
+            let payload = decompress_payload(&view[body])
+                .map_err(|reason| self.corruption(delta_ref, reason))?;
+            self.decompressed = Some((location, payload));
+        }
+        match &self.decompressed {
+            Some((_, payload)) => Ok(payload),
+            None => Err(self.corruption(delta_ref, "decompressed batch vanished")),
+        }
+    }
+}
+
+fn frame_header_at(view: &[u8], offset: usize) -> Result<FrameHeader, String> {
+    let bytes: &[u8; FRAME_HEADER_BYTES] = view
+        .get(offset..offset + FRAME_HEADER_BYTES)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| "frame header past the end of the segment".to_string())?;
+    decode_frame_header(bytes)
+}
+
+/// Checks that the delta found is the one the index meant.
+fn check_matches<'p>(
+    record: DeltaRecord<'p>,
+    aggregate: &str,
+    delta_ref: &DeltaRef,
+) -> Result<DeltaRecord<'p>, String> {
+    let same = record.aggregate == aggregate
+        && record.seq == delta_ref.seq
+        && record.checksum == delta_ref.checksum;
+    if !same {
+        return Err(format!(
+            "index entry for {aggregate:?} seq {} points at a delta of {:?} seq {}",
+            delta_ref.seq, record.aggregate, record.seq
+        ));
+    }
+    Ok(record)
+}

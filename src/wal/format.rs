@@ -1,0 +1,182 @@
+//! Byte layout of segment headers and record frames (see DESIGN.md, "On-disk format").
+//!
+//! ```text
+//! segment header (32 bytes)        frame header (12 bytes), then `length` body bytes
+//!  0  8 magic "AGGRLOG\0"          0  4 crc32 (see `frame_crc`)
+//!  8  4 format version (u32 = 1)   4  4 length of the body as stored (u32)
+//! 12  4 header length (u32 = 32)   8  1 record type (1 = batch)
+//! 16  8 segment id (u64)           9  1 flags (bit 0: body is zstd-compressed)
+//! 24  4 reserved (0)              10  2 reserved (0)
+//! 28  4 crc32 of bytes 0..28
+//! ```
+//! All integers are little-endian.
+
+use byteorder::{ByteOrder, LittleEndian};
+
+/// Magic bytes opening every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"AGGRLOG\0";
+/// Version of the segment format this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Size of the segment header in bytes.
+pub const SEGMENT_HEADER_BYTES: usize = 32;
+/// Size of a frame header in bytes.
+pub const FRAME_HEADER_BYTES: usize = 12;
+/// Upper bound on a batch payload (uncompressed) in bytes: bounds every allocation on read.
+pub const MAX_BATCH_PAYLOAD_BYTES: usize = 256 << 20;
+
+/// Kinds of record a frame can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordType {
+    /// An atomic batch of deltas.
+    Batch = 1,
+}
+
+/// Frame flag: the body is `[u32 uncompressed length][zstd frame]`.
+pub const FLAG_ZSTD: u8 = 0b0000_0001;
+const KNOWN_FLAGS: u8 = FLAG_ZSTD;
+
+/// Encodes the header of segment `segment_id`.
+pub fn encode_segment_header(segment_id: u64) -> [u8; SEGMENT_HEADER_BYTES] {
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    header[0..8].copy_from_slice(&SEGMENT_MAGIC);
+    LittleEndian::write_u32(&mut header[8..12], FORMAT_VERSION);
+    LittleEndian::write_u32(&mut header[12..16], SEGMENT_HEADER_BYTES as u32);
+    LittleEndian::write_u64(&mut header[16..24], segment_id);
+    let crc = crc32fast::hash(&header[0..28]);
+    LittleEndian::write_u32(&mut header[28..32], crc);
+    header
+}
+
+/// Validates a segment header and returns the segment id it names.
+pub fn decode_segment_header(bytes: &[u8]) -> Result<u64, String> {
+    if bytes.len() < SEGMENT_HEADER_BYTES {
+        return Err(format!(
+            "segment header truncated: {} of {SEGMENT_HEADER_BYTES} bytes",
+            bytes.len()
+        ));
+    }
+    let header = &bytes[..SEGMENT_HEADER_BYTES];
+    if header[0..8] != SEGMENT_MAGIC {
+        return Err("bad segment magic".into());
+    }
+    let stored_crc = LittleEndian::read_u32(&header[28..32]);
+    if crc32fast::hash(&header[0..28]) != stored_crc {
+        return Err("segment header checksum mismatch".into());
+    }
+    let version = LittleEndian::read_u32(&header[8..12]);
+    if version != FORMAT_VERSION {
+        return Err(format!("unsupported segment format version {version}"));
+    }
+    let header_len = LittleEndian::read_u32(&header[12..16]);
+    if header_len as usize != SEGMENT_HEADER_BYTES {
+        return Err(format!("unexpected segment header length {header_len}"));
+    }
+    Ok(LittleEndian::read_u64(&header[16..24]))
+}
+
+/// A decoded, not yet checksum-verified frame header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Stored CRC32.
+    pub crc: u32,
+    /// Body length in bytes as stored.
+    pub length: u32,
+    /// Record type.
+    pub record_type: RecordType,
+    /// Flag bits.
+    pub flags: u8,
+}
+
+/// Parses the 12 header bytes of a frame, rejecting unknown types, flags and reserved bits.
+pub fn decode_frame_header(bytes: &[u8; FRAME_HEADER_BYTES]) -> Result<FrameHeader, String> {
+    let record_type = match bytes[8] {
+        1 => RecordType::Batch,
+        other => return Err(format!("unknown record type {other}")),
+    };
+    let flags = bytes[9];
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(format!("unknown frame flags {flags:#04x}"));
+    }
+    if bytes[10] != 0 || bytes[11] != 0 {
+        return Err("nonzero reserved frame bytes".into());
+    }
+    Ok(FrameHeader {
+        crc: LittleEndian::read_u32(&bytes[0..4]),
+        length: LittleEndian::read_u32(&bytes[4..8]),
+        record_type,
+        flags,
+    })
+}
+
+/// The CRC32 of a frame: over the segment id and the frame's offset in its segment (both u64
+/// LE), the frame header bytes after the CRC field, then the body. Covering the segment id and
+/// offset makes a frame that was copied, misplaced or left over from an older file fail.
+pub fn frame_crc(segment_id: u64, offset: u64, header_tail: &[u8], body: &[u8]) -> u32 {
+    let mut place = [0u8; 16];
+    LittleEndian::write_u64(&mut place[0..8], segment_id);
+    LittleEndian::write_u64(&mut place[8..16], offset);
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&place);
+    hasher.update(header_tail);
+    hasher.update(body);
+    hasher.finalize()
+}
+
+/// Appends a complete frame (header + body) for a record at `offset` of segment `segment_id`.
+pub fn write_frame(
+    out: &mut Vec<u8>,
+    segment_id: u64,
+    offset: u64,
+    record_type: RecordType,
+    flags: u8,
+    body: &[u8],
+) {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    LittleEndian::write_u32(&mut header[4..8], body.len() as u32);
+    header[8] = record_type as u8;
+    header[9] = flags;
+    let crc = frame_crc(segment_id, offset, &header[4..], body);
+    LittleEndian::write_u32(&mut header[0..4], crc);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_header_round_trips_and_rejects_damage() {
+        let header = encode_segment_header(42);
+        assert_eq!(decode_segment_header(&header), Ok(42));
+        for byte in 0..SEGMENT_HEADER_BYTES {
+            let mut damaged = header;
+            damaged[byte] ^= 0x10;
+            assert!(decode_segment_header(&damaged).is_err(), "byte {byte}");
+        }
+        assert!(decode_segment_header(&header[..31]).is_err());
+    }
+
+    #[test]
+    fn frame_crc_depends_on_segment_and_offset() {
+        let mut frame = Vec::new();
+        write_frame(&mut frame, 7, 32, RecordType::Batch, 0, b"body");
+        let header: [u8; FRAME_HEADER_BYTES] = frame[..12].try_into().unwrap();
+        let parsed = decode_frame_header(&header).unwrap();
+        assert_eq!(parsed.length, 4);
+        assert_eq!(parsed.crc, frame_crc(7, 32, &frame[4..12], b"body"));
+        assert_ne!(parsed.crc, frame_crc(8, 32, &frame[4..12], b"body"));
+        assert_ne!(parsed.crc, frame_crc(7, 44, &frame[4..12], b"body"));
+    }
+
+    #[test]
+    fn unknown_type_flags_and_reserved_bits_are_rejected() {
+        let mut frame = Vec::new();
+        write_frame(&mut frame, 1, 32, RecordType::Batch, 0, b"");
+        for (byte, value) in [(8, 9u8), (9, 0x80), (10, 1), (11, 1)] {
+            let mut header: [u8; FRAME_HEADER_BYTES] = frame[..12].try_into().unwrap();
+            header[byte] = value;
+            assert!(decode_frame_header(&header).is_err());
+        }
+    }
+}

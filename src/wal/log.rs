@@ -1,0 +1,501 @@
+//! The segmented log: appends with group commit, rotation, sync policy and read views.
+//!
+//! Group commit: every appender enqueues its encoded record. The first appender to find no
+//! leader becomes the leader: it takes the whole queue, writes all records with one `write` per
+//! segment touched and one `fdatasync`, hands each waiter its result, and repeats until the queue
+//! is empty. Followers sleep until their record is durable (or failed).
+
+use std::collections::BTreeMap;
+use std::mem;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::thread;
+use std::time::Duration;
+
+use super::format::{write_frame, RecordType, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use super::recovery::{scan_log, BatchRecord, LogScan, ScanPolicy};
+use super::segment::{create_segment, WAL_DIR};
+use crate::error::{Error, Result};
+use crate::options::{Options, SyncMode};
+use crate::storage::{AppendFile, ReadView, Storage};
+
+/// Where a record's frame starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordLocation {
+    /// Segment id.
+    pub segment: u64,
+    /// Byte offset of the frame header within the segment file.
+    pub offset: u64,
+}
+
+impl RecordLocation {
+    /// The beginning of the log: replaying from here yields every record.
+    pub const START: RecordLocation = RecordLocation {
+        segment: 0,
+        offset: 0,
+    };
+}
+
+/// Locks a mutex, recovering the guard if another thread panicked while holding it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A record waiting to be committed, and the slot its committer fills.
+struct Pending {
+    flags: u8,
+    body: Vec<u8>,
+    result: Mutex<Option<Result<RecordLocation, String>>>,
+    done: Condvar,
+}
+
+impl Pending {
+    fn complete(&self, result: Result<RecordLocation, String>) {
+        *lock(&self.result) = Some(result);
+        self.done.notify_all();
+    }
+
+    fn wait(&self) -> Result<RecordLocation> {
+        let mut slot = lock(&self.result);
+        loop {
+            if let Some(result) = slot.take() {
+                return result.map_err(Error::Poisoned);
+            }
+            slot = self.done.wait(slot).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+#[derive(Default)]
+struct CommitQueue {
+    pending: Vec<Arc<Pending>>,
+    leader_active: bool,
+    /// Set after a failed write or sync, or on close: no further append is accepted.
+    refusal: Option<Refusal>,
+}
+
+#[derive(Clone)]
+enum Refusal {
+    Failed(String),
+    Closed,
+}
+
+impl Refusal {
+    fn to_error(&self) -> Error {
+        match self {
+            Refusal::Failed(reason) => Error::Poisoned(reason.clone()),
+            Refusal::Closed => Error::Closed,
+        }
+    }
+}
+
+/// The active segment, owned by whoever commits.
+struct Appender {
+    segment: u64,
+    path: PathBuf,
+    file: Box<dyn AppendFile>,
+    len: u64,
+    unsynced: bool,
+    buffer: Vec<u8>,
+}
+
+struct SegmentState {
+    path: PathBuf,
+    /// Bytes readers may see: the end of the last committed frame.
+    len: u64,
+    view: Option<ReadView>,
+}
+
+/// The write-ahead log of one database.
+pub struct Log {
+    storage: Arc<dyn Storage>,
+    wal_dir: PathBuf,
+    segment_size_bytes: u64,
+    sync: SyncMode,
+    queue: Mutex<CommitQueue>,
+    appender: Mutex<Appender>,
+    segments: RwLock<BTreeMap<u64, SegmentState>>,
+    stop_sync_thread: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `db_dir`, replaying every valid batch through `on_batch`,
+    /// truncating a torn tail, and positioning the appender after the last valid record.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        db_dir: &Path,
+        options: &Options,
+        on_batch: &mut dyn FnMut(&BatchRecord<'_>),
+    ) -> Result<(Arc<Log>, LogScan)> {
+        let wal_dir = db_dir.join(WAL_DIR);
+        if !storage
+            .exists(&wal_dir)
+            .map_err(|e| Error::io(&wal_dir, e))?
+        {
+            storage
+                .create_dir_all(&wal_dir)
+                .and_then(|()| storage.sync_dir(db_dir))
+                .map_err(|e| Error::io(&wal_dir, e))?;
+        }
+        let scan = scan_log(
+            &*storage,
+            &wal_dir,
+            ScanPolicy::Open(options.recovery),
+            on_batch,
+        )?;
+        drop_torn_tail(&*storage, &wal_dir, &scan)?;
+        let mut segments = BTreeMap::new();
+        for extent in &scan.segments {
+            let len = match &scan.torn {
+                Some(torn) if torn.file == extent.path => torn.offset,
+                _ => extent.file_len,
+            };
+            let state = SegmentState {
+                path: extent.path.clone(),
+                len,
+                view: None,
+            };
+            segments.insert(extent.id, state);
+        }
+        let appender = open_appender(&*storage, &wal_dir, &mut segments)?;
+        let log = Arc::new(Log {
+            storage,
+            wal_dir,
+            segment_size_bytes: options.segment_size_bytes,
+            sync: options.sync,
+            queue: Mutex::new(CommitQueue::default()),
+            appender: Mutex::new(appender),
+            segments: RwLock::new(segments),
+            stop_sync_thread: Mutex::new(None),
+        });
+        if let SyncMode::Interval(interval) = options.sync {
+            start_sync_thread(&log, interval)?;
+        }
+        Ok((log, scan))
+    }
+
+    /// The largest record body a segment can hold.
+    pub fn max_record_body_bytes(&self) -> u64 {
+        self.segment_size_bytes - (SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES) as u64
+    }
+
+    /// Appends one batch record and returns once it is committed under the sync mode (durable
+    /// for [`SyncMode::Always`]). Concurrent callers share writes and syncs.
+    pub fn append(&self, flags: u8, body: Vec<u8>) -> Result<RecordLocation> {
+        if body.len() as u64 > self.max_record_body_bytes() {
+            return Err(Error::InvalidInput(format!(
+                "batch record of {} bytes does not fit in a segment of {} bytes",
+                body.len(),
+                self.segment_size_bytes
+            )));
+        }
+        let pending = Arc::new(Pending {
+            flags,
+            body,
+            result: Mutex::new(None),
+            done: Condvar::new(),
+        });
+        {
+            let mut queue = lock(&self.queue);
+            if let Some(refusal) = &queue.refusal {
+                return Err(refusal.to_error());
+            }
+            queue.pending.push(Arc::clone(&pending));
+            if queue.leader_active {
+                drop(queue);
+                return pending.wait();
+            }
+            queue.leader_active = true;
+        }
+        self.lead();
+        pending.wait()
+    }
+
+    /// Commits queued records group by group until the queue is empty.
+    fn lead(&self) {
+        loop {
+            let (group, refusal) = {
+                let mut queue = lock(&self.queue);
+                if queue.pending.is_empty() {
+                    queue.leader_active = false;
+                    return;
+                }
+                (mem::take(&mut queue.pending), queue.refusal.clone())
+            };
+            if let Some(refusal) = refusal {
+                let reason = refusal.to_error().to_string();
+                group.iter().for_each(|p| p.complete(Err(reason.clone())));
+                continue;
+            }
+            match self.commit_group(&group) {
+                Ok(locations) => {
+                    for (pending, location) in group.iter().zip(locations) {
+                        pending.complete(Ok(location));
+                    }
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    self.refuse(Refusal::Failed(reason.clone()));
+                    group.iter().for_each(|p| p.complete(Err(reason.clone())));
+                }
+            }
+        }
+    }
+
+    fn refuse(&self, refusal: Refusal) {
+        let mut queue = lock(&self.queue);
+        if !matches!(queue.refusal, Some(Refusal::Failed(_))) {
+            queue.refusal = Some(refusal);
+        }
+    }
+
+    /// Writes a group of records, rotating segments as needed, then syncs once.
+    fn commit_group(&self, group: &[Arc<Pending>]) -> Result<Vec<RecordLocation>> {
+        let mut app = lock(&self.appender);
+        let mut buffer = mem::take(&mut app.buffer);
+        buffer.clear();
+        let mut locations = Vec::with_capacity(group.len());
+        for pending in group {
+            let frame_bytes = (FRAME_HEADER_BYTES + pending.body.len()) as u64;
+            if app.len + buffer.len() as u64 + frame_bytes > self.segment_size_bytes {
+                self.flush(&mut app, &buffer)?;
+                buffer.clear();
+                self.rotate(&mut app)?;
+            }
+            let offset = app.len + buffer.len() as u64;
+            let segment = app.segment;
+            write_frame(
+                &mut buffer,
+                segment,
+                offset,
+                RecordType::Batch,
+                pending.flags,
+                &pending.body,
+            );
+            locations.push(RecordLocation { segment, offset });
+        }
+        self.flush(&mut app, &buffer)?;
+        if self.sync == SyncMode::Always {
+            app.file.sync_data().map_err(|e| Error::io(&app.path, e))?;
+            app.unsynced = false;
+        }
+        app.buffer = buffer;
+        Ok(locations)
+    }
+
+    /// Writes `bytes` at the end of the active segment and publishes the new length to readers.
+    fn flush(&self, app: &mut Appender, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        app.file
+            .append(bytes)
+            .map_err(|e| Error::io(&app.path, e))?;
+        app.len += bytes.len() as u64;
+        app.unsynced = true;
+        let mut segments = self
+            .segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(state) = segments.get_mut(&app.segment) {
+            state.len = app.len;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (synced in every mode, so only the last segment can be torn)
+    /// and starts the next one.
+    fn rotate(&self, app: &mut Appender) -> Result<()> {
+        app.file.sync_data().map_err(|e| Error::io(&app.path, e))?;
+        let next = app.segment + 1;
+        let (path, file) = create_segment(&*self.storage, &self.wal_dir, next)?;
+        let state = SegmentState {
+            path: path.clone(),
+            len: SEGMENT_HEADER_BYTES as u64,
+            view: None,
+        };
+        self.segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(next, state);
+        *app = Appender {
+            segment: next,
+            path,
+            file,
+            len: SEGMENT_HEADER_BYTES as u64,
+            unsynced: false,
+            buffer: mem::take(&mut app.buffer),
+        };
+        Ok(())
+    }
+
+    /// Syncs the active segment if it has unsynced appends.
+    pub fn sync(&self) -> Result<()> {
+        let mut app = lock(&self.appender);
+        if !app.unsynced {
+            return Ok(());
+        }
+        let result = app.file.sync_data().map_err(|e| Error::io(&app.path, e));
+        match &result {
+            Ok(()) => app.unsynced = false,
+            Err(e) => self.refuse(Refusal::Failed(e.to_string())),
+        }
+        result
+    }
+
+    /// Syncs and refuses further appends.
+    pub fn close(&self) -> Result<()> {
+        self.refuse(Refusal::Closed);
+        lock(&self.stop_sync_thread).take();
+        self.sync()
+    }
+
+    /// A view of segment `segment` covering at least its first `end` bytes.
+    pub fn view(&self, segment: u64, end: u64) -> Result<ReadView> {
+        {
+            let segments = self.segments.read().unwrap_or_else(PoisonError::into_inner);
+            let state = self.segment_state(&segments, segment)?;
+            if let Some(view) = state.view.as_ref().filter(|v| v.len() as u64 >= end) {
+                return Ok(view.clone());
+            }
+        }
+        let mut segments = self
+            .segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let state = segments
+            .get_mut(&segment)
+            .ok_or_else(|| self.missing_segment(segment))?;
+        if state.len < end {
+            return Err(Error::corruption(
+                &state.path,
+                end,
+                format!("read past the committed end {}", state.len),
+            ));
+        }
+        let view = self
+            .storage
+            .read_view(&state.path, state.len)
+            .map_err(|e| Error::io(&state.path, e))?;
+        state.view = Some(view.clone());
+        Ok(view)
+    }
+
+    fn segment_state<'a>(
+        &self,
+        segments: &'a BTreeMap<u64, SegmentState>,
+        segment: u64,
+    ) -> Result<&'a SegmentState> {
+        segments
+            .get(&segment)
+            .ok_or_else(|| self.missing_segment(segment))
+    }
+
+    /// Path of segment `segment`'s file.
+    pub fn segment_path(&self, segment: u64) -> PathBuf {
+        super::segment::segment_path(&self.wal_dir, segment)
+    }
+
+    fn missing_segment(&self, segment: u64) -> Error {
+        Error::corruption(
+            self.segment_path(segment),
+            0,
+            "segment referenced by the index is missing",
+        )
+    }
+
+    /// The committed extent of every segment, in id order: `(id, path, bytes)`.
+    pub fn segments(&self) -> Vec<(u64, PathBuf, u64)> {
+        let segments = self.segments.read().unwrap_or_else(PoisonError::into_inner);
+        segments
+            .iter()
+            .map(|(&id, s)| (id, s.path.clone(), s.len))
+            .collect()
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        // Best effort: an explicit close() reports sync errors; a drop cannot.
+        let _ = self.sync();
+    }
+}
+
+/// Removes the torn tail found by the scan: truncates the last segment, or deletes it when even
+/// its header is incomplete.
+fn drop_torn_tail(storage: &dyn Storage, wal_dir: &Path, scan: &LogScan) -> Result<()> {
+    let Some(torn) = &scan.torn else {
+        return Ok(());
+    };
+    let result = if scan.torn_whole_file {
+        storage
+            .remove(&torn.file)
+            .and_then(|()| storage.sync_dir(wal_dir))
+    } else {
+        storage.truncate(&torn.file, torn.offset)
+    };
+    result.map_err(|e| Error::io(&torn.file, e))
+}
+
+fn open_appender(
+    storage: &dyn Storage,
+    wal_dir: &Path,
+    segments: &mut BTreeMap<u64, SegmentState>,
+) -> Result<Appender> {
+    if let Some((&id, state)) = segments.iter().next_back() {
+        let file = storage
+            .open_append(&state.path)
+            .map_err(|e| Error::io(&state.path, e))?;
+        return Ok(Appender {
+            segment: id,
+            path: state.path.clone(),
+            file,
+            len: state.len,
+            unsynced: false,
+            buffer: Vec::new(),
+        });
+    }
+    // An empty log (or one whose only, header-less segment was just removed) starts at 1.
+    let id = 1;
+    let (path, file) = create_segment(storage, wal_dir, id)?;
+    let len = SEGMENT_HEADER_BYTES as u64;
+    segments.insert(
+        id,
+        SegmentState {
+            path: path.clone(),
+            len,
+            view: None,
+        },
+    );
+    Ok(Appender {
+        segment: id,
+        path,
+        file,
+        len,
+        unsynced: false,
+        buffer: Vec::new(),
+    })
+}
+
+/// Starts the thread that syncs every `interval` under [`SyncMode::Interval`]; it stops when the
+/// log is closed or dropped.
+fn start_sync_thread(log: &Arc<Log>, interval: Duration) -> Result<()> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let weak: Weak<Log> = Arc::downgrade(log);
+    thread::Builder::new()
+        .name("aggrelog-sync".into())
+        .spawn(move || loop {
+            match stopped.recv_timeout(interval) {
+                Err(RecvTimeoutError::Timeout) => match weak.upgrade() {
+                    // A failed sync poisons the log; the next append reports it.
+                    Some(log) => drop(log.sync()),
+                    None => return,
+                },
+                _ => return,
+            }
+        })
+        .map_err(|e| Error::io(&log.wal_dir, e))?;
+    *lock(&log.stop_sync_thread) = Some(stop);
+    Ok(())
+}
