@@ -1,0 +1,249 @@
+//! The command-line interface: exact formats, exit statuses, atomic files, the lock.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use aggrelog::{Db, Options};
+
+fn aggrelog(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aggrelog"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+fn write_file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn ingest_get_scan_replay_stats_speak_the_documented_formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let db = db.to_str().unwrap();
+    let first = write_file(
+        tmp.path(),
+        "b2.jsonl",
+        concat!(
+            r#"{"aggregate":"B","seq":2,"patch":{"engine":{"serial":"ESN-1"},"cabin":{"seat_12C":null}}}"#,
+            "\n",
+            r#"{"aggregate":"E","seq":3,"delete":true}"#,
+            "\n"
+        ),
+    );
+    let second = write_file(
+        tmp.path(),
+        "b1.jsonl",
+        "{\"aggregate\":\"B\",\"seq\":1,\"patch\":{\"wing\":{\"span_m\":35.8},\"cabin\":{\"seat_12C\":\"taken\"}}}\n",
+    );
+    let out = aggrelog(&["ingest", "--db", db, &first, &second]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{{\"batch\":\"{first}\",\"deltas\":2}}\n{{\"batch\":\"{second}\",\"deltas\":1}}\n"
+        )
+    );
+
+    let out = aggrelog(&["get", "--db", db, "B"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out),
+        "{\"aggregate\":\"B\",\"seq\":2,\"state\":{\"cabin\":{},\"engine\":{\"serial\":\"ESN-1\"},\"wing\":{\"span_m\":35.8}}}\n"
+    );
+    let out = aggrelog(&["get", "--db", db, "B", "--as-of", "1"]);
+    assert_eq!(
+        stdout(&out),
+        "{\"aggregate\":\"B\",\"seq\":1,\"state\":{\"cabin\":{\"seat_12C\":\"taken\"},\"wing\":{\"span_m\":35.8}}}\n"
+    );
+    let out = aggrelog(&["get", "--db", db, "E"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty());
+    assert!(stderr(&out).contains("absent"));
+
+    let out = aggrelog(&["scan", "--db", db]);
+    assert_eq!(stdout(&out).lines().count(), 1);
+    assert!(stdout(&out).starts_with("{\"aggregate\":\"B\",\"seq\":2,"));
+
+    let out = aggrelog(&["replay", "--db", db]);
+    assert!(out.status.success());
+    let lines: Vec<_> = stdout(&out).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1], r#"{"aggregate":"E","seq":3,"delete":true}"#);
+    assert!(stderr(&out).contains("replayed 3 deltas in 2 batches"));
+
+    let out = aggrelog(&["stats", "--db", db]);
+    let stats: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(stats["segments"], 1);
+    assert_eq!(stats["aggregates"], 2);
+    assert_eq!(stats["deltas"], 3);
+    assert_eq!(stats["conflicts"], 0);
+    assert_eq!(stats["torn_bytes_dropped"], 0);
+
+    let out = aggrelog(&["check", "--db", db]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("clean"));
+}
+
+#[test]
+fn a_malformed_line_names_file_and_line_and_its_batch_is_not_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let db = db.to_str().unwrap();
+    let good = write_file(
+        tmp.path(),
+        "good.jsonl",
+        "{\"aggregate\":\"ok\",\"seq\":1,\"patch\":{\"a\":1}}\n",
+    );
+    let cases = [
+        ("{\"aggregate\":\"x\",\"seq\":1,\"patch\":{\"a\":1}}\n{not json\n", 2, "bad JSON"),
+        ("{\"aggregate\":\"x\",\"seq\":1,\"patch\":{}}\n{\"aggregate\":\"y\",\"patch\":{}}\n", 2, "missing field \"seq\""),
+        ("{\"aggregate\":\"x\",\"seq\":\"1\",\"patch\":{}}\n", 1, "\"seq\" must be an integer"),
+        ("{\"aggregate\":\"x\",\"seq\":1,\"patch\":{}}\n\n{\"aggregate\":\"x\",\"seq\":1,\"patch\":5}\n", 3, "\"patch\" must be a JSON object"),
+        ("{\"aggregate\":\"\",\"seq\":1,\"patch\":{}}\n", 1, "aggregate id is empty"),
+    ];
+    for (n, (text, line, reason)) in cases.iter().enumerate() {
+        let bad = write_file(tmp.path(), &format!("bad{n}.jsonl"), text);
+        let after = write_file(
+            tmp.path(),
+            "after.jsonl",
+            "{\"aggregate\":\"later\",\"seq\":1,\"patch\":{}}\n",
+        );
+        let out = aggrelog(&["ingest", "--db", db, &good, &bad, &after]);
+        assert_eq!(out.status.code(), Some(2), "case {n}");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(&format!("{bad}:{line}: ")),
+            "case {n}: {err}"
+        );
+        assert!(err.contains(reason), "case {n}: {err}");
+        assert_eq!(err.lines().count(), 1, "one sentence: {err}");
+        // The file before was committed; nothing of the bad one, and nothing after it.
+        assert_eq!(
+            stdout(&out),
+            format!("{{\"batch\":\"{good}\",\"deltas\":1}}\n")
+        );
+        assert_eq!(aggrelog(&["get", "--db", db, "x"]).status.code(), Some(1));
+        assert_eq!(
+            aggrelog(&["get", "--db", db, "later"]).status.code(),
+            Some(1)
+        );
+        assert_eq!(aggrelog(&["get", "--db", db, "ok"]).status.code(), Some(0));
+    }
+}
+
+#[test]
+fn ingest_reads_stdin_for_dash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aggrelog"))
+        .args(["ingest", "--db", db.to_str().unwrap(), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"aggregate\":\"s\",\"seq\":4,\"patch\":{\"v\":true}}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "{\"batch\":\"-\",\"deltas\":1}\n");
+}
+
+#[test]
+fn usage_errors_and_missing_databases_exit_2() {
+    assert_eq!(aggrelog(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(aggrelog(&["get"]).status.code(), Some(2));
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    let out = aggrelog(&["get", "--db", missing.to_str().unwrap(), "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not exist"));
+    assert!(
+        !missing.exists(),
+        "read commands must not create a database"
+    );
+}
+
+#[test]
+fn check_lists_damage_and_exits_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = Db::open(&dir, Options::default()).unwrap();
+    let mut first = None;
+    for seq in 1..=3 {
+        let mut batch = aggrelog::Batch::new();
+        batch
+            .patch("a", seq, &serde_json::json!({"n": seq}))
+            .unwrap();
+        let receipt = db.write(&batch).unwrap();
+        first = first.or(receipt.location);
+    }
+    db.close().unwrap();
+    let seg = dir.join("wal").join(format!("{:020}.seg", 1));
+    let mut bytes = fs::read(&seg).unwrap();
+    let offset = first.unwrap().offset;
+    bytes[offset as usize + 14] ^= 1;
+    fs::write(&seg, bytes).unwrap();
+    let out = aggrelog(&["check", "--db", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains(&format!("00000000000000000001.seg:{offset}:")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("1 damaged ranges"));
+    // Opening refuses too, naming the file and offset.
+    let out = aggrelog(&["get", "--db", dir.to_str().unwrap(), "a"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!("at byte offset {offset}")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn another_process_cannot_open_a_locked_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = Db::open(&dir, Options::default()).unwrap();
+    let out = aggrelog(&["stats", "--db", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("locked"), "{}", stderr(&out));
+    let file = write_file(
+        tmp.path(),
+        "f.jsonl",
+        "{\"aggregate\":\"a\",\"seq\":1,\"patch\":{}}\n",
+    );
+    let out = aggrelog(&["ingest", "--db", dir.to_str().unwrap(), &file]);
+    assert_eq!(out.status.code(), Some(2));
+    db.close().unwrap();
+    let out = aggrelog(&["ingest", "--db", dir.to_str().unwrap(), &file]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn the_demo_shows_all_seven_right() {
+    let out = aggrelog(&["demo"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("aggrelog:      7 of 7 right"), "{text}");
+    assert!(text.contains("stale"));
+    assert!(text.contains("phantom"));
+    assert!(text.contains("rejected"));
+}
