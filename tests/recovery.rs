@@ -148,7 +148,7 @@ fn damage_at_the_end_of_a_sealed_segment_is_corruption_not_a_torn_tail() {
     }
     let locations = write_all(dir.path(), &options, &all);
     assert!(locations.last().unwrap().segment > 1, "rotation expected");
-    let last_in_first = locations.iter().filter(|l| l.segment == 1).last().unwrap();
+    let last_in_first = locations.iter().rfind(|l| l.segment == 1).unwrap();
     let seg = segment(dir.path(), 1);
     flip_byte(&seg, last_in_first.offset + 16);
 
