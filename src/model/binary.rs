@@ -20,8 +20,9 @@
 //! | `08` | object             | varint entry count, then per entry: varint key byte length, the key's UTF-8, the value |
 //!
 //! Object keys are written in strictly ascending byte order (serde_json's default `Map` order),
-//! so every value has exactly one encoding and duplicate keys cannot occur. A patch body is an
-//! encoded object (tag `08`) that spans the whole body.
+//! so duplicate keys cannot occur. The decoder accepts only this canonical form (sorted keys,
+//! shortest varints), so re-encoding what it decodes gives back the same bytes. A patch body is
+//! an encoded object (tag `08`) that spans the whole body.
 //!
 //! Example: `{"a":[1,-2],"b":"é"}` is
 //! `08 02  01 61 07 02 03 01 04 01  01 62 06 02 c3 a9`.
@@ -342,6 +343,44 @@ fn skip_entries<'a>(
     Ok(())
 }
 
+/// Moves past one value of an already validated body using only its tags and lengths: no
+/// UTF-8, float or key-order checks. Every access stays bounds-checked (misuse gives an error,
+/// never a panic), and validation bounded the nesting.
+fn skip_trusted(bytes: &[u8], pos: &mut usize) -> Result<(), ModelError> {
+    let at = *pos;
+    match read_byte(bytes, pos)? {
+        TAG_NULL | TAG_FALSE | TAG_TRUE => Ok(()),
+        TAG_UINT | TAG_NEG_INT => read_varint(bytes, pos).map(drop),
+        TAG_F64 => advance(bytes, pos, 8),
+        TAG_STRING => skip_raw_str(bytes, pos),
+        TAG_ARRAY => {
+            let count = read_len(bytes, pos)?;
+            (0..count).try_for_each(|_| skip_trusted(bytes, pos))
+        }
+        TAG_OBJECT => {
+            let count = read_len(bytes, pos)?;
+            (0..count).try_for_each(|_| {
+                skip_raw_str(bytes, pos)?;
+                skip_trusted(bytes, pos)
+            })
+        }
+        tag => Err(unknown_tag(tag, at)),
+    }
+}
+
+fn skip_raw_str(bytes: &[u8], pos: &mut usize) -> Result<(), ModelError> {
+    let len = read_len(bytes, pos)?;
+    advance(bytes, pos, len)
+}
+
+fn advance(bytes: &[u8], pos: &mut usize, len: usize) -> Result<(), ModelError> {
+    if len > bytes.len().saturating_sub(*pos) {
+        return Err(ModelError::new(*pos, "unexpected end of body"));
+    }
+    *pos += len;
+    Ok(())
+}
+
 /// One entry's value as an [`ObjectReader`] sees it, borrowed from the encoded body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ValueRef<'a> {
@@ -373,6 +412,8 @@ pub struct ObjectReader<'a> {
     previous: Option<&'a str>,
     /// Entry count of a yielded nested object whose entries `pos` has not moved past yet.
     pending: Option<usize>,
+    /// The whole body was validated up front: skip values without re-checking them.
+    trusted: bool,
 }
 
 impl<'a> ObjectReader<'a> {
@@ -382,11 +423,19 @@ impl<'a> ObjectReader<'a> {
         if bytes.first() != Some(&TAG_OBJECT) {
             return Err(ModelError::new(0, "body is not an encoded object"));
         }
-        Self::open(bytes, 1, 1)
+        Self::open(bytes, 1, 1, false)
+    }
+
+    /// A reader over a patch body that is first validated whole ([`validate_object`]), so that
+    /// an error is reported before any entry is yielded, and the walk then skips values without
+    /// checking them a second time.
+    pub fn validated(bytes: &'a [u8]) -> Result<Self, ModelError> {
+        validate_object(bytes)?;
+        Self::open(bytes, 1, 1, true)
     }
 
     /// A reader whose entry count sits at `pos` (just after the object's tag).
-    fn open(bytes: &'a [u8], pos: usize, depth: usize) -> Result<Self, ModelError> {
+    fn open(bytes: &'a [u8], pos: usize, depth: usize, trusted: bool) -> Result<Self, ModelError> {
         let mut pos = pos;
         let left = read_len(bytes, &mut pos)?;
         Ok(ObjectReader {
@@ -397,6 +446,7 @@ impl<'a> ObjectReader<'a> {
             depth,
             previous: None,
             pending: None,
+            trusted,
         })
     }
 
@@ -411,7 +461,11 @@ impl<'a> ObjectReader<'a> {
         if self.left == 0 {
             return Ok(None);
         }
-        let key = read_key(self.bytes, &mut self.pos, &mut self.previous)?;
+        let key = if self.trusted {
+            read_str(self.bytes, &mut self.pos)?
+        } else {
+            read_key(self.bytes, &mut self.pos, &mut self.previous)?
+        };
         self.left -= 1;
         let value = self.read_entry_value()?;
         Ok(Some((key, value)))
@@ -425,18 +479,28 @@ impl<'a> ObjectReader<'a> {
                 Ok(ValueRef::Null)
             }
             Some(&TAG_OBJECT) => {
-                let child = Self::open(self.bytes, at + 1, enter(self.depth, at)?)?;
+                let depth = enter(self.depth, at)?;
+                let child = Self::open(self.bytes, at + 1, depth, self.trusted)?;
                 self.pos = child.start;
                 self.pending = Some(child.left);
                 Ok(ValueRef::Object(child))
             }
+            _ if self.trusted => {
+                skip_trusted(self.bytes, &mut self.pos)?;
+                self.leaf_since(at)
+            }
             _ => {
                 skip_value(self.bytes, &mut self.pos, self.depth)?;
-                let leaf = self.bytes.get(at..self.pos);
-                leaf.map(ValueRef::Leaf)
-                    .ok_or_else(|| ModelError::new(at, "unexpected end of body"))
+                self.leaf_since(at)
             }
         }
+    }
+
+    /// The leaf whose bytes run from `at` to the current position.
+    fn leaf_since(&self, at: usize) -> Result<ValueRef<'a>, ModelError> {
+        let leaf = self.bytes.get(at..self.pos);
+        leaf.map(ValueRef::Leaf)
+            .ok_or_else(|| ModelError::new(at, "unexpected end of body"))
     }
 
     /// Moves past the entries of a yielded nested object that nobody walked to its end.
@@ -682,6 +746,25 @@ mod tests {
         assert_eq!(seen[1].1, r#"[("c", "[1,{\"z\":2}]"), ("d", "[]")]"#);
         assert_eq!(seen[2].1, "\"s\"");
         assert_eq!(reader.end(), Ok(bytes.len()));
+    }
+
+    #[test]
+    fn validated_reader_checks_first_then_walks_the_same() {
+        let value = json!({"a": [1, "x", {"q": 0.5}], "b": {"c": null, "d": {"e": "é"}}});
+        let bytes = encoded(&value);
+        let full = collect(&mut ObjectReader::new(&bytes).unwrap());
+        let trusted = collect(&mut ObjectReader::validated(&bytes).unwrap());
+        assert_eq!(full, trusted);
+        let mut bad = bytes.clone();
+        *bad.last_mut().unwrap() = 0xff; // breaks the UTF-8 of the last string
+        assert!(ObjectReader::new(&bad).is_ok());
+        assert_eq!(
+            ObjectReader::validated(&bad).unwrap_err().offset,
+            bytes.len() - 2
+        );
+        let mut trailing = bytes;
+        trailing.push(0);
+        assert!(ObjectReader::validated(&trailing).is_err());
     }
 
     #[test]

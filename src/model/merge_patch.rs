@@ -58,8 +58,9 @@ struct Node {
 enum Leaf {
     /// The path was removed (`null` in a patch; a delete at the root).
     Removed,
-    /// A non-null, non-object value, as validated encoded bytes.
-    Value(Box<[u8]>),
+    /// A non-null, non-object value, as validated encoded bytes (a `Vec` so that a newer
+    /// replace can reuse the allocation).
+    Value(Vec<u8>),
 }
 
 /// A borrowed [`Leaf`], ordered the same way.
@@ -93,7 +94,7 @@ impl LeafRef<'_> {
     fn to_leaf(self) -> Leaf {
         match self {
             LeafRef::Removed => Leaf::Removed,
-            LeafRef::Value(bytes) => Leaf::Value(bytes.into()),
+            LeafRef::Value(bytes) => Leaf::Value(bytes.to_vec()),
         }
     }
 }
@@ -118,10 +119,18 @@ impl Node {
             None => true,
             Some((current, held)) => (stamp, leaf) > (*current, held.as_ref()),
         };
-        if wins {
-            self.replaced = Some((stamp, leaf.to_leaf()));
-            self.prune_children(stamp);
+        if !wins {
+            return;
         }
+        match (&mut self.replaced, leaf) {
+            (Some((held_stamp, Leaf::Value(held))), LeafRef::Value(bytes)) => {
+                *held_stamp = stamp;
+                held.clear();
+                held.extend_from_slice(bytes);
+            }
+            (slot, leaf) => *slot = Some((stamp, leaf.to_leaf())),
+        }
+        self.prune_children(stamp);
     }
 
     fn prune_children(&mut self, kill: Stamp) {
@@ -299,10 +308,10 @@ impl PatchState {
         self.root.check(None).map(drop)
     }
 
-    /// Folds a patch body; validates all of it first, so a bad body changes nothing.
+    /// Folds a patch body; validates all of it first, so a bad body changes nothing and is
+    /// reported whatever the state (even where the patch would be dead).
     fn fold_patch(&mut self, stamp: Stamp, body: &[u8]) -> Result<(), ModelError> {
-        binary::validate_object(body)?;
-        let mut entries = ObjectReader::new(body)?;
+        let mut entries = ObjectReader::validated(body)?;
         self.root.assert_at(stamp);
         self.root.fold_entries(&mut entries, stamp, None)
     }
