@@ -57,7 +57,11 @@ impl Index {
     pub fn insert(&mut self, aggregate: &str, delta: DeltaRef) -> Insertion {
         let chain = match self.chains.get_mut(aggregate) {
             Some(chain) => chain,
-            None => self.chains.entry(aggregate.into()).or_default(),
+            // Most aggregates have few deltas: start with room for exactly one.
+            None => self
+                .chains
+                .entry(aggregate.into())
+                .or_insert_with(|| Vec::with_capacity(1)),
         };
         let outcome = classify(chain, &delta);
         let at = chain.partition_point(|r| r.order_key() <= delta.order_key());

@@ -59,3 +59,8 @@ pub use error::{Error, Result};
 pub use options::{Compression, Options, RecoveryMode, SyncMode};
 pub use replay::{Replay, ReplayTotals, ReplayedDelta};
 pub use wal::{Damage, RecordLocation};
+
+/// Compiles the README's examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
