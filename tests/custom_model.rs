@@ -1,0 +1,91 @@
+//! An embedder's own model plugs in through the `Model` trait and raw delta bytes.
+
+use std::sync::Arc;
+
+use aggrelog::model::{DeltaKind, DeltaView, Model, ModelError, Stamp};
+use aggrelog::storage::FsStorage;
+use aggrelog::{Batch, Db, Options};
+
+/// Last writer wins over opaque bytes, by stamp: a join (max), so order-independent.
+struct LastWriterWins;
+
+impl Model for LastWriterWins {
+    type State = Option<(Stamp, Option<Vec<u8>>)>;
+    type Output = Vec<u8>;
+
+    fn fold(&self, state: &mut Self::State, delta: DeltaView<'_>) -> Result<(), ModelError> {
+        if delta.body.len() > 64 {
+            return Err(ModelError::new(64, "value longer than 64 bytes"));
+        }
+        let value = match delta.kind {
+            DeltaKind::Patch => Some(delta.body.to_vec()),
+            DeltaKind::Delete => None,
+        };
+        let candidate = (delta.stamp, value);
+        if state.as_ref().is_none_or(|current| candidate > *current) {
+            *state = Some(candidate);
+        }
+        Ok(())
+    }
+
+    fn output(&self, state: &Self::State) -> Option<Vec<u8>> {
+        state.as_ref().and_then(|(_, value)| value.clone())
+    }
+}
+
+#[test]
+fn a_custom_model_folds_raw_bytes_in_any_order() {
+    let writes: [(u64, DeltaKind, &[u8]); 3] = [
+        (3, DeltaKind::Patch, b"third"),
+        (1, DeltaKind::Patch, b"first"),
+        (2, DeltaKind::Delete, b""),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Db::open_with(
+            dir.path(),
+            Options::default(),
+            LastWriterWins,
+            Arc::new(FsStorage),
+        )
+        .unwrap()
+    };
+    let db = open();
+    for (seq, kind, body) in writes {
+        let mut batch = Batch::new();
+        batch.push_raw("k", seq, kind, body).unwrap();
+        db.write(&batch).unwrap();
+    }
+    let state = db.get("k").unwrap().unwrap();
+    assert_eq!((state.seq, state.state), (3, b"third".to_vec()));
+    assert!(db.get_as_of("k", 2).unwrap().is_none(), "deleted at seq 2");
+    assert_eq!(
+        db.get_as_of("k", 1).unwrap().unwrap().state,
+        b"first".to_vec()
+    );
+    db.close().unwrap();
+    assert_eq!(open().get("k").unwrap().unwrap().state, b"third".to_vec());
+}
+
+#[test]
+fn a_model_error_is_reported_with_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_with(
+        dir.path(),
+        Options::default(),
+        LastWriterWins,
+        Arc::new(FsStorage),
+    )
+    .unwrap();
+    let mut batch = Batch::new();
+    batch
+        .push_raw("k", 1, DeltaKind::Patch, &[7u8; 100])
+        .unwrap();
+    db.write(&batch).unwrap();
+    let err = db.get("k").unwrap_err().to_string();
+    assert!(
+        err.contains("00000000000000000001.seg") && err.contains("offset 32"),
+        "{err}"
+    );
+    assert!(err.contains("longer than 64 bytes"), "{err}");
+}
