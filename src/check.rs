@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::db::LOCK_FILE;
+use crate::db::take_lock;
 use crate::error::{Error, Result};
 use crate::model::{binary, DeltaKind};
 use crate::storage::{FsStorage, Storage};
@@ -45,13 +45,7 @@ pub fn check(path: impl AsRef<Path>) -> Result<CheckReport> {
             path: dir.to_path_buf(),
         });
     }
-    let lock_path = dir.join(LOCK_FILE);
-    let _lock = storage
-        .try_lock(&lock_path)
-        .map_err(|e| Error::io(&lock_path, e))?
-        .ok_or_else(|| Error::Locked {
-            path: dir.to_path_buf(),
-        })?;
+    let _lock = take_lock(&storage, dir)?;
     let wal_dir = dir.join(WAL_DIR);
     let mut bad_bodies = Vec::new();
     let scan = scan_log(&storage, &wal_dir, ScanPolicy::Check, &mut |record| {

@@ -342,7 +342,8 @@ fn prepare_dir(storage: &dyn Storage, dir: &Path, options: &Options) -> Result<(
     Ok(())
 }
 
-fn take_lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn DirLock>> {
+/// Takes the exclusive lock of the database in `dir`.
+pub(crate) fn take_lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn DirLock>> {
     let path = dir.join(LOCK_FILE);
     storage
         .try_lock(&path)
