@@ -40,6 +40,7 @@ fn delta(seq: u64, position: u32) -> DeltaRef {
         checksum: seq as u32,
         record_offset: 32,
         delta_offset: 4,
+        len: 100,
     }
 }
 

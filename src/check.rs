@@ -6,8 +6,9 @@ use crate::db::take_lock;
 use crate::error::{Error, Result};
 use crate::model::{binary, DeltaKind};
 use crate::storage::{FsStorage, Storage};
+use crate::wal::recovery::{scan_log, LogRecord};
 use crate::wal::segment::WAL_DIR;
-use crate::wal::{recovery::scan_log, Damage, ScanPolicy};
+use crate::wal::{Damage, RecordLocation, ScanPolicy};
 
 /// What [`check`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -48,7 +49,11 @@ pub fn check(path: impl AsRef<Path>) -> Result<CheckReport> {
     let _lock = take_lock(&storage, dir)?;
     let wal_dir = dir.join(WAL_DIR);
     let mut bad_bodies = Vec::new();
-    let scan = scan_log(&storage, &wal_dir, ScanPolicy::Check, &mut |record| {
+    let from = RecordLocation::START;
+    let scan = scan_log(&storage, &wal_dir, ScanPolicy::Check, from, &mut |record| {
+        let LogRecord::Batch(record) = record else {
+            return;
+        };
         for delta in record.deltas {
             if delta.kind != DeltaKind::Patch {
                 continue;

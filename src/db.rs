@@ -1,19 +1,32 @@
-//! [`Db`]: the public handle wiring the log, the index and the model together.
+//! [`Db`]: the public handle wiring the log, the index, the model, checkpoints and compaction.
+//!
+//! Concurrency: writers hold the *commit gate* shared while they append and index a batch;
+//! checkpoints, seals and compaction's state installs hold it exclusively, so that at those
+//! moments every record in the log is also in the index ("in log => in index"). The index has
+//! its own `RwLock`, held only to copy a chain or to insert.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::batch::Batch;
+use crate::checkpoint::{CheckpointMeta, CHECKPOINT_DIR};
+use crate::compaction::{self, CompactionReport, Scope};
 use crate::error::{Error, Result};
-use crate::index::{DeltaRef, Index};
+use crate::index::{Chain, DeltaRef, Index, StateRef};
+use crate::maintenance::{self, Maintenance, MaintenanceStats, Worker};
 use crate::model::{DeltaView, MergePatch, Model, Stamp};
 use crate::options::{Options, MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES};
 use crate::reader::DeltaReader;
 use crate::replay::Replay;
+use crate::stats::{self, Stats};
 use crate::storage::{DirLock, FsStorage, Storage};
 use crate::wal::batch::{compress_payload, BatchDecoder};
-use crate::wal::format::FLAG_ZSTD;
+use crate::wal::format::{RecordType, FLAG_ZSTD, FRAME_HEADER_BYTES};
+use crate::wal::log::{lock, NewRecord};
+use crate::wal::records::encode_seal_body;
+use crate::wal::recovery::LogRecord;
+use crate::wal::segment::{list_segments, segment_path, WAL_DIR};
 use crate::wal::{BatchRecord, Damage, Log, RecordLocation};
 
 /// Name of the lock file inside the database directory.
@@ -37,41 +50,150 @@ pub struct WriteReceipt {
     pub deltas: usize,
 }
 
-/// Counters and findings of a database handle.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Segment files.
-    pub segments: u64,
-    /// Bytes in segment files (committed).
-    pub log_bytes: u64,
-    /// Aggregates with at least one delta (deleted ones included).
-    pub aggregates: u64,
-    /// Deltas indexed, duplicates included.
-    pub deltas: u64,
-    /// Batch records in the log.
-    pub batches: u64,
-    /// Deltas identical to an earlier one (same aggregate, seq, position and checksum).
-    pub duplicates: u64,
-    /// Deltas that differ from another with the same aggregate, seq and position.
-    pub conflicts: u64,
-    /// Bytes of a torn tail truncated away by this open.
+/// What recovery found on open.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OpenReport {
     pub torn_bytes_dropped: u64,
-    /// Damaged ranges skipped by this open (only under `RecoveryMode::SkipCorrupt`).
     pub skipped: Vec<Damage>,
+    pub checkpoint_used: Option<u64>,
+    pub checkpoints_rejected: Vec<String>,
+}
+
+/// Engine state shared by the handle and the maintenance thread.
+pub(crate) struct Shared<M: Model> {
+    pub dir: PathBuf,
+    pub storage: Arc<dyn Storage>,
+    pub options: Options,
+    pub model: M,
+    pub log: Arc<Log>,
+    pub index: RwLock<Index>,
+    pub gate: RwLock<()>,
+    pub seal: AtomicU64,
+    pub max_seq: AtomicU64,
+    pub batches: AtomicU64,
+    pub bytes_appended: AtomicU64,
+    pub bytes_since_checkpoint: AtomicU64,
+    pub maintenance: Mutex<Maintenance>,
+    pub maintenance_stats: Mutex<MaintenanceStats>,
+    pub open_report: OpenReport,
+    _lock: Box<dyn DirLock>,
+}
+
+impl<M: Model> Shared<M> {
+    pub fn index_read(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn index_write(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn gate_shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn gate_exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A copy of `aggregate`'s chain (the lock is held only for the copy).
+    pub fn chain(&self, aggregate: &str) -> Option<Chain> {
+        self.index_read().chain(aggregate).cloned()
+    }
+
+    /// Folds `chain` (all of `aggregate`) with the model, using only deltas with
+    /// `seq <= as_of`.
+    pub fn fold_chain(
+        &self,
+        aggregate: &str,
+        chain: &Chain,
+        as_of: u64,
+        reader: &mut DeltaReader<'_>,
+    ) -> Result<Option<AggregateState<M::Output>>> {
+        let mut state = M::State::default();
+        let mut seq = None;
+        if let Some(base) = &chain.base {
+            if as_of < base.max_seq {
+                return Err(Error::HistoryUnavailable {
+                    aggregate: aggregate.to_owned(),
+                    requested: as_of,
+                    oldest: base.max_seq,
+                });
+            }
+            self.join_state(aggregate, base, &mut state, reader)?;
+            seq = Some(base.max_seq);
+        }
+        for delta_ref in chain.deltas.iter().take_while(|d| d.seq <= as_of) {
+            self.fold_delta(aggregate, delta_ref, &mut state, reader)?;
+            seq = seq.max(Some(delta_ref.seq));
+        }
+        let Some(seq) = seq else { return Ok(None) };
+        Ok(self
+            .model
+            .output(&state)
+            .map(|state| AggregateState { seq, state }))
+    }
+
+    /// Joins the state record `base` into `state`.
+    pub fn join_state(
+        &self,
+        aggregate: &str,
+        base: &StateRef,
+        state: &mut M::State,
+        reader: &mut DeltaReader<'_>,
+    ) -> Result<()> {
+        let joined = {
+            let body = reader.read_state(aggregate, base)?;
+            self.model.join_encoded_state(state, body.state)
+        };
+        joined.map_err(|e| {
+            Error::corruption(
+                self.log.segment_path(u64::from(base.segment)),
+                u64::from(base.record_offset),
+                format!("state record of {aggregate:?}: {e}"),
+            )
+        })
+    }
+
+    /// Folds one delta into `state`.
+    pub fn fold_delta(
+        &self,
+        aggregate: &str,
+        delta_ref: &DeltaRef,
+        state: &mut M::State,
+        reader: &mut DeltaReader<'_>,
+    ) -> Result<()> {
+        let folded = {
+            let delta = reader.read(aggregate, delta_ref)?;
+            let view = DeltaView {
+                stamp: Stamp::new(delta.seq, delta_ref.position, delta.checksum),
+                kind: delta.kind,
+                body: delta.body,
+            };
+            self.model.fold(state, view)
+        };
+        folded.map_err(|e| reader.corruption(delta_ref, e.to_string()))
+    }
+
+    /// The fixed fields a checkpoint taken now would record (call under the exclusive gate).
+    pub fn checkpoint_meta(&self, number: u64, index: &Index) -> CheckpointMeta {
+        CheckpointMeta {
+            number,
+            position: self.log.end(),
+            seal: self.seal.load(Ordering::SeqCst),
+            max_seq: self.max_seq.load(Ordering::SeqCst),
+            created_unix_ms: maintenance::unix_ms(),
+            counters: index.counters(),
+            batches: self.batches.load(Ordering::SeqCst),
+        }
+    }
 }
 
 /// An open aggrelog database. `Send + Sync`: share it between threads behind an `Arc`; readers
 /// proceed while writers append.
 pub struct Db<M: Model = MergePatch> {
-    dir: PathBuf,
-    options: Options,
-    model: M,
-    log: Arc<Log>,
-    index: RwLock<Index>,
-    batches: AtomicU64,
-    torn_bytes_dropped: u64,
-    skipped: Vec<Damage>,
-    _lock: Box<dyn DirLock>,
+    shared: Arc<Shared<M>>,
+    worker: Option<Worker>,
 }
 
 impl Db<MergePatch> {
@@ -84,6 +206,9 @@ impl Db<MergePatch> {
 
 impl<M: Model> Db<M> {
     /// Opens the database with a custom model and storage implementation.
+    ///
+    /// Recovery loads the newest valid checkpoint (falling back to the previous one, then to a
+    /// full replay) and replays the log after it.
     pub fn open_with(
         path: impl AsRef<Path>,
         options: Options,
@@ -94,9 +219,21 @@ impl<M: Model> Db<M> {
         validate_options(&options)?;
         prepare_dir(&*storage, &dir, &options)?;
         let lock = take_lock(&*storage, &dir)?;
-        let mut index = Index::default();
-        let (log, scan) = Log::open(storage, &dir, &options, &mut |record| {
-            index_batch(&mut index, record)
+        let mut report = OpenReport::default();
+        let (checkpoint, rejected) = maintenance::newest_valid_checkpoint(&*storage, &dir)?;
+        report.checkpoints_rejected = rejected;
+        let mut recovered = Recovered::default();
+        let from = match checkpoint {
+            Some(c) => {
+                report.checkpoint_used = Some(c.meta.number);
+                recovered = Recovered::from_checkpoint(&c.meta);
+                recovered.index = Index::from_parts(c.chains, c.meta.counters);
+                c.meta.position
+            }
+            None => RecordLocation::START,
+        };
+        let (log, scan) = Log::open(Arc::clone(&storage), &dir, &options, from, &mut |r| {
+            recovered.apply(r)
         })?;
         if let Some(torn) = &scan.torn {
             log::warn!("dropped a torn tail: {torn}");
@@ -104,26 +241,47 @@ impl<M: Model> Db<M> {
         for damage in &scan.damage {
             log::warn!("skipped corrupt data: {damage}");
         }
-        Ok(Db {
+        report.torn_bytes_dropped = scan.torn.as_ref().map_or(0, |t| t.bytes);
+        report.skipped = scan.damage;
+        let next_checkpoint = report.checkpoint_used.map_or(1, |n| n + 1);
+        let shared = Arc::new(Shared {
             dir,
-            options,
+            storage,
             model,
             log,
-            index: RwLock::new(index),
-            batches: AtomicU64::new(scan.batches),
-            torn_bytes_dropped: scan.torn.as_ref().map_or(0, |t| t.bytes),
-            skipped: scan.damage,
+            index: RwLock::new(recovered.index),
+            gate: RwLock::new(()),
+            seal: AtomicU64::new(recovered.seal),
+            max_seq: AtomicU64::new(recovered.max_seq),
+            batches: AtomicU64::new(recovered.batches + scan.batches),
+            bytes_appended: AtomicU64::new(0),
+            bytes_since_checkpoint: AtomicU64::new(0),
+            maintenance: Mutex::new(Maintenance { next_checkpoint }),
+            maintenance_stats: Mutex::new(MaintenanceStats {
+                last_checkpoint: recovered.checkpoint,
+                ..MaintenanceStats::default()
+            }),
+            open_report: report,
+            options,
             _lock: lock,
-        })
+        });
+        let worker = shared
+            .options
+            .compaction
+            .background
+            .then(|| Worker::start(&shared))
+            .transpose()?;
+        Ok(Db { shared, worker })
     }
 
     /// The database directory.
     pub fn path(&self) -> &Path {
-        &self.dir
+        &self.shared.dir
     }
 
     /// Writes `batch` atomically. Returns once it is committed under the configured sync mode;
-    /// from then on every reader sees it.
+    /// from then on every reader sees it. Fails with [`Error::Sealed`] (writing nothing) if any
+    /// delta's seq is below the seal.
     pub fn write(&self, batch: &Batch) -> Result<WriteReceipt> {
         if batch.is_empty() {
             return Ok(WriteReceipt {
@@ -131,8 +289,12 @@ impl<M: Model> Db<M> {
                 deltas: 0,
             });
         }
+        let shared = &*self.shared;
         let payload = batch.payload();
-        let (flags, body) = match self.options.compression {
+        let deltas = BatchDecoder::new(payload)
+            .and_then(|d| d.collect::<Result<Vec<_>, _>>())
+            .map_err(Error::InvalidInput)?;
+        let (flags, body) = match shared.options.compression {
             Some(c) if payload.len() >= c.min_batch_bytes => {
                 let stored = compress_payload(payload, c.level)
                     .map_err(|e| Error::InvalidInput(format!("compression failed: {e}")))?;
@@ -140,22 +302,40 @@ impl<M: Model> Db<M> {
             }
             _ => (0, payload.to_vec()),
         };
-        let location = self.log.append(flags, body)?;
-        let deltas = BatchDecoder::new(payload)
-            .and_then(|d| d.collect::<Result<Vec<_>, _>>())
-            .map_err(Error::InvalidInput)?;
-        let record = BatchRecord {
-            segment: location.segment,
-            offset: location.offset,
-            compressed: flags != 0,
-            stored_bytes: 0,
-            deltas: &deltas,
+        let stored_bytes = (FRAME_HEADER_BYTES + body.len()) as u64;
+        let location = {
+            let _gate = shared.gate_shared();
+            let seal = shared.seal.load(Ordering::SeqCst);
+            if let Some(low) = deltas.iter().find(|d| d.seq < seal) {
+                return Err(Error::Sealed {
+                    aggregate: low.aggregate.to_owned(),
+                    seq: low.seq,
+                    seal,
+                });
+            }
+            let location = shared.log.append(flags, body)?;
+            let record = BatchRecord {
+                segment: location.segment,
+                offset: location.offset,
+                compressed: flags != 0,
+                stored_bytes,
+                deltas: &deltas,
+            };
+            index_batch(&mut shared.index_write(), &record);
+            location
         };
-        index_batch(
-            &mut self.index.write().unwrap_or_else(PoisonError::into_inner),
-            &record,
-        );
-        self.batches.fetch_add(1, Ordering::Relaxed);
+        let top = deltas.iter().map(|d| d.seq).max().unwrap_or(0);
+        shared.max_seq.fetch_max(top, Ordering::SeqCst);
+        shared.batches.fetch_add(1, Ordering::Relaxed);
+        shared
+            .bytes_appended
+            .fetch_add(stored_bytes, Ordering::Relaxed);
+        shared
+            .bytes_since_checkpoint
+            .fetch_add(stored_bytes, Ordering::Relaxed);
+        if self.worker.is_none() {
+            maintenance::checkpoint_if_due(shared)?;
+        }
         Ok(WriteReceipt {
             location: Some(location),
             deltas: deltas.len(),
@@ -168,104 +348,107 @@ impl<M: Model> Db<M> {
     }
 
     /// The state of `aggregate` made of its deltas with `seq <= as_of`, or `None` when it was
-    /// absent then.
+    /// absent then. Fails with [`Error::HistoryUnavailable`] when compaction has folded deltas
+    /// newer than `as_of` (see [`History`](crate::History)).
     pub fn get_as_of(
         &self,
         aggregate: &str,
         as_of: u64,
     ) -> Result<Option<AggregateState<M::Output>>> {
-        let chain: Vec<DeltaRef> = {
-            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
-            match index.chain(aggregate) {
-                Some(chain) => chain
-                    .iter()
-                    .take_while(|r| r.seq <= as_of)
-                    .copied()
-                    .collect(),
-                None => return Ok(None),
-            }
+        let Some(chain) = self.shared.chain(aggregate) else {
+            return Ok(None);
         };
-        self.fold_chain(aggregate, &chain, &mut DeltaReader::new(&self.log))
-    }
-
-    /// Folds the deltas of `chain` (all of `aggregate`) with the model.
-    pub(crate) fn fold_chain(
-        &self,
-        aggregate: &str,
-        chain: &[DeltaRef],
-        reader: &mut DeltaReader<'_>,
-    ) -> Result<Option<AggregateState<M::Output>>> {
-        let mut state = M::State::default();
-        let mut seq = None;
-        for delta_ref in chain {
-            let folded = {
-                let delta = reader.read(aggregate, delta_ref)?;
-                seq = seq.max(Some(delta.seq));
-                let view = DeltaView {
-                    stamp: Stamp::new(delta.seq, delta_ref.position, delta.checksum),
-                    kind: delta.kind,
-                    body: delta.body,
-                };
-                self.model.fold(&mut state, view)
-            };
-            folded.map_err(|e| reader.corruption(delta_ref, e.to_string()))?;
-        }
-        let Some(seq) = seq else { return Ok(None) };
-        Ok(self
-            .model
-            .output(&state)
-            .map(|state| AggregateState { seq, state }))
+        let mut reader = DeltaReader::new(&self.shared.log);
+        self.shared
+            .fold_chain(aggregate, &chain, as_of, &mut reader)
     }
 
     /// Every live aggregate with its state, in id order. The iterator takes the index lock
     /// briefly per aggregate, so writers are not blocked for the whole scan.
     pub fn scan(&self) -> Scan<'_, M> {
         Scan {
-            db: self,
-            reader: DeltaReader::new(&self.log),
+            shared: &self.shared,
+            reader: DeltaReader::new(&self.shared.log),
             after: None,
             done: false,
         }
     }
 
-    /// Every delta in log order from `from` (use [`RecordLocation::START`] for the whole log),
-    /// as committed when this call was made.
+    /// Every record's deltas in log order from `from` (use [`RecordLocation::START`] for the
+    /// whole log), as committed when this call was made. Deltas already folded by compaction
+    /// and reclaimed are no longer in the log.
     pub fn replay(&self, from: RecordLocation) -> Replay {
-        Replay::new(&self.log, from, self.options.recovery)
+        Replay::new(&self.shared.log, from, self.shared.options.recovery)
     }
 
     /// Counters of this handle.
     pub fn stats(&self) -> Stats {
-        let segments = self.log.segments();
-        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
-        Stats {
-            segments: segments.len() as u64,
-            log_bytes: segments.iter().map(|(_, _, len)| len).sum(),
-            aggregates: index.aggregates(),
-            deltas: index.deltas(),
-            batches: self.batches.load(Ordering::Relaxed),
-            duplicates: index.duplicates(),
-            conflicts: index.conflicts(),
-            torn_bytes_dropped: self.torn_bytes_dropped,
-            skipped: self.skipped.clone(),
-        }
+        stats::collect(&self.shared)
     }
 
     /// Makes every acknowledged write durable now (useful with `SyncMode::Interval`/`Never`).
     pub fn sync(&self) -> Result<()> {
-        self.log.sync()
+        self.shared.log.sync()
     }
 
-    /// Syncs and closes the database, releasing its lock. Dropping a `Db` does the same but
-    /// cannot report a failed sync.
-    pub fn close(self) -> Result<()> {
-        self.log.close()
+    /// Writes a checkpoint now: later opens replay only the log after it.
+    pub fn checkpoint(&self) -> Result<CheckpointMeta> {
+        maintenance::write_checkpoint(&self.shared)
+    }
+
+    /// Compacts everything now: folds every chain into a state record and deletes every segment
+    /// this empties (not rate-limited).
+    pub fn compact(&self) -> Result<CompactionReport> {
+        compaction::compact(&self.shared, Scope::Full, None)
+    }
+
+    /// Runs one pass of the background policy now (folds fragmented chains, reclaims sparse
+    /// segments).
+    pub fn compact_by_policy(&self) -> Result<CompactionReport> {
+        compaction::compact(&self.shared, Scope::Policy, None)
+    }
+
+    /// Declares that no delta with a seq below `seal` will arrive any more. Later writes of
+    /// such deltas fail with [`Error::Sealed`], and compaction may drop tombstones below it.
+    /// Durable on return. A seal never moves back: a lower value is ignored.
+    pub fn seal(&self, seal: u64) -> Result<()> {
+        let shared = &*self.shared;
+        let _gate = shared.gate_exclusive();
+        if seal <= shared.seal.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let record = NewRecord {
+            record_type: RecordType::Seal,
+            flags: 0,
+            body: encode_seal_body(seal),
+        };
+        shared.log.append_records(vec![record], true)?;
+        shared.log.sync()?;
+        shared.seal.store(seal, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Stops background work, syncs and closes the database, releasing its lock. Dropping a
+    /// `Db` does the same but cannot report a failed sync.
+    pub fn close(mut self) -> Result<()> {
+        if let Some(worker) = self.worker.take() {
+            worker.stop();
+        }
+        self.shared.log.close()
+    }
+}
+
+impl<M: Model> Drop for Db<M> {
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.stop();
+        }
     }
 }
 
 /// Iterator over live aggregates returned by [`Db::scan`].
 pub struct Scan<'db, M: Model> {
-    db: &'db Db<M>,
+    shared: &'db Shared<M>,
     reader: DeltaReader<'db>,
     after: Option<String>,
     done: bool,
@@ -277,16 +460,18 @@ impl<M: Model> Iterator for Scan<'_, M> {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
             let (id, chain) = {
-                let index = self.db.index.read().unwrap_or_else(PoisonError::into_inner);
+                let index = self.shared.index_read();
                 match index.next_after(self.after.as_deref()) {
-                    Some((id, chain)) => (id.to_owned(), chain.to_vec()),
+                    Some((id, chain)) => (id.to_owned(), chain.clone()),
                     None => {
                         self.done = true;
                         return None;
                     }
                 }
             };
-            let folded = self.db.fold_chain(&id, &chain, &mut self.reader);
+            let folded = self
+                .shared
+                .fold_chain(&id, &chain, u64::MAX, &mut self.reader);
             self.after = Some(id.clone());
             match folded {
                 Ok(Some(state)) => return Some(Ok((id, state))),
@@ -301,16 +486,67 @@ impl<M: Model> Iterator for Scan<'_, M> {
     }
 }
 
+/// The index and counters rebuilt by recovery.
+#[derive(Default)]
+struct Recovered {
+    index: Index,
+    seal: u64,
+    max_seq: u64,
+    batches: u64,
+    checkpoint: Option<CheckpointMeta>,
+}
+
+impl Recovered {
+    fn from_checkpoint(meta: &CheckpointMeta) -> Self {
+        Recovered {
+            index: Index::default(),
+            seal: meta.seal,
+            max_seq: meta.max_seq,
+            batches: meta.batches,
+            checkpoint: Some(*meta),
+        }
+    }
+
+    /// Applies one replayed record.
+    fn apply(&mut self, record: &LogRecord<'_>) {
+        match record {
+            LogRecord::Batch(batch) => {
+                index_batch(&mut self.index, batch);
+                let top = batch.deltas.iter().map(|d| d.seq).max().unwrap_or(0);
+                self.max_seq = self.max_seq.max(top);
+            }
+            LogRecord::State {
+                location,
+                frame_bytes,
+                body,
+            } => {
+                let state = StateRef {
+                    segment: location.segment as u32,
+                    record_offset: location.offset as u32,
+                    len: *frame_bytes as u32,
+                    horizon: body.horizon,
+                    max_seq: body.max_seq,
+                };
+                self.index.install_state(body.aggregate, state);
+                self.max_seq = self.max_seq.max(body.max_seq);
+            }
+            LogRecord::Seal { seal, .. } => self.seal = self.seal.max(*seal),
+        }
+    }
+}
+
 /// Adds every delta of a committed batch record to the index.
 fn index_batch(index: &mut Index, record: &BatchRecord<'_>) {
     for (position, delta) in record.deltas.iter().enumerate() {
+        let len = (delta.aggregate.len() + delta.body.len() + 19) as u32;
         let delta_ref = DeltaRef {
             seq: delta.seq,
-            segment: record.segment,
+            segment: record.segment as u32,
             position: position as u32,
             checksum: delta.checksum,
             record_offset: record.offset as u32,
             delta_offset: delta.offset,
+            len,
         };
         index.insert(delta.aggregate, delta_ref);
     }
@@ -322,6 +558,11 @@ fn validate_options(options: &Options) -> Result<()> {
         return Err(Error::InvalidInput(format!(
             "segment size {size} is outside {MIN_SEGMENT_SIZE_BYTES}..={MAX_SEGMENT_SIZE_BYTES} bytes"
         )));
+    }
+    if options.checkpoints_kept == 0 {
+        return Err(Error::InvalidInput(
+            "checkpoints_kept must be at least 1".into(),
+        ));
     }
     Ok(())
 }
@@ -351,4 +592,39 @@ pub(crate) fn take_lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn Dir
         .ok_or_else(|| Error::Locked {
             path: dir.to_path_buf(),
         })
+}
+
+/// Lengths of the segment files of the database in `dir`, by id.
+pub(crate) fn segment_lengths(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<std::collections::BTreeMap<u64, u64>> {
+    let wal_dir = dir.join(WAL_DIR);
+    if !storage
+        .exists(&wal_dir)
+        .map_err(|e| Error::io(&wal_dir, e))?
+    {
+        return Ok(Default::default());
+    }
+    let mut lengths = std::collections::BTreeMap::new();
+    for id in list_segments(storage, &wal_dir)? {
+        let path = segment_path(&wal_dir, id);
+        lengths.insert(
+            id,
+            storage.file_len(&path).map_err(|e| Error::io(&path, e))?,
+        );
+    }
+    Ok(lengths)
+}
+
+/// Directory of checkpoint files of the database in `dir`.
+pub(crate) fn checkpoint_dir(dir: &Path) -> PathBuf {
+    dir.join(CHECKPOINT_DIR)
+}
+
+/// Locks the maintenance state.
+pub(crate) fn maintenance_lock<M: Model>(
+    shared: &Shared<M>,
+) -> std::sync::MutexGuard<'_, Maintenance> {
+    lock(&shared.maintenance)
 }

@@ -56,6 +56,28 @@ pub enum Error {
     #[error("database refuses writes after an earlier failure ({0}); reopen it to recover")]
     Poisoned(String),
 
+    /// A delta's seq is below the seal: such deltas are no longer accepted.
+    #[error("delta for {aggregate:?} has seq {seq}, below the seal at {seal}; it is rejected")]
+    Sealed {
+        /// The aggregate of the rejected delta.
+        aggregate: String,
+        /// Its seq.
+        seq: u64,
+        /// The seal in force.
+        seal: u64,
+    },
+
+    /// `get_as_of` asked for a seq older than the history compaction kept.
+    #[error("history of {aggregate:?} before seq {oldest} was compacted; cannot show it as of seq {requested}")]
+    HistoryUnavailable {
+        /// The aggregate.
+        aggregate: String,
+        /// The seq asked for.
+        requested: u64,
+        /// The oldest seq that can be shown.
+        oldest: u64,
+    },
+
     /// The database has been closed.
     #[error("database is closed")]
     Closed,

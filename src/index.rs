@@ -1,20 +1,24 @@
-//! The in-memory aggregate-keyed index: aggregate id -> where each of its deltas is stored.
+//! The in-memory aggregate-keyed index: aggregate id -> where its state and deltas live.
 //!
-//! Each aggregate has a chain of [`DeltaRef`]s kept sorted by `(seq, position, checksum)`, so
-//! `get_as_of` reads a prefix and duplicate/conflict detection is a binary search. Chains are not
-//! what makes reads order-independent (the model's fold is); sorting only makes them cheap.
+//! Each aggregate has a [`Chain`]: an optional *base* (the newest compaction state record) and
+//! the deltas not folded into it, sorted by `(seq, position, checksum)` so that `get_as_of`
+//! reads a prefix and duplicate/conflict detection is a binary search. Chains are not what makes
+//! reads order-independent (the model's fold is); sorting only makes them cheap.
+//!
+//! The index also keeps the live bytes of every segment (bytes of records some chain still
+//! points at), which compaction uses to find segments worth reclaiming.
 //! Memory per aggregate is measured in DESIGN.md ("The index").
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-/// Where one delta lives in the log, with the parts of its stamp the index needs.
+/// Where one delta lives in the log, with the parts of its stamp the index needs. 32 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeltaRef {
     /// Upstream sequence number.
     pub seq: u64,
     /// Segment id of the batch record holding the delta.
-    pub segment: u64,
+    pub segment: u32,
     /// Index of the delta within its batch.
     pub position: u32,
     /// CRC32 of the delta record (conflict tie-breaker).
@@ -23,11 +27,57 @@ pub struct DeltaRef {
     pub record_offset: u32,
     /// Offset of the delta record within the batch payload.
     pub delta_offset: u32,
+    /// Length of the delta record in bytes (for live-byte accounting).
+    pub len: u32,
 }
 
 impl DeltaRef {
     fn order_key(&self) -> (u64, u32, u32) {
         (self.seq, self.position, self.checksum)
+    }
+
+    fn same_place(&self, other: &DeltaRef) -> bool {
+        (self.segment, self.record_offset, self.delta_offset)
+            == (other.segment, other.record_offset, other.delta_offset)
+    }
+}
+
+/// Where an aggregate's compaction state record lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateRef {
+    /// Segment id.
+    pub segment: u32,
+    /// Offset of the state frame within its segment.
+    pub record_offset: u32,
+    /// Frame length in bytes.
+    pub len: u32,
+    /// Deltas with `seq <= horizon` before the record are folded into it.
+    pub horizon: u64,
+    /// Highest seq folded into it: `get_as_of` below it cannot be answered.
+    pub max_seq: u64,
+}
+
+/// An aggregate's state record (if compacted) and its unfolded deltas.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chain {
+    /// The newest state record, if the aggregate was compacted.
+    pub base: Option<StateRef>,
+    /// Deltas not folded into the base, sorted by stamp.
+    pub deltas: Vec<DeltaRef>,
+}
+
+impl Chain {
+    /// Bytes of unfolded deltas.
+    pub fn unfolded_bytes(&self) -> u64 {
+        self.deltas.iter().map(|d| u64::from(d.len)).sum()
+    }
+
+    /// Segments this chain points into.
+    pub fn segments(&self) -> impl Iterator<Item = u32> + '_ {
+        self.base
+            .iter()
+            .map(|b| b.segment)
+            .chain(self.deltas.iter().map(|d| d.segment))
     }
 }
 
@@ -40,15 +90,27 @@ pub enum Insertion {
     Duplicate,
     /// A different delta with the same `(seq, position)` was already indexed.
     Conflict,
+    /// This very delta (same log location) was already indexed: nothing changed.
+    AlreadyIndexed,
+}
+
+/// Counters kept by the index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexCounters {
+    /// Deltas ever indexed (duplicates included).
+    pub deltas: u64,
+    /// Deltas that repeated an unfolded indexed one.
+    pub duplicates: u64,
+    /// Deltas that differ from an unfolded indexed one with the same `(seq, position)`.
+    pub conflicts: u64,
 }
 
 /// The aggregate index.
 #[derive(Debug, Default)]
 pub struct Index {
-    chains: BTreeMap<Box<str>, Vec<DeltaRef>>,
-    deltas: u64,
-    duplicates: u64,
-    conflicts: u64,
+    chains: BTreeMap<Box<str>, Chain>,
+    live_bytes: BTreeMap<u32, u64>,
+    counters: IndexCounters,
 }
 
 impl Index {
@@ -61,52 +123,121 @@ impl Index {
             None => self
                 .chains
                 .entry(aggregate.into())
-                .or_insert_with(|| Vec::with_capacity(1)),
+                .or_insert_with(|| Chain {
+                    base: None,
+                    deltas: Vec::with_capacity(1),
+                }),
         };
-        let outcome = classify(chain, &delta);
-        let at = chain.partition_point(|r| r.order_key() <= delta.order_key());
-        chain.insert(at, delta);
-        self.deltas += 1;
+        let outcome = classify(&chain.deltas, &delta);
+        if outcome == Insertion::AlreadyIndexed {
+            return outcome;
+        }
+        let at = chain
+            .deltas
+            .partition_point(|r| r.order_key() <= delta.order_key());
+        chain.deltas.insert(at, delta);
+        *self.live_bytes.entry(delta.segment).or_default() += u64::from(delta.len);
+        self.counters.deltas += 1;
         match outcome {
-            Insertion::New => {}
-            Insertion::Duplicate => self.duplicates += 1,
-            Insertion::Conflict => self.conflicts += 1,
+            Insertion::Duplicate => self.counters.duplicates += 1,
+            Insertion::Conflict => self.counters.conflicts += 1,
+            Insertion::New | Insertion::AlreadyIndexed => {}
         }
         outcome
     }
 
-    /// The chain of `aggregate`, sorted by stamp.
-    pub fn chain(&self, aggregate: &str) -> Option<&[DeltaRef]> {
-        self.chains.get(aggregate).map(Vec::as_slice)
+    /// Installs a state record for `aggregate`: it replaces the previous base and every delta
+    /// with `seq <= state.horizon`. Returns the number of deltas it superseded.
+    pub fn install_state(&mut self, aggregate: &str, state: StateRef) -> usize {
+        let chain = match self.chains.get_mut(aggregate) {
+            Some(chain) => chain,
+            None => self.chains.entry(aggregate.into()).or_default(),
+        };
+        let mut freed: Vec<(u32, u64)> = Vec::new();
+        if let Some(old) = chain.base.replace(state) {
+            freed.push((old.segment, u64::from(old.len)));
+        }
+        let before = chain.deltas.len();
+        chain.deltas.retain(|d| {
+            let superseded = d.seq <= state.horizon;
+            if superseded {
+                freed.push((d.segment, u64::from(d.len)));
+            }
+            !superseded
+        });
+        let superseded = before - chain.deltas.len();
+        *self.live_bytes.entry(state.segment).or_default() += u64::from(state.len);
+        for (segment, bytes) in freed {
+            self.release(segment, bytes);
+        }
+        superseded
+    }
+
+    fn release(&mut self, segment: u32, bytes: u64) {
+        if let Some(live) = self.live_bytes.get_mut(&segment) {
+            *live = live.saturating_sub(bytes);
+            if *live == 0 {
+                self.live_bytes.remove(&segment);
+            }
+        }
+    }
+
+    /// The chain of `aggregate`.
+    pub fn chain(&self, aggregate: &str) -> Option<&Chain> {
+        self.chains.get(aggregate)
     }
 
     /// The first aggregate id strictly after `after` (or the first of all), with its chain.
-    pub fn next_after(&self, after: Option<&str>) -> Option<(&str, &[DeltaRef])> {
+    pub fn next_after(&self, after: Option<&str>) -> Option<(&str, &Chain)> {
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.chains
             .range::<str, _>((lower, Bound::Unbounded))
             .next()
-            .map(|(id, chain)| (&**id, chain.as_slice()))
+            .map(|(id, chain)| (&**id, chain))
     }
 
-    /// Number of aggregates with at least one delta.
+    /// Every aggregate and its chain, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Chain)> {
+        self.chains.iter().map(|(id, chain)| (&**id, chain))
+    }
+
+    /// Live bytes per segment (segments without live bytes are absent).
+    pub fn live_bytes(&self) -> &BTreeMap<u32, u64> {
+        &self.live_bytes
+    }
+
+    /// Number of aggregates with a chain (deleted ones included).
     pub fn aggregates(&self) -> u64 {
         self.chains.len() as u64
     }
 
-    /// Number of indexed deltas (duplicates included).
-    pub fn deltas(&self) -> u64 {
-        self.deltas
+    /// The counters.
+    pub fn counters(&self) -> IndexCounters {
+        self.counters
     }
 
-    /// Deltas that repeated an already indexed one.
-    pub fn duplicates(&self) -> u64 {
-        self.duplicates
+    /// Rebuilds an index from chains and counters (checkpoint load).
+    pub fn from_parts(chains: Vec<(Box<str>, Chain)>, counters: IndexCounters) -> Self {
+        let mut index = Index {
+            chains: BTreeMap::new(),
+            live_bytes: BTreeMap::new(),
+            counters,
+        };
+        for (id, chain) in chains {
+            if let Some(base) = chain.base {
+                *index.live_bytes.entry(base.segment).or_default() += u64::from(base.len);
+            }
+            for d in &chain.deltas {
+                *index.live_bytes.entry(d.segment).or_default() += u64::from(d.len);
+            }
+            index.chains.insert(id, chain);
+        }
+        index
     }
 
-    /// Deltas that differ from an already indexed one with the same `(seq, position)`.
-    pub fn conflicts(&self) -> u64 {
-        self.conflicts
+    /// Number of deltas not folded into a base.
+    pub fn unfolded_deltas(&self) -> u64 {
+        self.chains.values().map(|c| c.deltas.len() as u64).sum()
     }
 }
 
@@ -121,10 +252,14 @@ fn classify(chain: &[DeltaRef], delta: &DeltaRef) -> Insertion {
         .take_while(|r| (r.seq, r.position) == key);
     let mut outcome = Insertion::New;
     for existing in same {
-        if existing.checksum == delta.checksum {
-            return Insertion::Duplicate;
+        if existing.same_place(delta) {
+            return Insertion::AlreadyIndexed;
         }
-        outcome = Insertion::Conflict;
+        if existing.checksum == delta.checksum {
+            outcome = Insertion::Duplicate;
+        } else if outcome == Insertion::New {
+            outcome = Insertion::Conflict;
+        }
     }
     outcome
 }
@@ -139,8 +274,9 @@ mod tests {
             segment: 1,
             position,
             checksum,
-            record_offset: 32,
-            delta_offset: 4,
+            record_offset: 32 + seq as u32,
+            delta_offset: 4 + checksum,
+            len: 10,
         }
     }
 
@@ -153,6 +289,7 @@ mod tests {
         let keys: Vec<_> = index
             .chain("a")
             .unwrap()
+            .deltas
             .iter()
             .map(|r| (r.seq, r.position))
             .collect();
@@ -161,9 +298,13 @@ mod tests {
 
     #[test]
     fn duplicates_and_conflicts_are_counted_independently_of_order() {
+        let copy = |d: DeltaRef| DeltaRef {
+            record_offset: d.record_offset + 1000,
+            ..d
+        };
         let deltas = [
             delta(2, 0, 7),
-            delta(2, 0, 7),
+            copy(delta(2, 0, 7)),
             delta(2, 0, 8),
             delta(2, 0, 9),
         ];
@@ -172,8 +313,49 @@ mod tests {
             for i in order {
                 index.insert("x", deltas[i]);
             }
-            assert_eq!((index.duplicates(), index.conflicts()), (1, 2), "{order:?}");
+            let c = index.counters();
+            assert_eq!((c.duplicates, c.conflicts), (1, 2), "{order:?}");
         }
+    }
+
+    #[test]
+    fn the_same_location_is_indexed_once() {
+        let mut index = Index::default();
+        assert_eq!(index.insert("x", delta(1, 0, 5)), Insertion::New);
+        assert_eq!(index.insert("x", delta(1, 0, 5)), Insertion::AlreadyIndexed);
+        assert_eq!(index.counters().deltas, 1);
+        assert_eq!(index.live_bytes()[&1], 10);
+    }
+
+    #[test]
+    fn a_state_supersedes_deltas_up_to_its_horizon_and_moves_live_bytes() {
+        let mut index = Index::default();
+        for seq in 1..=4 {
+            index.insert("x", delta(seq, 0, 0));
+        }
+        let state = StateRef {
+            segment: 2,
+            record_offset: 32,
+            len: 50,
+            horizon: 3,
+            max_seq: 3,
+        };
+        assert_eq!(index.install_state("x", state), 3);
+        let chain = index.chain("x").unwrap();
+        assert_eq!(chain.base, Some(state));
+        assert_eq!(chain.deltas.len(), 1);
+        assert_eq!(index.live_bytes()[&1], 10);
+        assert_eq!(index.live_bytes()[&2], 50);
+        let newer = StateRef {
+            segment: 3,
+            horizon: u64::MAX,
+            max_seq: 4,
+            ..state
+        };
+        index.install_state("x", newer);
+        assert!(!index.live_bytes().contains_key(&1));
+        assert!(!index.live_bytes().contains_key(&2));
+        assert_eq!(index.live_bytes()[&3], 50);
     }
 
     #[test]

@@ -41,23 +41,30 @@
 
 pub mod batch;
 pub mod check;
+pub mod checkpoint;
+pub mod compaction;
 pub mod db;
 pub mod error;
 pub mod index;
 pub mod jsonl;
+pub(crate) mod maintenance;
 pub mod model;
 pub mod options;
 pub mod reader;
 pub mod replay;
+pub mod stats;
 pub mod storage;
 pub mod wal;
 
 pub use batch::Batch;
 pub use check::{check, CheckReport};
-pub use db::{AggregateState, Db, Scan, Stats, WriteReceipt};
+pub use checkpoint::CheckpointMeta;
+pub use compaction::CompactionReport;
+pub use db::{AggregateState, Db, Scan, WriteReceipt};
 pub use error::{Error, Result};
-pub use options::{Compression, Options, RecoveryMode, SyncMode};
+pub use options::{CompactionOptions, Compression, History, Options, RecoveryMode, SyncMode};
 pub use replay::{Replay, ReplayTotals, ReplayedDelta};
+pub use stats::{CheckpointStats, Stats};
 pub use wal::{Damage, RecordLocation};
 
 /// Compiles the README's examples as doctests.

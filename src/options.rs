@@ -44,6 +44,53 @@ impl Default for Compression {
     }
 }
 
+/// How far back [`Db::get_as_of`](crate::Db::get_as_of) can look once compaction has folded
+/// deltas into state records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum History {
+    /// Keep no history beyond what folding needs (default): compaction folds every delta, so
+    /// `get_as_of` below a folded seq is refused.
+    None,
+    /// Keep every delta: compaction never folds (and so reclaims nothing).
+    All,
+    /// Fold only deltas whose seq is at least this far below the highest seq seen; `get_as_of`
+    /// within the window always works.
+    Window(u64),
+}
+
+/// When and how compaction runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CompactionOptions {
+    /// Run compaction and automatic checkpoints on a background thread (default true). When
+    /// false, call [`Db::compact`](crate::Db::compact) yourself; automatic checkpoints then run
+    /// inline in the write that crosses the threshold.
+    pub background: bool,
+    /// Fold an aggregate once it has more unfolded deltas than this (default 16).
+    pub max_unfolded_deltas: usize,
+    /// ... or more unfolded delta bytes than this (default 8 KiB).
+    pub max_unfolded_bytes: u64,
+    /// Reclaim a sealed segment once its live bytes fall below this fraction (default 0.5).
+    pub min_live_ratio: f64,
+    /// Background compaction reads and writes at most this many bytes per second (default
+    /// 64 MiB/s). Manual compaction is not limited.
+    pub rate_bytes_per_sec: u64,
+    /// How often the background thread looks for work (default 1 s).
+    pub interval: Duration,
+}
+
+impl Default for CompactionOptions {
+    fn default() -> Self {
+        CompactionOptions {
+            background: true,
+            max_unfolded_deltas: 16,
+            max_unfolded_bytes: 8 << 10,
+            min_live_ratio: 0.5,
+            rate_bytes_per_sec: 64 << 20,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
 /// Options for opening a database. `Options::default()` is a durable, strict configuration.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -58,6 +105,14 @@ pub struct Options {
     pub compression: Option<Compression>,
     /// Create the directory when it does not exist (default true).
     pub create_if_missing: bool,
+    /// How far back `get_as_of` can look after compaction (default [`History::None`]).
+    pub history: History,
+    /// Write a checkpoint after this many bytes of log (default 256 MiB; 0 = only on demand).
+    pub checkpoint_every_bytes: u64,
+    /// Checkpoint files kept (default 2, at least 1).
+    pub checkpoints_kept: usize,
+    /// Compaction policy.
+    pub compaction: CompactionOptions,
 }
 
 /// Smallest accepted segment size: room for a header and a few records.
@@ -73,6 +128,10 @@ impl Default for Options {
             recovery: RecoveryMode::Strict,
             compression: None,
             create_if_missing: true,
+            history: History::None,
+            checkpoint_every_bytes: 256 << 20,
+            checkpoints_kept: 2,
+            compaction: CompactionOptions::default(),
         }
     }
 }
@@ -105,6 +164,30 @@ impl Options {
     /// Sets whether a missing directory is created.
     pub fn create_if_missing(mut self, create: bool) -> Self {
         self.create_if_missing = create;
+        self
+    }
+
+    /// Sets the history kept for `get_as_of`.
+    pub fn history(mut self, history: History) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// Sets the automatic checkpoint interval in log bytes (0 = only on demand).
+    pub fn checkpoint_every_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_every_bytes = bytes;
+        self
+    }
+
+    /// Sets the compaction policy.
+    pub fn compaction(mut self, compaction: CompactionOptions) -> Self {
+        self.compaction = compaction;
+        self
+    }
+
+    /// Turns background compaction and checkpoints on or off.
+    pub fn background_compaction(mut self, on: bool) -> Self {
+        self.compaction.background = on;
         self
     }
 }

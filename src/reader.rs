@@ -1,10 +1,14 @@
 //! Reading single deltas back from the log for folds (`get`, `scan`).
 
 use crate::error::{Error, Result};
-use crate::index::DeltaRef;
+use crate::index::{DeltaRef, StateRef};
 use crate::storage::ReadView;
 use crate::wal::batch::{decode_delta_at, decompress_payload, DeltaRecord};
-use crate::wal::format::{decode_frame_header, FrameHeader, FLAG_ZSTD, FRAME_HEADER_BYTES};
+use crate::wal::format::{
+    decode_frame_header, FrameHeader, RecordType, FLAG_ZSTD, FRAME_HEADER_BYTES,
+};
+use crate::wal::records::{decode_state_body, StateBody};
+use crate::wal::scan::frame_at;
 use crate::wal::{Log, RecordLocation};
 
 /// Reads deltas by [`DeltaRef`], keeping the last segment view and the last decompressed batch so
@@ -31,7 +35,7 @@ impl<'a> DeltaReader<'a> {
     /// A corruption error at the record `delta_ref` points into.
     pub fn corruption(&self, delta_ref: &DeltaRef, reason: impl Into<String>) -> Error {
         Error::corruption(
-            self.log.segment_path(delta_ref.segment),
+            self.log.segment_path(u64::from(delta_ref.segment)),
             delta_ref.record_offset as u64,
             reason,
         )
@@ -49,6 +53,33 @@ impl<'a> DeltaReader<'a> {
         Ok(())
     }
 
+    /// Reads the state record `state_ref` of `aggregate`, verifying its frame CRC.
+    pub fn read_state(&mut self, aggregate: &str, state_ref: &StateRef) -> Result<StateBody<'_>> {
+        let segment = u64::from(state_ref.segment);
+        let offset = u64::from(state_ref.record_offset);
+        let log = self.log;
+        let bad = |reason: String| Error::corruption(log.segment_path(segment), offset, reason);
+        self.ensure_view(segment, offset + u64::from(state_ref.len))?;
+        let Some((_, view)) = &self.view else {
+            return Err(bad("no segment view".into()));
+        };
+        let frame = frame_at(view, segment, offset as usize).map_err(bad)?;
+        if frame.header.record_type != RecordType::State {
+            return Err(bad(format!(
+                "expected a state record, found {:?}",
+                frame.header.record_type
+            )));
+        }
+        let body = decode_state_body(frame.body).map_err(bad)?;
+        if body.aggregate != aggregate {
+            return Err(bad(format!(
+                "index entry for {aggregate:?} points at the state of {:?}",
+                body.aggregate
+            )));
+        }
+        Ok(body)
+    }
+
     /// Reads and verifies the delta `delta_ref` of `aggregate`.
     pub fn read(&mut self, aggregate: &str, delta_ref: &DeltaRef) -> Result<DeltaRecord<'_>> {
         let log = self.log;
@@ -57,7 +88,7 @@ impl<'a> DeltaReader<'a> {
             .and_then(|(record, _)| check_matches(record, aggregate, delta_ref))
             .map_err(|reason| {
                 Error::corruption(
-                    log.segment_path(delta_ref.segment),
+                    log.segment_path(u64::from(delta_ref.segment)),
                     delta_ref.record_offset as u64,
                     reason,
                 )
@@ -67,8 +98,8 @@ impl<'a> DeltaReader<'a> {
     /// The batch payload of the record `delta_ref` points into, decompressed if stored so.
     fn payload(&mut self, delta_ref: &DeltaRef) -> Result<&[u8]> {
         let location = RecordLocation {
-            segment: delta_ref.segment,
-            offset: delta_ref.record_offset as u64,
+            segment: u64::from(delta_ref.segment),
+            offset: u64::from(delta_ref.record_offset),
         };
         let body_start = location.offset + FRAME_HEADER_BYTES as u64;
         self.ensure_view(location.segment, body_start)?;

@@ -46,6 +46,9 @@ enum Command {
         /// zstd-compress batch records of 4 KiB or more.
         #[arg(long)]
         compress: bool,
+        /// Do not run background compaction and automatic checkpoints while ingesting.
+        #[arg(long)]
+        no_compaction: bool,
         /// JSON Lines files, one delta per line; "-" reads stdin.
         #[arg(required = true)]
         files: Vec<String>,
@@ -85,6 +88,26 @@ enum Command {
         #[arg(long)]
         db: PathBuf,
     },
+    /// Write a checkpoint now, so the next open replays only the log after it.
+    Checkpoint {
+        /// Database directory.
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Fold every delta chain into state records and delete the segments this empties.
+    Compact {
+        /// Database directory.
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Declare that no delta with a lower seq will arrive any more.
+    Seal {
+        /// Database directory.
+        #[arg(long)]
+        db: PathBuf,
+        /// Deltas with a seq below this are rejected from now on.
+        seq: u64,
+    },
     /// Show the out-of-order table: a CRUD pipeline beside aggrelog.
     Demo,
 }
@@ -118,13 +141,17 @@ pub fn run() -> i32 {
             db,
             sync,
             compress,
+            no_compaction,
             files,
-        } => ingest(&db, &sync, compress, &files),
+        } => ingest(&db, &sync, compress, !no_compaction, &files),
         Command::Get { db, id, as_of } => get(&db, &id, as_of),
         Command::Scan { db } => scan(&db),
         Command::Replay { db } => replay(&db),
         Command::Check { db } => check(&db),
         Command::Stats { db } => stats(&db),
+        Command::Checkpoint { db } => checkpoint(&db),
+        Command::Compact { db } => compact(&db),
+        Command::Seal { db, seq } => seal(&db, seq),
         Command::Demo => demo::run().map_err(Failure::from),
     };
     match result {
@@ -138,8 +165,13 @@ pub fn run() -> i32 {
     }
 }
 
+/// Opens an existing database for a short command: no background maintenance thread.
 fn open_existing(db: &Path) -> Result<Db, Failure> {
-    let db = Db::open(db, Options::default().create_if_missing(false))?;
+    let options = Options::default()
+        .create_if_missing(false)
+        .background_compaction(false)
+        .checkpoint_every_bytes(0);
+    let db = Db::open(db, options)?;
     warn_about_recovery(&db);
     Ok(db)
 }
@@ -172,10 +204,17 @@ fn parse_sync(sync: &str) -> Result<SyncMode, Failure> {
     }
 }
 
-fn ingest(db: &Path, sync: &str, compress: bool, files: &[String]) -> Result<(), Failure> {
+fn ingest(
+    db: &Path,
+    sync: &str,
+    compress: bool,
+    background: bool,
+    files: &[String],
+) -> Result<(), Failure> {
     let options = Options::default()
         .sync(parse_sync(sync)?)
-        .compression(compress.then(Compression::default));
+        .compression(compress.then(Compression::default))
+        .background_compaction(background);
     let db = Db::open(db, options)?;
     warn_about_recovery(&db);
     let stdout = io::stdout();
@@ -302,17 +341,94 @@ fn check(db: &Path) -> Result<(), Failure> {
 fn stats(db: &Path) -> Result<(), Failure> {
     let db = open_existing(db)?;
     let stats = db.stats();
+    let checkpoint = stats.checkpoint.map(|c| {
+        serde_json::json!({
+            "number": c.number,
+            "segment": c.position.segment,
+            "offset": c.position.offset,
+            "age_secs": c.age_secs,
+        })
+    });
+    let histogram: Vec<_> = aggrelog::stats::CHAIN_BUCKETS
+        .iter()
+        .zip(stats.chain_histogram)
+        .map(|(bound, count)| {
+            let label = if *bound == u64::MAX {
+                "more".to_string()
+            } else {
+                format!("<={bound}")
+            };
+            (label, Value::from(count))
+        })
+        .collect();
     let line = serde_json::json!({
         "segments": stats.segments,
         "log_bytes": stats.log_bytes,
+        "live_bytes": stats.live_bytes,
+        "dead_bytes": stats.dead_bytes,
+        "space_amplification": round3(stats.space_amplification),
         "aggregates": stats.aggregates,
         "deltas": stats.deltas,
+        "unfolded_deltas": stats.unfolded_deltas,
         "batches": stats.batches,
         "duplicates": stats.duplicates,
         "conflicts": stats.conflicts,
+        "chain_histogram": histogram.into_iter().collect::<serde_json::Map<_, _>>(),
+        "seal": stats.seal,
+        "compaction_runs": stats.compaction_runs,
+        "bytes_appended": stats.bytes_appended,
+        "bytes_rewritten": stats.bytes_rewritten,
+        "write_amplification": round3(stats.write_amplification),
+        "checkpoint": checkpoint,
         "torn_bytes_dropped": stats.torn_bytes_dropped,
         "skipped_bytes": stats.skipped.iter().map(|d| d.bytes).sum::<u64>(),
+        "checkpoints_rejected": stats.checkpoints_rejected.len(),
     });
     println!("{line}");
+    Ok(())
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+fn checkpoint(db: &Path) -> Result<(), Failure> {
+    let db = open_existing(db)?;
+    let meta = db.checkpoint()?;
+    let line = serde_json::json!({
+        "checkpoint": meta.number,
+        "segment": meta.position.segment,
+        "offset": meta.position.offset,
+        "aggregates": db.stats().aggregates,
+    });
+    println!("{line}");
+    db.close()?;
+    Ok(())
+}
+
+fn compact(db: &Path) -> Result<(), Failure> {
+    let db = open_existing(db)?;
+    let before = db.stats().log_bytes;
+    let report = db.compact()?;
+    let after = db.stats().log_bytes;
+    let line = serde_json::json!({
+        "aggregates_folded": report.aggregates_folded,
+        "deltas_folded": report.deltas_folded,
+        "bytes_written": report.bytes_written,
+        "segments_deleted": report.segments_deleted,
+        "log_bytes_before": before,
+        "log_bytes_after": after,
+        "duration_ms": report.duration_ms,
+    });
+    println!("{line}");
+    db.close()?;
+    Ok(())
+}
+
+fn seal(db: &Path, seq: u64) -> Result<(), Failure> {
+    let db = open_existing(db)?;
+    db.seal(seq)?;
+    println!("{}", serde_json::json!({"seal": db.stats().seal}));
+    db.close()?;
     Ok(())
 }

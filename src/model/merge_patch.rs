@@ -20,6 +20,15 @@
 //! Dead events never come back (`kill` only grows), so the state drops them as soon as they die:
 //! the state stays small, and two states holding the same deltas are equal (`==`). See
 //! DESIGN.md, "Merge semantics", for the proof that this equals the sequential definition.
+//!
+//! Compaction writes a state as a *state record* ([`state_record`] has the format), which keeps
+//! every event and stamp, so that joining it with later deltas (late ones included) is exact.
+//! Once no delta with `seq < seal` can arrive any more,
+//! [`forget_below`](Model::forget_below) drops the tombstones and stale events older than the
+//! seal and collapses the remaining old stamps to one *floor* stamp `(seal - 1, u32::MAX,
+//! u32::MAX)`: the output, and the output after any further deltas with `seq >= seal`, stay the
+//! same, and the record of a state whose events are all older than the seal is the plain
+//! binary encoding of its output plus 13 or so bytes.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +36,8 @@ use serde_json::{Map, Value};
 
 use super::binary::{self, ObjectReader, ValueRef, MAX_DEPTH};
 use super::{DeltaKind, DeltaView, Model, ModelError, Stamp};
+
+pub mod state_record;
 
 /// The RFC 7396 merge-patch model: patch bodies are encoded JSON objects (see [`binary`]).
 #[derive(Clone, Copy, Debug, Default)]
@@ -245,6 +256,44 @@ impl Node {
             .collect()
     }
 
+    /// Drops what only ordered this subtree's events against deltas with `seq < seal` (the
+    /// caller guarantees no more will come) and collapses the stamps of the remaining events
+    /// older than the seal to `floor`. See DESIGN.md, "State records", for why the output and
+    /// the output after further deltas with `seq >= seal` do not change.
+    fn forget_below(&mut self, seal: u64, floor: Stamp) {
+        let old = |stamp: Stamp| stamp.seq < seal;
+        match self.replace_stamp() {
+            // An old replace beaten by the assert: the node is an object for good.
+            Some(replaced) if old(replaced) && self.asserted > Some(replaced) => {
+                self.replaced = None;
+            }
+            // An old replace that wins: the assert is stale; a removal leaves nothing.
+            Some(replaced) if old(replaced) => {
+                self.asserted = None;
+                if matches!(self.replaced, Some((_, Leaf::Removed))) {
+                    self.replaced = None;
+                }
+            }
+            // A new replace: an old assert is older, hence stale.
+            Some(_) if self.asserted.is_some_and(old) => self.asserted = None,
+            _ => {}
+        }
+        if let Some((stamp, _)) = &mut self.replaced {
+            if old(*stamp) {
+                *stamp = floor;
+            }
+        }
+        if let Some(stamp) = &mut self.asserted {
+            if old(*stamp) {
+                *stamp = floor;
+            }
+        }
+        self.children.retain(|_, child| {
+            child.forget_below(seal, floor);
+            !child.is_empty()
+        });
+    }
+
     /// Checks the canonical form below this node; returns the newest stamp in the subtree.
     fn check(&self, kill: Option<Stamp>) -> Result<Option<Stamp>, String> {
         if self
@@ -308,6 +357,14 @@ impl PatchState {
         self.root.check(None).map(drop)
     }
 
+    /// See [`Model::forget_below`]; `seal == 0` forgets nothing.
+    fn forget_below(&mut self, seal: u64) {
+        if let Some(floor_seq) = seal.checked_sub(1) {
+            let floor = Stamp::new(floor_seq, u32::MAX, u32::MAX);
+            self.root.forget_below(seal, floor);
+        }
+    }
+
     /// Folds a patch body; validates all of it first, so a bad body changes nothing and is
     /// reported whatever the state (even where the patch would be dead).
     fn fold_patch(&mut self, stamp: Stamp, body: &[u8]) -> Result<(), ModelError> {
@@ -338,6 +395,27 @@ impl Model for MergePatch {
 
     fn output(&self, state: &PatchState) -> Option<Value> {
         state.root.render(None)
+    }
+
+    /// Appends the state record of `state` (format: [`state_record`]).
+    fn encode_state(&self, state: &PatchState, out: &mut Vec<u8>) {
+        state_record::encode(state, out);
+    }
+
+    /// Validates the whole record first: on error `state` is unchanged.
+    fn join_encoded_state(&self, state: &mut PatchState, encoded: &[u8]) -> Result<(), ModelError> {
+        state_record::join(state, encoded)
+    }
+
+    /// Drops tombstones and stale events older than `seal`, and collapses the stamps of the
+    /// remaining older events to `(seal - 1, u32::MAX, u32::MAX)`. Afterwards
+    /// [`PatchState::max_stamp`] may return that floor stamp.
+    fn forget_below(&self, state: &mut PatchState, seal: u64) {
+        state.forget_below(seal);
+    }
+
+    fn is_empty(&self, state: &PatchState) -> bool {
+        state.root.is_empty()
     }
 }
 

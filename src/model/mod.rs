@@ -105,4 +105,25 @@ pub trait Model: Send + Sync + 'static {
     /// The aggregate's visible state, or `None` when it is absent (never patched, or deleted
     /// since its last patch).
     fn output(&self, state: &Self::State) -> Option<Self::Output>;
+
+    /// Serializes a folded state for a compaction *state record*. The encoding must keep
+    /// everything later folds need, so that deltas arriving afterwards (late ones included) and
+    /// joined with the decoded state give the same output as folding every delta.
+    fn encode_state(&self, state: &Self::State, out: &mut Vec<u8>);
+
+    /// Joins a state encoded by [`Model::encode_state`] into `state`. Like `fold`, this is a
+    /// join: commutative, associative and idempotent with folds and other joins. Never panics
+    /// on malformed bytes.
+    fn join_encoded_state(&self, state: &mut Self::State, encoded: &[u8])
+        -> Result<(), ModelError>;
+
+    /// Forgets what only served to order deltas with `seq < seal` against the state
+    /// (tombstones, stamps no admissible delta can compete with), once the caller guarantees no
+    /// such delta will ever be folded into it. Must not change `output`, nor the output after
+    /// folding any further deltas with `seq >= seal`.
+    fn forget_below(&self, state: &mut Self::State, seal: u64);
+
+    /// Whether the state holds nothing at all (never folded, or emptied by `forget_below`): the
+    /// aggregate can then be dropped entirely.
+    fn is_empty(&self, state: &Self::State) -> bool;
 }

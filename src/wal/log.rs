@@ -14,14 +14,14 @@ use std::thread;
 use std::time::Duration;
 
 use super::format::{write_frame, RecordType, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-use super::recovery::{scan_log, BatchRecord, LogScan, ScanPolicy};
+use super::recovery::{scan_log, LogRecord, LogScan, ScanPolicy};
 use super::segment::{create_segment, WAL_DIR};
 use crate::error::{Error, Result};
 use crate::options::{Options, SyncMode};
 use crate::storage::{AppendFile, ReadView, Storage};
 
 /// Where a record's frame starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RecordLocation {
     /// Segment id.
     pub segment: u64,
@@ -42,21 +42,33 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A record waiting to be committed, and the slot its committer fills.
+/// A record to append: its type, frame flags and stored body.
+#[derive(Clone, Debug)]
+pub struct NewRecord {
+    /// Record type.
+    pub record_type: RecordType,
+    /// Frame flags (compression).
+    pub flags: u8,
+    /// Stored body.
+    pub body: Vec<u8>,
+}
+
+/// Records waiting to be committed together, and the slot their committer fills.
 struct Pending {
-    flags: u8,
-    body: Vec<u8>,
-    result: Mutex<Option<Result<RecordLocation, String>>>,
+    records: Vec<NewRecord>,
+    /// Whether the caller needs them durable on return (under `SyncMode::Always`).
+    durable: bool,
+    result: Mutex<Option<Result<Vec<RecordLocation>, String>>>,
     done: Condvar,
 }
 
 impl Pending {
-    fn complete(&self, result: Result<RecordLocation, String>) {
+    fn complete(&self, result: Result<Vec<RecordLocation>, String>) {
         *lock(&self.result) = Some(result);
         self.done.notify_all();
     }
 
-    fn wait(&self) -> Result<RecordLocation> {
+    fn wait(&self) -> Result<Vec<RecordLocation>> {
         let mut slot = lock(&self.result);
         loop {
             if let Some(result) = slot.take() {
@@ -120,13 +132,15 @@ pub struct Log {
 }
 
 impl Log {
-    /// Opens (or creates) the log in `db_dir`, replaying every valid batch through `on_batch`,
-    /// truncating a torn tail, and positioning the appender after the last valid record.
+    /// Opens (or creates) the log in `db_dir`, replaying every valid record from `from` through
+    /// `on_record`, truncating a torn tail, and positioning the appender after the last valid
+    /// record.
     pub fn open(
         storage: Arc<dyn Storage>,
         db_dir: &Path,
         options: &Options,
-        on_batch: &mut dyn FnMut(&BatchRecord<'_>),
+        from: RecordLocation,
+        on_record: &mut dyn FnMut(&LogRecord<'_>),
     ) -> Result<(Arc<Log>, LogScan)> {
         let wal_dir = db_dir.join(WAL_DIR);
         if !storage
@@ -138,12 +152,8 @@ impl Log {
                 .and_then(|()| storage.sync_dir(db_dir))
                 .map_err(|e| Error::io(&wal_dir, e))?;
         }
-        let scan = scan_log(
-            &*storage,
-            &wal_dir,
-            ScanPolicy::Open(options.recovery),
-            on_batch,
-        )?;
+        let policy = ScanPolicy::Open(options.recovery);
+        let scan = scan_log(&*storage, &wal_dir, policy, from, on_record)?;
         drop_torn_tail(&*storage, &wal_dir, &scan)?;
         let mut segments = BTreeMap::new();
         for extent in &scan.segments {
@@ -183,16 +193,37 @@ impl Log {
     /// Appends one batch record and returns once it is committed under the sync mode (durable
     /// for [`SyncMode::Always`]). Concurrent callers share writes and syncs.
     pub fn append(&self, flags: u8, body: Vec<u8>) -> Result<RecordLocation> {
-        if body.len() as u64 > self.max_record_body_bytes() {
-            return Err(Error::InvalidInput(format!(
-                "batch record of {} bytes does not fit in a segment of {} bytes",
-                body.len(),
-                self.segment_size_bytes
-            )));
-        }
-        let pending = Arc::new(Pending {
+        let record = NewRecord {
+            record_type: RecordType::Batch,
             flags,
             body,
+        };
+        let locations = self.append_records(vec![record], true)?;
+        locations
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Poisoned("append returned no location".into()))
+    }
+
+    /// Appends `records` back to back (each its own atomic frame) in one group. With `durable`
+    /// false the records are written but not synced (compaction syncs before relying on them).
+    pub fn append_records(
+        &self,
+        records: Vec<NewRecord>,
+        durable: bool,
+    ) -> Result<Vec<RecordLocation>> {
+        for record in &records {
+            if record.body.len() as u64 > self.max_record_body_bytes() {
+                return Err(Error::InvalidInput(format!(
+                    "record of {} bytes does not fit in a segment of {} bytes",
+                    record.body.len(),
+                    self.segment_size_bytes
+                )));
+            }
+        }
+        let pending = Arc::new(Pending {
+            records,
+            durable,
             result: Mutex::new(None),
             done: Condvar::new(),
         });
@@ -250,33 +281,32 @@ impl Log {
         }
     }
 
-    /// Writes a group of records, rotating segments as needed, then syncs once.
-    fn commit_group(&self, group: &[Arc<Pending>]) -> Result<Vec<RecordLocation>> {
+    /// Writes a group of records, rotating segments as needed, then syncs once if anyone in the
+    /// group needs durability.
+    fn commit_group(&self, group: &[Arc<Pending>]) -> Result<Vec<Vec<RecordLocation>>> {
         let mut app = lock(&self.appender);
         let mut buffer = mem::take(&mut app.buffer);
         buffer.clear();
         let mut locations = Vec::with_capacity(group.len());
         for pending in group {
-            let frame_bytes = (FRAME_HEADER_BYTES + pending.body.len()) as u64;
-            if app.len + buffer.len() as u64 + frame_bytes > self.segment_size_bytes {
-                self.flush(&mut app, &buffer)?;
-                buffer.clear();
-                self.rotate(&mut app)?;
+            let mut placed = Vec::with_capacity(pending.records.len());
+            for record in &pending.records {
+                let frame_bytes = (FRAME_HEADER_BYTES + record.body.len()) as u64;
+                if app.len + buffer.len() as u64 + frame_bytes > self.segment_size_bytes {
+                    self.flush(&mut app, &buffer)?;
+                    buffer.clear();
+                    self.rotate(&mut app)?;
+                }
+                let offset = app.len + buffer.len() as u64;
+                let segment = app.segment;
+                let (kind, flags) = (record.record_type, record.flags);
+                write_frame(&mut buffer, segment, offset, kind, flags, &record.body);
+                placed.push(RecordLocation { segment, offset });
             }
-            let offset = app.len + buffer.len() as u64;
-            let segment = app.segment;
-            write_frame(
-                &mut buffer,
-                segment,
-                offset,
-                RecordType::Batch,
-                pending.flags,
-                &pending.body,
-            );
-            locations.push(RecordLocation { segment, offset });
+            locations.push(placed);
         }
         self.flush(&mut app, &buffer)?;
-        if self.sync == SyncMode::Always {
+        if self.sync == SyncMode::Always && group.iter().any(|p| p.durable) {
             app.file.sync_data().map_err(|e| Error::io(&app.path, e))?;
             app.unsynced = false;
         }
@@ -328,6 +358,48 @@ impl Log {
             buffer: mem::take(&mut app.buffer),
         };
         Ok(())
+    }
+
+    /// Seals the active segment and starts a new one now (compaction does this so that the
+    /// segments it empties do not include the one being appended to).
+    pub fn rotate_now(&self) -> Result<()> {
+        let mut app = lock(&self.appender);
+        if app.len == SEGMENT_HEADER_BYTES as u64 {
+            return Ok(());
+        }
+        self.rotate(&mut app)
+    }
+
+    /// The end of the log: where the next record will start.
+    pub fn end(&self) -> RecordLocation {
+        let app = lock(&self.appender);
+        RecordLocation {
+            segment: app.segment,
+            offset: app.len,
+        }
+    }
+
+    /// Id of the segment being appended to.
+    pub fn active_segment(&self) -> u64 {
+        lock(&self.appender).segment
+    }
+
+    /// Deletes a sealed segment file and makes the deletion durable. Refuses the active one.
+    pub fn delete_segment(&self, segment: u64) -> Result<()> {
+        if segment >= self.active_segment() {
+            return Err(Error::InvalidInput(format!(
+                "refusing to delete segment {segment}: it is not sealed"
+            )));
+        }
+        let path = self.segment_path(segment);
+        self.segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&segment);
+        self.storage
+            .remove(&path)
+            .and_then(|()| self.storage.sync_dir(&self.wal_dir))
+            .map_err(|e| Error::io(&path, e))
     }
 
     /// Syncs the active segment if it has unsynced appends.

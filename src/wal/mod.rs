@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod format;
 pub mod log;
+pub mod records;
 pub mod recovery;
 pub mod scan;
 pub mod segment;

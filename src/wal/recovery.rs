@@ -13,7 +13,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::batch::{decompress_payload, BatchDecoder, DeltaRecord};
-use super::format::{decode_segment_header, FLAG_ZSTD, SEGMENT_HEADER_BYTES};
+use super::format::{decode_segment_header, RecordType, FLAG_ZSTD, SEGMENT_HEADER_BYTES};
+use super::log::RecordLocation;
+use super::records::{decode_seal_body, decode_state_body, StateBody};
 use super::scan::{Frame, FrameScanner, ScanEvent};
 use super::segment::{list_segments, segment_path};
 use crate::error::{Error, Result};
@@ -69,6 +71,28 @@ pub struct BatchRecord<'a> {
     pub deltas: &'a [DeltaRecord<'a>],
 }
 
+/// One valid record found by the scan.
+pub enum LogRecord<'a> {
+    /// A batch of deltas.
+    Batch(BatchRecord<'a>),
+    /// A compaction state record.
+    State {
+        /// Where it starts.
+        location: RecordLocation,
+        /// Frame bytes (header included).
+        frame_bytes: u64,
+        /// The decoded body.
+        body: StateBody<'a>,
+    },
+    /// A seal.
+    Seal {
+        /// Where it starts.
+        location: RecordLocation,
+        /// The sealed seq.
+        seal: u64,
+    },
+}
+
 /// A segment as found by the scan.
 #[derive(Clone, Debug)]
 pub struct SegmentExtent {
@@ -116,7 +140,7 @@ pub fn decode_batch(payload: &[u8]) -> Result<Vec<DeltaRecord<'_>>, String> {
 struct Scanner<'s> {
     policy: ScanPolicy,
     scan: LogScan,
-    on_batch: &'s mut dyn FnMut(&BatchRecord<'_>),
+    on_record: &'s mut dyn FnMut(&LogRecord<'_>),
 }
 
 impl Scanner<'_> {
@@ -142,6 +166,7 @@ impl Scanner<'_> {
         path: &Path,
         id: u64,
         is_last: bool,
+        start: Option<u64>,
     ) -> Result<()> {
         let file_len = storage.file_len(path).map_err(|e| Error::io(path, e))?;
         let view = storage
@@ -170,8 +195,21 @@ impl Scanner<'_> {
                 self.corruption(damage(0, bytes, reason))?
             }
         }
-        let mut valid_len = SEGMENT_HEADER_BYTES.min(view.len()) as u64;
-        for event in FrameScanner::new(&view, id, SEGMENT_HEADER_BYTES) {
+        let Some(start) = start else {
+            // Covered by a checkpoint: only the header is checked here.
+            self.push_extent(id, path, file_len, file_len);
+            return Ok(());
+        };
+        let start = start.max(SEGMENT_HEADER_BYTES as u64);
+        if start > file_len {
+            return Err(Error::corruption(
+                path,
+                start,
+                format!("replay start is past the end of the {file_len}-byte segment"),
+            ));
+        }
+        let mut valid_len = start;
+        for event in FrameScanner::new(&view, id, start as usize) {
             match event {
                 ScanEvent::Frame(frame) => {
                     valid_len = frame.end();
@@ -189,50 +227,82 @@ impl Scanner<'_> {
                 }
             }
         }
+        self.push_extent(id, path, valid_len, file_len);
+        Ok(())
+    }
+
+    fn push_extent(&mut self, id: u64, path: &Path, valid_len: u64, file_len: u64) {
         self.scan.segments.push(SegmentExtent {
             id,
             path: path.to_path_buf(),
             valid_len,
             file_len,
         });
-        Ok(())
     }
 
-    /// Decodes one valid frame's batch and hands it on; `Err(reason)` when the body is bad.
+    /// Decodes one valid frame and hands it on; `Err(reason)` when the body is bad.
     fn frame(&mut self, segment: u64, frame: &Frame<'_>) -> Result<(), String> {
-        let payload = batch_payload(frame)?;
-        let deltas = decode_batch(&payload)?;
-        let record = BatchRecord {
+        let location = RecordLocation {
             segment,
             offset: frame.offset,
-            compressed: frame.header.flags & FLAG_ZSTD != 0,
-            stored_bytes: frame.body.len() as u64,
-            deltas: &deltas,
         };
-        (self.on_batch)(&record);
-        self.scan.batches += 1;
-        self.scan.deltas += deltas.len() as u64;
+        match frame.header.record_type {
+            RecordType::Batch => {
+                let payload = batch_payload(frame)?;
+                let deltas = decode_batch(&payload)?;
+                let record = BatchRecord {
+                    segment,
+                    offset: frame.offset,
+                    compressed: frame.header.flags & FLAG_ZSTD != 0,
+                    stored_bytes: frame.body.len() as u64,
+                    deltas: &deltas,
+                };
+                (self.on_record)(&LogRecord::Batch(record));
+                self.scan.batches += 1;
+                self.scan.deltas += deltas.len() as u64;
+            }
+            RecordType::State => {
+                let body = decode_state_body(frame.body)?;
+                let frame_bytes = frame.end() - frame.offset;
+                (self.on_record)(&LogRecord::State {
+                    location,
+                    frame_bytes,
+                    body,
+                });
+            }
+            RecordType::Seal => {
+                let seal = decode_seal_body(frame.body)?;
+                (self.on_record)(&LogRecord::Seal { location, seal });
+            }
+        }
         Ok(())
     }
 }
 
-/// Scans every segment in `wal_dir` in order, calling `on_batch` for each valid batch, and
+/// Scans the segments in `wal_dir` in order from `from` (segments before it, covered by a
+/// checkpoint, only have their header checked), calling `on_record` for each valid record, and
 /// classifies damage by `policy`. Changes nothing on disk: the caller truncates a torn tail.
 pub fn scan_log(
     storage: &dyn Storage,
     wal_dir: &Path,
     policy: ScanPolicy,
-    on_batch: &mut dyn FnMut(&BatchRecord<'_>),
+    from: RecordLocation,
+    on_record: &mut dyn FnMut(&LogRecord<'_>),
 ) -> Result<LogScan> {
     let ids = list_segments(storage, wal_dir)?;
     let mut scanner = Scanner {
         policy,
         scan: LogScan::default(),
-        on_batch,
+        on_record,
     };
     for (n, &id) in ids.iter().enumerate() {
         let path = segment_path(wal_dir, id);
-        scanner.segment(storage, &path, id, n + 1 == ids.len())?;
+        let start = match id.cmp(&from.segment) {
+            std::cmp::Ordering::Less => None,
+            std::cmp::Ordering::Equal => Some(from.offset),
+            std::cmp::Ordering::Greater => Some(0),
+        };
+        scanner.segment(storage, &path, id, n + 1 == ids.len(), start)?;
     }
     Ok(scanner.scan)
 }

@@ -1,6 +1,8 @@
 //! Shared test helpers: the independent oracle and small utilities.
 #![allow(dead_code)]
 
+pub mod crashing;
+
 use std::collections::BTreeMap;
 
 use aggrelog::{Batch, Db};

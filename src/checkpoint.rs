@@ -1,0 +1,464 @@
+//! Snapshot checkpoints of the index, so that open replays only the log after them.
+//!
+//! A checkpoint is one file `checkpoints/NNNNNNNNNNNNNNNNNNNN.ckpt` (20-digit number), written
+//! as `.ckpt.tmp`, fsynced, renamed into place, and the directory fsynced. Layout (DESIGN.md,
+//! "Checkpoints"; integers little-endian):
+//!
+//! ```text
+//!  0  8 magic "AGGRCKPT"          56  8 created, Unix ms
+//!  8  4 version (1)               64  8 deltas counter
+//! 12  4 header length (96)        72  8 duplicates counter
+//! 16  8 checkpoint number         80  8 conflicts counter
+//! 24  8 position: segment id      88  8 batches counter
+//! 32  8 position: offset          96  8 aggregate count, then one chain per aggregate
+//! 40  8 seal (0 = none)           end-4 4 CRC32 of every byte before it
+//! 48  8 highest seq seen
+//! chain := id_len:u16 id flags:u8 [base: segment:u32 offset:u32 len:u32 horizon:u64 max_seq:u64]
+//!          delta_count:u32 (seq:u64 segment:u32 position:u32 checksum:u32 offset:u32
+//!          delta_offset:u32 len:u32) * delta_count
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use byteorder::{ByteOrder, LittleEndian};
+
+use crate::error::{Error, Result};
+use crate::index::{Chain, DeltaRef, IndexCounters, StateRef};
+use crate::storage::Storage;
+use crate::wal::batch::validate_aggregate_id;
+use crate::wal::RecordLocation;
+
+/// Directory of checkpoint files inside the database directory.
+pub const CHECKPOINT_DIR: &str = "checkpoints";
+const MAGIC: [u8; 8] = *b"AGGRCKPT";
+const VERSION: u32 = 1;
+const HEADER_BYTES: usize = 96;
+const TRAILER_BYTES: usize = 4;
+const BASE_BYTES: usize = 4 + 4 + 4 + 8 + 8;
+const DELTA_BYTES: usize = 32;
+const MIN_CHAIN_BYTES: usize = 2 + 1 + 1 + 4;
+const SUFFIX: &str = ".ckpt";
+const TEMP_SUFFIX: &str = ".ckpt.tmp";
+
+/// The fixed fields of a checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointMeta {
+    /// Monotonic checkpoint number.
+    pub number: u64,
+    /// Log position covered: every record before it is reflected in `chains`.
+    pub position: RecordLocation,
+    /// The seal in force (0 = none).
+    pub seal: u64,
+    /// Highest delta seq seen.
+    pub max_seq: u64,
+    /// Creation time, Unix milliseconds.
+    pub created_unix_ms: u64,
+    /// Index counters.
+    pub counters: IndexCounters,
+    /// Batch records seen.
+    pub batches: u64,
+}
+
+/// A decoded checkpoint: its fixed fields and every aggregate's chain, in id order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Fixed fields.
+    pub meta: CheckpointMeta,
+    /// Every aggregate's chain.
+    pub chains: Vec<(Box<str>, Chain)>,
+}
+
+/// File name of checkpoint `number`.
+pub fn file_name(number: u64) -> String {
+    format!("{number:020}{SUFFIX}")
+}
+
+fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SUFFIX)?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Serializes a checkpoint straight from the index's chains (`count` of them).
+pub fn encode<'a>(
+    checkpoint: &CheckpointMeta,
+    count: usize,
+    chains: impl Iterator<Item = (&'a str, &'a Chain)>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + count * 64);
+    out.extend_from_slice(&MAGIC);
+    put_u32(&mut out, VERSION);
+    put_u32(&mut out, HEADER_BYTES as u32);
+    for value in [
+        checkpoint.number,
+        checkpoint.position.segment,
+        checkpoint.position.offset,
+        checkpoint.seal,
+        checkpoint.max_seq,
+        checkpoint.created_unix_ms,
+        checkpoint.counters.deltas,
+        checkpoint.counters.duplicates,
+        checkpoint.counters.conflicts,
+        checkpoint.batches,
+        count as u64,
+    ] {
+        put_u64(&mut out, value);
+    }
+    let mut written = 0;
+    for (id, chain) in chains {
+        encode_chain(id, chain, &mut out);
+        written += 1;
+    }
+    debug_assert_eq!(written, count, "chain count matches the header");
+    let crc = crc32fast::hash(&out);
+    put_u32(&mut out, crc);
+    out
+}
+
+fn encode_chain(id: &str, chain: &Chain, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(id.len() as u16).to_le_bytes());
+    out.extend_from_slice(id.as_bytes());
+    out.push(u8::from(chain.base.is_some()));
+    if let Some(base) = chain.base {
+        put_u32(out, base.segment);
+        put_u32(out, base.record_offset);
+        put_u32(out, base.len);
+        put_u64(out, base.horizon);
+        put_u64(out, base.max_seq);
+    }
+    put_u32(out, chain.deltas.len() as u32);
+    for d in &chain.deltas {
+        put_u64(out, d.seq);
+        for value in [
+            d.segment,
+            d.position,
+            d.checksum,
+            d.record_offset,
+            d.delta_offset,
+            d.len,
+        ] {
+            put_u32(out, value);
+        }
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// A bounds-checked reader over untrusted checkpoint bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let end = end.ok_or_else(|| format!("truncated at byte {}", self.at))?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, String> {
+        self.take(2).map(LittleEndian::read_u16)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        self.take(4).map(LittleEndian::read_u32)
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        self.take(8).map(LittleEndian::read_u64)
+    }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+}
+
+/// Parses and verifies checkpoint bytes: CRC, magic, version, and every length and count
+/// against the bytes present before anything is allocated for it.
+pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
+    if bytes.len() < HEADER_BYTES + 8 + TRAILER_BYTES {
+        return Err(format!(
+            "{} bytes is shorter than a checkpoint",
+            bytes.len()
+        ));
+    }
+    let (content, trailer) = bytes.split_at(bytes.len() - TRAILER_BYTES);
+    if crc32fast::hash(content) != LittleEndian::read_u32(trailer) {
+        return Err("checksum mismatch".into());
+    }
+    let mut r = Reader {
+        bytes: content,
+        at: 0,
+    };
+    if r.take(8)? != MAGIC {
+        return Err("bad magic".into());
+    }
+    let version = r.u32()?;
+    if version != VERSION || r.u32()? as usize != HEADER_BYTES {
+        return Err(format!("unsupported checkpoint version {version}"));
+    }
+    let meta = CheckpointMeta {
+        number: r.u64()?,
+        position: RecordLocation {
+            segment: r.u64()?,
+            offset: r.u64()?,
+        },
+        seal: r.u64()?,
+        max_seq: r.u64()?,
+        created_unix_ms: r.u64()?,
+        counters: IndexCounters {
+            deltas: r.u64()?,
+            duplicates: r.u64()?,
+            conflicts: r.u64()?,
+        },
+        batches: r.u64()?,
+    };
+    let count = r.u64()?;
+    if count > (r.remaining() / MIN_CHAIN_BYTES) as u64 {
+        return Err(format!(
+            "claims {count} aggregates in {} bytes",
+            r.remaining()
+        ));
+    }
+    let mut chains = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        chains.push(decode_chain(&mut r)?);
+    }
+    if r.remaining() != 0 {
+        return Err(format!("{} trailing bytes", r.remaining()));
+    }
+    Ok(Checkpoint { meta, chains })
+}
+
+fn decode_chain(r: &mut Reader<'_>) -> Result<(Box<str>, Chain), String> {
+    let id_len = r.u16()? as usize;
+    let id = std::str::from_utf8(r.take(id_len)?).map_err(|_| "id is not UTF-8".to_string())?;
+    validate_aggregate_id(id)?;
+    let base = match r.u8()? {
+        0 => None,
+        1 => {
+            let bytes = r.take(BASE_BYTES)?;
+            Some(StateRef {
+                segment: LittleEndian::read_u32(&bytes[0..4]),
+                record_offset: LittleEndian::read_u32(&bytes[4..8]),
+                len: LittleEndian::read_u32(&bytes[8..12]),
+                horizon: LittleEndian::read_u64(&bytes[12..20]),
+                max_seq: LittleEndian::read_u64(&bytes[20..28]),
+            })
+        }
+        other => return Err(format!("bad chain flags {other}")),
+    };
+    let count = r.u32()? as usize;
+    if count > r.remaining() / DELTA_BYTES {
+        return Err(format!("chain of {id:?} claims {count} deltas"));
+    }
+    let mut deltas = Vec::with_capacity(count);
+    for _ in 0..count {
+        let b = r.take(DELTA_BYTES)?;
+        let word = |i: usize| LittleEndian::read_u32(&b[8 + 4 * i..12 + 4 * i]);
+        deltas.push(DeltaRef {
+            seq: LittleEndian::read_u64(&b[0..8]),
+            segment: word(0),
+            position: word(1),
+            checksum: word(2),
+            record_offset: word(3),
+            delta_offset: word(4),
+            len: word(5),
+        });
+    }
+    Ok((id.into(), Chain { base, deltas }))
+}
+
+/// The checkpoint files of a directory.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    /// `(number, path)` of each checkpoint, newest first.
+    pub checkpoints: Vec<(u64, PathBuf)>,
+    /// Leftover temporary files of interrupted writes.
+    pub temporaries: Vec<PathBuf>,
+}
+
+/// The checkpoint files in `dir`.
+pub fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
+    if !storage.exists(dir).map_err(|e| Error::io(dir, e))? {
+        return Ok(Listing::default());
+    }
+    let names = storage.list_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut found: Vec<(u64, PathBuf)> = names
+        .iter()
+        .filter_map(|n| parse_file_name(n).map(|number| (number, dir.join(n))))
+        .collect();
+    found.sort_unstable_by_key(|(number, _)| std::cmp::Reverse(*number));
+    let temporaries = names
+        .iter()
+        .filter(|n| n.ends_with(TEMP_SUFFIX))
+        .map(|n| dir.join(n))
+        .collect();
+    Ok(Listing {
+        checkpoints: found,
+        temporaries,
+    })
+}
+
+/// Reads and verifies one checkpoint file.
+pub fn load(storage: &dyn Storage, path: &Path) -> Result<Checkpoint> {
+    let len = storage.file_len(path).map_err(|e| Error::io(path, e))?;
+    let view = storage
+        .read_view(path, len)
+        .map_err(|e| Error::io(path, e))?;
+    decode(&view).map_err(|reason| Error::corruption(path, 0, format!("checkpoint: {reason}")))
+}
+
+/// Writes encoded checkpoint `number` atomically: temporary file, fsync, rename, directory
+/// fsync.
+pub fn write(storage: &dyn Storage, dir: &Path, number: u64, bytes: &[u8]) -> Result<PathBuf> {
+    if !storage.exists(dir).map_err(|e| Error::io(dir, e))? {
+        storage.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        if let Some(parent) = dir.parent() {
+            storage.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
+        }
+    }
+    let name = file_name(number);
+    let temp = dir.join(format!("{name}.tmp"));
+    if storage.exists(&temp).map_err(|e| Error::io(&temp, e))? {
+        storage.remove(&temp).map_err(|e| Error::io(&temp, e))?;
+    }
+    let mut file = storage.create_new(&temp).map_err(|e| Error::io(&temp, e))?;
+    file.append(bytes)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| Error::io(&temp, e))?;
+    drop(file);
+    let path = dir.join(name);
+    storage
+        .rename(&temp, &path)
+        .map_err(|e| Error::io(&path, e))?;
+    storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(path)
+}
+
+/// Deletes all but the newest `keep` checkpoints, and leftover temporary files.
+pub fn retain(storage: &dyn Storage, dir: &Path, keep: usize) -> Result<()> {
+    let listing = list(storage, dir)?;
+    let doomed: Vec<PathBuf> = listing
+        .checkpoints
+        .into_iter()
+        .skip(keep)
+        .map(|(_, p)| p)
+        .chain(listing.temporaries)
+        .collect();
+    for path in &doomed {
+        storage.remove(path).map_err(|e| Error::io(path, e))?;
+    }
+    if !doomed.is_empty() {
+        storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        let delta = DeltaRef {
+            seq: 9,
+            segment: 2,
+            position: 3,
+            checksum: 0xdead_beef,
+            record_offset: 32,
+            delta_offset: 4,
+            len: 77,
+        };
+        let base = StateRef {
+            segment: 3,
+            record_offset: 100,
+            len: 300,
+            horizon: u64::MAX,
+            max_seq: 8,
+        };
+        let meta = CheckpointMeta {
+            number: 4,
+            position: RecordLocation {
+                segment: 3,
+                offset: 400,
+            },
+            seal: 2,
+            max_seq: 9,
+            created_unix_ms: 1_700_000_000_000,
+            counters: IndexCounters {
+                deltas: 10,
+                duplicates: 1,
+                conflicts: 2,
+            },
+            batches: 5,
+        };
+        let chains = vec![
+            (
+                "a".into(),
+                Chain {
+                    base: Some(base),
+                    deltas: vec![delta],
+                },
+            ),
+            (
+                "b".into(),
+                Chain {
+                    base: None,
+                    deltas: vec![delta, delta],
+                },
+            ),
+        ];
+        Checkpoint { meta, chains }
+    }
+
+    fn bytes_of(checkpoint: &Checkpoint) -> Vec<u8> {
+        let chains = checkpoint.chains.iter().map(|(id, c)| (&**id, c));
+        encode(&checkpoint.meta, checkpoint.chains.len(), chains)
+    }
+
+    #[test]
+    fn round_trips() {
+        let checkpoint = sample();
+        assert_eq!(decode(&bytes_of(&checkpoint)), Ok(checkpoint));
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_is_rejected() {
+        let bytes = bytes_of(&sample());
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "len {len}");
+        }
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x01;
+            assert!(decode(&damaged).is_err(), "flip at {at}");
+        }
+    }
+
+    #[test]
+    fn lying_counts_are_rejected_before_allocating() {
+        let mut checkpoint = sample();
+        checkpoint.chains.clear();
+        let mut bytes = bytes_of(&checkpoint);
+        let count_at = HEADER_BYTES;
+        LittleEndian::write_u64(&mut bytes[count_at..count_at + 8], u64::MAX);
+        let len = bytes.len();
+        let crc = crc32fast::hash(&bytes[..len - 4]);
+        LittleEndian::write_u32(&mut bytes[len - 4..], crc);
+        assert!(decode(&bytes).unwrap_err().contains("claims"));
+    }
+}

@@ -1,0 +1,212 @@
+//! Checkpoint orchestration and the background maintenance thread.
+//!
+//! Writing a checkpoint (DESIGN.md, "Checkpoints"): under the exclusive commit gate, take the
+//! log end P and encode the index (every record before P is indexed then); release the gate;
+//! sync the log (everything before P is durable); write the file atomically; drop checkpoints
+//! beyond the retention. A crash at any step leaves the previous checkpoints and the log intact.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::checkpoint::{self, Checkpoint, CheckpointMeta};
+use crate::compaction::{self, Scope};
+use crate::db::{checkpoint_dir, maintenance_lock, segment_lengths, Shared};
+use crate::error::{Error, Result};
+use crate::index::Chain;
+use crate::model::Model;
+use crate::storage::Storage;
+use crate::wal::log::lock;
+
+/// State of the maintenance work, behind one mutex held for a whole checkpoint or compaction,
+/// so that they never run concurrently.
+#[derive(Debug)]
+pub(crate) struct Maintenance {
+    pub next_checkpoint: u64,
+}
+
+/// Counters of the maintenance work, behind a mutex held only to read or bump them (so `stats`
+/// never waits for a compaction).
+#[derive(Debug, Default)]
+pub(crate) struct MaintenanceStats {
+    pub last_checkpoint: Option<CheckpointMeta>,
+    pub compaction_runs: u64,
+    pub bytes_rewritten: u64,
+    pub segments_deleted: u64,
+    pub last_error: Option<String>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Writes a checkpoint now.
+pub(crate) fn write_checkpoint<M: Model>(shared: &Shared<M>) -> Result<CheckpointMeta> {
+    let mut maintenance = maintenance_lock(shared);
+    write_checkpoint_locked(shared, &mut maintenance)
+}
+
+/// Writes a checkpoint; the caller holds the maintenance lock.
+pub(crate) fn write_checkpoint_locked<M: Model>(
+    shared: &Shared<M>,
+    maintenance: &mut Maintenance,
+) -> Result<CheckpointMeta> {
+    let number = maintenance.next_checkpoint;
+    let (meta, bytes) = {
+        let _gate = shared.gate_exclusive();
+        let index = shared.index_read();
+        let meta = shared.checkpoint_meta(number, &index);
+        let count = index.aggregates() as usize;
+        let bytes = checkpoint::encode(&meta, count, index.iter());
+        shared.bytes_since_checkpoint.store(0, Ordering::SeqCst);
+        (meta, bytes)
+    };
+    shared.log.sync()?;
+    let dir = checkpoint_dir(&shared.dir);
+    checkpoint::write(&*shared.storage, &dir, number, &bytes)?;
+    checkpoint::retain(&*shared.storage, &dir, shared.options.checkpoints_kept)?;
+    maintenance.next_checkpoint = number + 1;
+    lock(&shared.maintenance_stats).last_checkpoint = Some(meta);
+    Ok(meta)
+}
+
+/// Writes a checkpoint if enough log was written since the last one.
+pub(crate) fn checkpoint_if_due<M: Model>(shared: &Shared<M>) -> Result<()> {
+    let every = shared.options.checkpoint_every_bytes;
+    if every > 0 && shared.bytes_since_checkpoint.load(Ordering::Relaxed) >= every {
+        write_checkpoint(shared)?;
+    }
+    Ok(())
+}
+
+/// The newest checkpoint that decodes and whose references exist in the segment files, and
+/// why each newer one was rejected.
+pub(crate) fn newest_valid_checkpoint(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<(Option<Checkpoint>, Vec<String>)> {
+    let found = checkpoint::list(storage, &checkpoint_dir(dir))?.checkpoints;
+    let lengths = segment_lengths(storage, dir)?;
+    let mut rejected = Vec::new();
+    for (_, path) in found {
+        let verdict = checkpoint::load(storage, &path)
+            .and_then(|c| validate_against_log(&c, &lengths).map(|()| c));
+        match verdict {
+            Ok(c) => return Ok((Some(c), rejected)),
+            Err(e) => {
+                log::warn!("not using checkpoint {}: {e}", path.display());
+                rejected.push(e.to_string());
+            }
+        }
+    }
+    Ok((None, rejected))
+}
+
+/// Checks that every location a checkpoint refers to exists in the segment files.
+fn validate_against_log(
+    checkpoint: &Checkpoint,
+    lengths: &std::collections::BTreeMap<u64, u64>,
+) -> Result<()> {
+    let position = checkpoint.meta.position;
+    let bad = |reason: String| {
+        Error::InvalidInput(format!("checkpoint {}: {reason}", checkpoint.meta.number))
+    };
+    match lengths.get(&position.segment) {
+        Some(&len) if position.offset > len => {
+            return Err(bad(format!(
+                "position {position:?} is past the segment end {len}"
+            )));
+        }
+        None if lengths.range(position.segment..).next().is_none() && !lengths.is_empty() => {
+            return Err(bad(format!(
+                "position {position:?} is past the end of the log"
+            )));
+        }
+        _ => {}
+    }
+    for (id, chain) in &checkpoint.chains {
+        check_chain(id, chain, lengths).map_err(bad)?;
+    }
+    Ok(())
+}
+
+fn check_chain(
+    id: &str,
+    chain: &Chain,
+    lengths: &std::collections::BTreeMap<u64, u64>,
+) -> Result<(), String> {
+    let within = |segment: u32, end: u64| {
+        lengths
+            .get(&u64::from(segment))
+            .is_some_and(|&len| end <= len)
+    };
+    if let Some(base) = &chain.base {
+        if !within(
+            base.segment,
+            u64::from(base.record_offset) + u64::from(base.len),
+        ) {
+            return Err(format!("state of {id:?} points at missing segment bytes"));
+        }
+    }
+    for d in &chain.deltas {
+        if !within(d.segment, u64::from(d.record_offset)) {
+            return Err(format!("a delta of {id:?} points at missing segment bytes"));
+        }
+    }
+    Ok(())
+}
+
+/// The background maintenance thread: automatic checkpoints and policy compaction.
+pub(crate) struct Worker {
+    stop: mpsc::Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Starts the thread; it holds only a weak reference to the engine.
+    pub fn start<M: Model>(shared: &Arc<Shared<M>>) -> Result<Worker> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let weak: Weak<Shared<M>> = Arc::downgrade(shared);
+        let interval = shared.options.compaction.interval;
+        let handle = thread::Builder::new()
+            .name("aggrelog-maintenance".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(interval) {
+                    Err(RecvTimeoutError::Timeout) => match weak.upgrade() {
+                        Some(shared) => run_once(&shared),
+                        None => return,
+                    },
+                    _ => return,
+                }
+            })
+            .map_err(|e| Error::io(&shared.dir, e))?;
+        Ok(Worker { stop, handle })
+    }
+
+    /// Stops the thread and waits for it (an operation in progress finishes first).
+    pub fn stop(self) {
+        drop(self.stop);
+        let _ = self.handle.join();
+    }
+}
+
+/// One round of background maintenance; errors are logged and kept for `stats`.
+fn run_once<M: Model>(shared: &Shared<M>) {
+    let started = Instant::now();
+    let rate = Some(shared.options.compaction.rate_bytes_per_sec);
+    let result = checkpoint_if_due(shared)
+        .and_then(|()| compaction::compact(shared, Scope::Policy, rate).map(drop));
+    if let Err(e) = result {
+        log::warn!(
+            "background maintenance failed after {:?}: {e}",
+            started.elapsed()
+        );
+        lock(&shared.maintenance_stats).last_error = Some(e.to_string());
+    }
+}
