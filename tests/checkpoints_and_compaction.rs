@@ -1,0 +1,298 @@
+//! Checkpoint fallback, automatic checkpoints, background compaction, seals and history.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use aggrelog::{CompactionOptions, Db, Error, History, Options, SyncMode};
+use common::{batch_of, delete, oracle, patch, scan_all, TestDelta};
+use serde_json::json;
+
+fn options() -> Options {
+    Options::default()
+        .sync(SyncMode::Never)
+        .segment_size_bytes(8192)
+        .background_compaction(false)
+        .checkpoint_every_bytes(0)
+}
+
+fn workload(batches: u64) -> Vec<Vec<TestDelta>> {
+    (1..=batches)
+        .map(|seq| {
+            let mut b: Vec<TestDelta> = (0..8u64)
+                .map(|i| {
+                    let id = format!("a{}", (seq * 3 + i) % 11);
+                    let removed = if (seq + i) % 9 == 0 {
+                        json!(null)
+                    } else {
+                        json!(seq)
+                    };
+                    patch(
+                        &id,
+                        seq,
+                        json!({"engine": {"hours": seq * i, "status": removed}}),
+                    )
+                })
+                .collect();
+            if seq % 10 == 0 {
+                b.push(delete(&format!("a{}", seq % 11), seq));
+            }
+            b
+        })
+        .collect()
+}
+
+fn checkpoint_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<_> = fs::read_dir(dir.join("checkpoints"))
+        .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[test]
+fn open_uses_the_newest_valid_checkpoint_and_falls_back_when_it_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = workload(30);
+    let db = Db::open(dir.path(), options()).unwrap();
+    for (i, b) in all.iter().enumerate() {
+        db.write(&batch_of(b)).unwrap();
+        if i == 9 || i == 19 || i == 24 {
+            db.checkpoint().unwrap();
+        }
+    }
+    db.close().unwrap();
+    let expected = oracle(&all);
+    let files = checkpoint_files(dir.path());
+    assert_eq!(files.len(), 2, "the newest two are kept: {files:?}");
+
+    let db = Db::open(dir.path(), options()).unwrap();
+    assert_eq!(db.stats().checkpoint.map(|c| c.number), Some(3));
+    assert!(db.stats().checkpoints_rejected.is_empty());
+    assert_eq!(scan_all(&db), expected);
+    drop(db);
+
+    // Damage the newest: the previous one is used, and the state is the same.
+    let mut bytes = fs::read(&files[1]).unwrap();
+    bytes[200] ^= 0xff;
+    fs::write(&files[1], bytes).unwrap();
+    let db = Db::open(dir.path(), options()).unwrap();
+    assert_eq!(db.stats().checkpoint.map(|c| c.number), Some(2));
+    assert_eq!(db.stats().checkpoints_rejected.len(), 1);
+    assert!(db.stats().checkpoints_rejected[0].contains("checksum"));
+    assert_eq!(scan_all(&db), expected);
+    drop(db);
+
+    // Truncate the other one too: full replay, same state.
+    let len = fs::metadata(&files[0]).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&files[0])
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let db = Db::open(dir.path(), options()).unwrap();
+    assert_eq!(db.stats().checkpoint, None);
+    assert_eq!(db.stats().checkpoints_rejected.len(), 2);
+    assert_eq!(scan_all(&db), expected);
+}
+
+#[test]
+fn a_checkpoint_pointing_at_a_deleted_segment_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = workload(30);
+    let db = Db::open(dir.path(), options()).unwrap();
+    for b in &all {
+        db.write(&batch_of(b)).unwrap();
+    }
+    db.checkpoint().unwrap();
+    db.close().unwrap();
+    // Simulate losing a segment the checkpoint refers to (keep a copy to restore the log).
+    let seg = dir.path().join("wal").join(format!("{:020}.seg", 1));
+    let saved = fs::read(&seg).unwrap();
+    fs::remove_file(&seg).unwrap();
+    let db = Db::open(dir.path(), options()).unwrap();
+    assert_eq!(db.stats().checkpoint, None, "the checkpoint is not trusted");
+    assert!(db.stats().checkpoints_rejected[0].contains("missing segment"));
+    drop(db);
+    fs::write(&seg, saved).unwrap();
+}
+
+#[test]
+fn automatic_checkpoints_follow_the_log_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = workload(40);
+    let db = Db::open(dir.path(), options().checkpoint_every_bytes(4096)).unwrap();
+    for b in &all {
+        db.write(&batch_of(b)).unwrap();
+    }
+    let number = db.stats().checkpoint.expect("checkpointed").number;
+    assert!(number >= 3, "checkpoint number {number}");
+    db.close().unwrap();
+    let db = Db::open(dir.path(), options()).unwrap();
+    assert_eq!(scan_all(&db), oracle(&all));
+}
+
+#[test]
+fn background_compaction_folds_and_reclaims_while_writes_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = options().compaction(CompactionOptions {
+        background: true,
+        max_unfolded_deltas: 4,
+        interval: Duration::from_millis(10),
+        ..CompactionOptions::default()
+    });
+    let all = workload(120);
+    let db = Db::open(dir.path(), options.clone()).unwrap();
+    for b in &all {
+        db.write(&batch_of(b)).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while db.stats().segments_deleted == 0 || db.stats().unfolded_deltas > 11 * 5 {
+        assert!(
+            Instant::now() < deadline,
+            "no background progress: {:?}",
+            db.stats()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let stats = db.stats();
+    assert!(
+        stats.compaction_runs > 0 && stats.bytes_rewritten > 0,
+        "{stats:?}"
+    );
+    assert!(stats.write_amplification > 1.0);
+    assert_eq!(stats.last_maintenance_error, None);
+    assert_eq!(scan_all(&db), oracle(&all));
+    db.close().unwrap();
+    let db = Db::open(dir.path(), options).unwrap();
+    assert_eq!(scan_all(&db), oracle(&all));
+}
+
+#[test]
+fn a_seal_rejects_older_deltas_and_survives_reopen_and_reclamation() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = workload(20);
+    let db = Db::open(dir.path(), options()).unwrap();
+    for b in &all {
+        db.write(&batch_of(b)).unwrap();
+    }
+    db.seal(15).unwrap();
+    db.seal(4).unwrap(); // never moves back
+    let late = vec![
+        patch("fresh", 16, json!({})),
+        patch("a1", 14, json!({"late": true})),
+    ];
+    let err = db.write(&batch_of(&late)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Sealed {
+                seq: 14,
+                seal: 15,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("below the seal"));
+    assert!(
+        db.get("fresh").unwrap().is_none(),
+        "nothing of the rejected batch applied"
+    );
+    let before = db.stats().log_bytes;
+    db.compact().unwrap();
+    assert!(db.stats().log_bytes < before);
+    assert_eq!(scan_all(&db), oracle(&all));
+    db.close().unwrap();
+    let db = Db::open(dir.path(), options()).unwrap();
+    assert_eq!(db.stats().seal, 15);
+    assert!(db.write(&batch_of(&late)).is_err());
+    assert_eq!(scan_all(&db), oracle(&all));
+    // Without the checkpoints, the re-recorded seal record still carries it.
+    drop(db);
+    fs::remove_dir_all(dir.path().join("checkpoints")).unwrap();
+    let db = Db::open(dir.path(), options()).unwrap();
+    assert_eq!(db.stats().seal, 15);
+    assert_eq!(scan_all(&db), oracle(&all));
+}
+
+#[test]
+fn history_decides_what_get_as_of_can_answer_after_compaction() {
+    let all = workload(20);
+    for history in [History::None, History::Window(5), History::All] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), options().history(history)).unwrap();
+        for b in &all {
+            db.write(&batch_of(b)).unwrap();
+        }
+        db.compact().unwrap();
+        assert_eq!(scan_all(&db), oracle(&all));
+        for as_of in [3u64, 12, 16, 20] {
+            let older: Vec<Vec<TestDelta>> = all
+                .iter()
+                .map(|b| b.iter().filter(|d| d.seq <= as_of).cloned().collect())
+                .collect();
+            let then = oracle(&older);
+            let answerable = match history {
+                History::None => as_of >= 20,
+                History::Window(w) => as_of >= 20 - w,
+                History::All => true,
+            };
+            for id in ["a0", "a5", "a7"] {
+                match db.get_as_of(id, as_of) {
+                    Ok(got) => {
+                        assert_eq!(got.map(|s| (s.seq, s.state)).as_ref(), then.get(id));
+                    }
+                    Err(Error::HistoryUnavailable { oldest, .. }) => {
+                        assert!(!answerable, "{history:?} as of {as_of}");
+                        assert!(oldest > as_of);
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        if history == History::All {
+            assert_eq!(db.stats().unfolded_deltas, db.stats().deltas);
+        }
+    }
+}
+
+#[test]
+fn cli_checkpoint_compact_seal_and_stats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db_dir = tmp.path().join("db");
+    let db = Db::open(&db_dir, options()).unwrap();
+    for b in &workload(30) {
+        db.write(&batch_of(b)).unwrap();
+    }
+    db.close().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_aggrelog"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let db = db_dir.to_str().unwrap();
+    let checkpoint = run(&["checkpoint", "--db", db]);
+    assert_eq!(checkpoint["checkpoint"], 1);
+    let compact = run(&["compact", "--db", db]);
+    assert!(compact["log_bytes_after"].as_u64() < compact["log_bytes_before"].as_u64());
+    assert_eq!(run(&["seal", "--db", db, "12"])["seal"], 12);
+    let stats = run(&["stats", "--db", db]);
+    assert_eq!(stats["seal"], 12);
+    assert_eq!(stats["unfolded_deltas"], 0);
+    assert!(stats["checkpoint"]["number"].as_u64() >= Some(2));
+    assert!(stats["space_amplification"].as_f64() < Some(1.5));
+    assert_eq!(stats["chain_histogram"]["<=0"], stats["aggregates"]);
+}
