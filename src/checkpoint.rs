@@ -13,9 +13,9 @@
 //! 32  8 position: offset          96  8 aggregate count, then one chain per aggregate
 //! 40  8 seal (0 = none)           end-4 4 CRC32 of every byte before it
 //! 48  8 highest seq seen
-//! chain := id_len:u16 id flags:u8 [base: segment:u32 offset:u32 len:u32 horizon:u64 max_seq:u64]
-//!          delta_count:u32 (seq:u64 segment:u32 position:u32 checksum:u32 offset:u32
-//!          delta_offset:u32 len:u32) * delta_count
+//! chain := id_len id flags:u8 [base: segment offset len horizon_code max_seq]
+//!          delta_count (seq segment position checksum:u32 offset delta_offset len) * delta_count
+//! (every field without a width is a varint; horizon_code as in state records)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -25,7 +25,9 @@ use byteorder::{ByteOrder, LittleEndian};
 use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, IndexCounters, StateRef};
 use crate::storage::Storage;
+use crate::varint;
 use crate::wal::batch::validate_aggregate_id;
+use crate::wal::records::{decode_horizon, encode_horizon};
 use crate::wal::RecordLocation;
 
 /// Directory of checkpoint files inside the database directory.
@@ -34,9 +36,10 @@ const MAGIC: [u8; 8] = *b"AGGRCKPT";
 const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 96;
 const TRAILER_BYTES: usize = 4;
-const BASE_BYTES: usize = 4 + 4 + 4 + 8 + 8;
-const DELTA_BYTES: usize = 32;
-const MIN_CHAIN_BYTES: usize = 2 + 1 + 1 + 4;
+/// Smallest encoded delta reference: six one-byte varints and the 4-byte checksum.
+const MIN_DELTA_BYTES: usize = 6 + 4;
+/// Smallest encoded chain: id length, a one-byte id, flags, delta count.
+const MIN_CHAIN_BYTES: usize = 4;
 const SUFFIX: &str = ".ckpt";
 const TEMP_SUFFIX: &str = ".ckpt.tmp";
 
@@ -117,28 +120,24 @@ pub fn encode<'a>(
 }
 
 fn encode_chain(id: &str, chain: &Chain, out: &mut Vec<u8>) {
-    out.extend_from_slice(&(id.len() as u16).to_le_bytes());
+    varint::write(id.len() as u64, out);
     out.extend_from_slice(id.as_bytes());
     out.push(u8::from(chain.base.is_some()));
     if let Some(base) = chain.base {
-        put_u32(out, base.segment);
-        put_u32(out, base.record_offset);
-        put_u32(out, base.len);
-        put_u64(out, base.horizon);
-        put_u64(out, base.max_seq);
+        for value in [base.segment, base.record_offset, base.len] {
+            varint::write(u64::from(value), out);
+        }
+        varint::write(encode_horizon(base.horizon), out);
+        varint::write(base.max_seq, out);
     }
-    put_u32(out, chain.deltas.len() as u32);
+    varint::write(chain.deltas.len() as u64, out);
     for d in &chain.deltas {
-        put_u64(out, d.seq);
-        for value in [
-            d.segment,
-            d.position,
-            d.checksum,
-            d.record_offset,
-            d.delta_offset,
-            d.len,
-        ] {
-            put_u32(out, value);
+        varint::write(d.seq, out);
+        varint::write(u64::from(d.segment), out);
+        varint::write(u64::from(d.position), out);
+        put_u32(out, d.checksum);
+        for value in [d.record_offset, d.delta_offset, d.len] {
+            varint::write(u64::from(value), out);
         }
     }
 }
@@ -170,10 +169,6 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
 
-    fn u16(&mut self) -> Result<u16, String> {
-        self.take(2).map(LittleEndian::read_u16)
-    }
-
     fn u32(&mut self) -> Result<u32, String> {
         self.take(4).map(LittleEndian::read_u32)
     }
@@ -184,6 +179,15 @@ impl<'a> Reader<'a> {
 
     fn remaining(&self) -> usize {
         self.bytes.len() - self.at
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        varint::read(self.bytes, &mut self.at).map_err(|e| format!("bad varint: {e:?}"))
+    }
+
+    fn varint_u32(&mut self) -> Result<u32, String> {
+        let value = self.varint()?;
+        u32::try_from(value).map_err(|_| format!("{value} does not fit in 32 bits"))
     }
 }
 
@@ -245,39 +249,35 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
 }
 
 fn decode_chain(r: &mut Reader<'_>) -> Result<(Box<str>, Chain), String> {
-    let id_len = r.u16()? as usize;
+    let id_len = r.varint()?;
+    let id_len = usize::try_from(id_len).map_err(|_| "id length overflows".to_string())?;
     let id = std::str::from_utf8(r.take(id_len)?).map_err(|_| "id is not UTF-8".to_string())?;
     validate_aggregate_id(id)?;
     let base = match r.u8()? {
         0 => None,
-        1 => {
-            let bytes = r.take(BASE_BYTES)?;
-            Some(StateRef {
-                segment: LittleEndian::read_u32(&bytes[0..4]),
-                record_offset: LittleEndian::read_u32(&bytes[4..8]),
-                len: LittleEndian::read_u32(&bytes[8..12]),
-                horizon: LittleEndian::read_u64(&bytes[12..20]),
-                max_seq: LittleEndian::read_u64(&bytes[20..28]),
-            })
-        }
+        1 => Some(StateRef {
+            segment: r.varint_u32()?,
+            record_offset: r.varint_u32()?,
+            len: r.varint_u32()?,
+            horizon: decode_horizon(r.varint()?),
+            max_seq: r.varint()?,
+        }),
         other => return Err(format!("bad chain flags {other}")),
     };
-    let count = r.u32()? as usize;
-    if count > r.remaining() / DELTA_BYTES {
+    let count = r.varint()?;
+    if count > (r.remaining() / MIN_DELTA_BYTES) as u64 {
         return Err(format!("chain of {id:?} claims {count} deltas"));
     }
-    let mut deltas = Vec::with_capacity(count);
+    let mut deltas = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        let b = r.take(DELTA_BYTES)?;
-        let word = |i: usize| LittleEndian::read_u32(&b[8 + 4 * i..12 + 4 * i]);
         deltas.push(DeltaRef {
-            seq: LittleEndian::read_u64(&b[0..8]),
-            segment: word(0),
-            position: word(1),
-            checksum: word(2),
-            record_offset: word(3),
-            delta_offset: word(4),
-            len: word(5),
+            seq: r.varint()?,
+            segment: r.varint_u32()?,
+            position: r.varint_u32()?,
+            checksum: r.u32()?,
+            record_offset: r.varint_u32()?,
+            delta_offset: r.varint_u32()?,
+            len: r.varint_u32()?,
         });
     }
     Ok((id.into(), Chain { base, deltas }))

@@ -11,7 +11,8 @@
 //!    records (unsynced), and point the chains at them;
 //! 4. *reclaim*: segments no chain points into are deleted, but only after the log is synced
 //!    (the state records superseding them are durable), the seal is re-recorded, and a new
-//!    checkpoint that does not reference them is in place.
+//!    checkpoint that does not reference them is in place; older checkpoints that pointed into
+//!    them can no longer be used and are removed.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::db::{maintenance_lock, Shared};
 use crate::error::Result;
 use crate::index::{Chain, StateRef};
-use crate::maintenance::{write_checkpoint_locked, Maintenance};
+use crate::maintenance::{drop_unusable_checkpoints, write_checkpoint_locked, Maintenance};
 use crate::model::Model;
 use crate::options::History;
 use crate::reader::DeltaReader;
@@ -234,7 +235,7 @@ fn install<M: Model>(
             aggregate: &f.aggregate,
             horizon,
             max_seq,
-            folded: f.folded,
+            folded: u64::from(f.folded),
             state: &state,
         };
         encode_state_body(&fields, &mut body);
@@ -299,5 +300,5 @@ fn reclaim<M: Model>(
         report.segments_deleted += 1;
         report.bytes_reclaimed += len;
     }
-    Ok(())
+    drop_unusable_checkpoints(shared)
 }

@@ -54,6 +54,7 @@ pub mod reader;
 pub mod replay;
 pub mod stats;
 pub mod storage;
+pub mod varint;
 pub mod wal;
 
 pub use batch::Batch;

@@ -108,6 +108,28 @@ pub(crate) fn newest_valid_checkpoint(
     Ok((None, rejected))
 }
 
+/// Removes checkpoints, other than the newest, that point into segments that no longer exist:
+/// open would only reject them, and they hold disk space (an uncompacted index can be large).
+pub(crate) fn drop_unusable_checkpoints<M: Model>(shared: &Shared<M>) -> Result<()> {
+    let storage = &*shared.storage;
+    let dir = checkpoint_dir(&shared.dir);
+    let lengths = segment_lengths(storage, &shared.dir)?;
+    let mut removed = false;
+    for (_, path) in checkpoint::list(storage, &dir)?.checkpoints.iter().skip(1) {
+        let usable = checkpoint::load(storage, path)
+            .and_then(|c| validate_against_log(&c, &lengths))
+            .is_ok();
+        if !usable {
+            storage.remove(path).map_err(|e| Error::io(path, e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        storage.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    Ok(())
+}
+
 /// Checks that every location a checkpoint refers to exists in the segment files.
 fn validate_against_log(
     checkpoint: &Checkpoint,

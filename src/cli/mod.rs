@@ -349,16 +349,12 @@ fn stats(db: &Path) -> Result<(), Failure> {
             "age_secs": c.age_secs,
         })
     });
-    let histogram: Vec<_> = aggrelog::stats::CHAIN_BUCKETS
+    let histogram: Vec<Value> = aggrelog::stats::CHAIN_BUCKETS
         .iter()
         .zip(stats.chain_histogram)
-        .map(|(bound, count)| {
-            let label = if *bound == u64::MAX {
-                "more".to_string()
-            } else {
-                format!("<={bound}")
-            };
-            (label, Value::from(count))
+        .map(|(&bound, count)| {
+            let max = (bound != u64::MAX).then_some(bound);
+            serde_json::json!({"max_deltas": max, "aggregates": count})
         })
         .collect();
     let line = serde_json::json!({
@@ -373,7 +369,7 @@ fn stats(db: &Path) -> Result<(), Failure> {
         "batches": stats.batches,
         "duplicates": stats.duplicates,
         "conflicts": stats.conflicts,
-        "chain_histogram": histogram.into_iter().collect::<serde_json::Map<_, _>>(),
+        "chain_histogram": histogram,
         "seal": stats.seal,
         "compaction_runs": stats.compaction_runs,
         "bytes_appended": stats.bytes_appended,

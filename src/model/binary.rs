@@ -41,13 +41,12 @@ use std::ops::Range;
 
 use serde_json::{Map, Number, Value};
 
+use crate::varint::VarintError;
+
 use super::ModelError;
 
 /// The deepest nesting of arrays and objects that decodes (the outermost container is level 1).
 pub const MAX_DEPTH: usize = 128;
-
-/// The longest varint: 10 groups of 7 bits cover a `u64`.
-const MAX_VARINT_BYTES: usize = 10;
 
 const TAG_NULL: u8 = 0;
 const TAG_FALSE: u8 = 1;
@@ -127,12 +126,8 @@ fn encode_str(text: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(text.as_bytes());
 }
 
-fn write_varint(mut n: u64, out: &mut Vec<u8>) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
+fn write_varint(n: u64, out: &mut Vec<u8>) {
+    crate::varint::write(n, out);
 }
 
 /// Decodes one value that must span all of `bytes`.
@@ -184,22 +179,10 @@ fn read_byte(bytes: &[u8], pos: &mut usize) -> Result<u8, ModelError> {
 }
 
 fn read_varint(bytes: &[u8], pos: &mut usize) -> Result<u64, ModelError> {
-    let start = *pos;
-    let mut value = 0u64;
-    for index in 0..MAX_VARINT_BYTES {
-        let byte = read_byte(bytes, pos)?;
-        if index == MAX_VARINT_BYTES - 1 && byte > 1 {
-            return Err(ModelError::new(start, "varint overflows u64"));
-        }
-        value |= u64::from(byte & 0x7f) << (7 * index);
-        if byte & 0x80 == 0 {
-            if byte == 0 && index > 0 {
-                return Err(ModelError::new(start, "overlong varint"));
-            }
-            return Ok(value);
-        }
-    }
-    Err(ModelError::new(start, "varint longer than 10 bytes"))
+    crate::varint::read(bytes, pos).map_err(|e| match e {
+        VarintError::Truncated { at } => ModelError::new(at, "unexpected end of body"),
+        VarintError::Invalid { start, reason } => ModelError::new(start, reason),
+    })
 }
 
 /// A length or count, which can never exceed the bytes that remain after it.
@@ -603,7 +586,7 @@ mod tests {
         for n in [0, 1, 127, 128, 16383, 16384, u64::MAX / 2, u64::MAX] {
             let mut out = Vec::new();
             write_varint(n, &mut out);
-            assert!(out.len() <= MAX_VARINT_BYTES);
+            assert!(out.len() <= crate::varint::MAX_BYTES);
             let mut pos = 0;
             assert_eq!(read_varint(&out, &mut pos), Ok(n));
             assert_eq!(pos, out.len());

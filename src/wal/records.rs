@@ -1,19 +1,17 @@
-//! Bodies of the non-batch records (see DESIGN.md):
+//! Bodies of the non-batch records (see DESIGN.md, section 3.4):
 //!
 //! ```text
-//! state record := id_len:u16 id:[u8; id_len] horizon:u64 max_seq:u64 folded:u32 state
+//! state record := id_len:varint id horizon_code:varint max_seq:varint folded:varint state
 //! seal record  := seal:u64
 //! ```
-//! A state record holds one aggregate's folded state as encoded by the model. It *supersedes*
-//! every delta of that aggregate with `seq <= horizon` that precedes it in the log, and any
-//! earlier state record of the aggregate. `max_seq` is the highest seq folded into it (`get_as_of`
-//! below it cannot be answered any more); `folded` counts the deltas it absorbed (for stats).
-
-use byteorder::{ByteOrder, LittleEndian};
+//! `horizon_code` is 0 for "every seq" (`u64::MAX`) and `horizon + 1` otherwise. A state record
+//! holds one aggregate's folded state as encoded by the model. It *supersedes* every delta of
+//! that aggregate with `seq <= horizon` that precedes it in the log, and any earlier state
+//! record of the aggregate. `max_seq` is the highest seq folded into it (`get_as_of` below it
+//! cannot be answered any more); `folded` counts the deltas it absorbed (for stats).
 
 use super::batch::validate_aggregate_id;
-
-const STATE_FIXED_BYTES: usize = 2 + 8 + 8 + 4;
+use crate::varint;
 
 /// A decoded state record body, borrowing from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,45 +23,58 @@ pub struct StateBody<'a> {
     /// Highest seq folded into the state.
     pub max_seq: u64,
     /// Number of deltas folded (informational).
-    pub folded: u32,
+    pub folded: u64,
     /// The model's encoded state.
     pub state: &'a [u8],
 }
 
+/// Encodes a horizon: 0 for `u64::MAX`, `horizon + 1` otherwise (one byte in the usual case).
+pub fn encode_horizon(horizon: u64) -> u64 {
+    horizon.checked_add(1).unwrap_or(0)
+}
+
+/// Decodes [`encode_horizon`]'s form.
+pub fn decode_horizon(code: u64) -> u64 {
+    code.checked_sub(1).unwrap_or(u64::MAX)
+}
+
 /// Encodes a state record body.
 pub fn encode_state_body(body: &StateBody<'_>, out: &mut Vec<u8>) {
-    let mut fixed = [0u8; 8];
-    LittleEndian::write_u16(&mut fixed[..2], body.aggregate.len() as u16);
-    out.extend_from_slice(&fixed[..2]);
+    varint::write(body.aggregate.len() as u64, out);
     out.extend_from_slice(body.aggregate.as_bytes());
-    LittleEndian::write_u64(&mut fixed, body.horizon);
-    out.extend_from_slice(&fixed);
-    LittleEndian::write_u64(&mut fixed, body.max_seq);
-    out.extend_from_slice(&fixed);
-    LittleEndian::write_u32(&mut fixed[..4], body.folded);
-    out.extend_from_slice(&fixed[..4]);
+    varint::write(encode_horizon(body.horizon), out);
+    varint::write(body.max_seq, out);
+    varint::write(body.folded, out);
     out.extend_from_slice(body.state);
 }
 
 /// Decodes a state record body, validating the id.
 pub fn decode_state_body(bytes: &[u8]) -> Result<StateBody<'_>, String> {
-    if bytes.len() < STATE_FIXED_BYTES {
-        return Err("state record shorter than its fixed fields".into());
-    }
-    let id_len = LittleEndian::read_u16(&bytes[..2]) as usize;
-    if bytes.len() < STATE_FIXED_BYTES + id_len {
-        return Err("state record id runs past its end".into());
-    }
-    let aggregate = std::str::from_utf8(&bytes[2..2 + id_len])
+    let mut pos = 0;
+    let id_len =
+        varint::read(bytes, &mut pos).map_err(|e| format!("state record id length: {e:?}"))?;
+    let id_len = usize::try_from(id_len).map_err(|_| "state record id too long".to_string())?;
+    let id_start = pos;
+    let id_end = id_start
+        .checked_add(id_len)
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(|| "state record id runs past its end".to_string())?;
+    let aggregate = std::str::from_utf8(&bytes[id_start..id_end])
         .map_err(|_| "state record id is not UTF-8".to_string())?;
     validate_aggregate_id(aggregate)?;
-    let rest = &bytes[2 + id_len..];
+    pos = id_end;
+    let mut next = |what: &str| {
+        varint::read(bytes, &mut pos).map_err(|e| format!("state record {what}: {e:?}"))
+    };
+    let horizon = decode_horizon(next("horizon")?);
+    let max_seq = next("max seq")?;
+    let folded = next("folded count")?;
     Ok(StateBody {
         aggregate,
-        horizon: LittleEndian::read_u64(&rest[..8]),
-        max_seq: LittleEndian::read_u64(&rest[8..16]),
-        folded: LittleEndian::read_u32(&rest[16..20]),
-        state: &rest[20..],
+        horizon,
+        max_seq,
+        folded,
+        state: &bytes[pos..],
     })
 }
 
@@ -86,18 +97,20 @@ mod tests {
 
     #[test]
     fn state_bodies_round_trip_and_reject_truncation() {
-        let body = StateBody {
-            aggregate: "aircraft-7",
-            horizon: u64::MAX,
-            max_seq: 42,
-            folded: 9,
-            state: b"\x01\x02\x03",
-        };
-        let mut bytes = Vec::new();
-        encode_state_body(&body, &mut bytes);
-        assert_eq!(decode_state_body(&bytes), Ok(body));
-        for len in 0..2 + 10 + 20 {
-            assert!(decode_state_body(&bytes[..len]).is_err(), "len {len}");
+        for horizon in [u64::MAX, 0, 41] {
+            let body = StateBody {
+                aggregate: "aircraft-7",
+                horizon,
+                max_seq: 42,
+                folded: 9,
+                state: b"",
+            };
+            let mut bytes = Vec::new();
+            encode_state_body(&body, &mut bytes);
+            assert_eq!(decode_state_body(&bytes), Ok(body));
+            for len in 0..bytes.len() {
+                assert!(decode_state_body(&bytes[..len]).is_err(), "len {len}");
+            }
         }
     }
 

@@ -81,6 +81,7 @@
 use super::{Leaf, LeafRef, Node, PatchState};
 use crate::model::binary::{self, MAX_DEPTH};
 use crate::model::{ModelError, Stamp};
+use crate::varint::VarintError;
 
 const VERSION: u8 = 0x01;
 
@@ -119,8 +120,6 @@ const MIN_STAMP_BYTES: usize = 6;
 
 /// The smallest child entry: a one-byte key length and a one-byte node.
 const MIN_ENTRY_BYTES: usize = 2;
-
-const MAX_VARINT_BYTES: usize = 10;
 
 /// The form a node is written in (see the module docs): `back` counts stamps back from the
 /// newest, `tag` is a scalar's value tag.
@@ -247,12 +246,8 @@ fn encode_node(node: &Node, ctx: usize, table: &[Stamp], out: &mut Vec<u8>) {
     }
 }
 
-fn write_varint(mut n: u64, out: &mut Vec<u8>) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
+fn write_varint(n: u64, out: &mut Vec<u8>) {
+    crate::varint::write(n, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -414,22 +409,10 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, ModelError> {
-        let start = self.pos;
-        let mut value = 0u64;
-        for index in 0..MAX_VARINT_BYTES {
-            let byte = self.byte()?;
-            if index == MAX_VARINT_BYTES - 1 && byte > 1 {
-                return Err(ModelError::new(start, "varint overflows u64"));
-            }
-            value |= u64::from(byte & 0x7f) << (7 * index);
-            if byte & 0x80 == 0 {
-                if byte == 0 && index > 0 {
-                    return Err(ModelError::new(start, "overlong varint"));
-                }
-                return Ok(value);
-            }
-        }
-        Err(ModelError::new(start, "varint longer than 10 bytes"))
+        crate::varint::read(self.bytes, &mut self.pos).map_err(|e| match e {
+            VarintError::Truncated { at } => ModelError::new(at, "unexpected end of state record"),
+            VarintError::Invalid { start, reason } => ModelError::new(start, reason),
+        })
     }
 
     /// A count or length of items of at least `min_bytes` each, bounded by what remains.
