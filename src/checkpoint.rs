@@ -182,7 +182,7 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, String> {
-        varint::read(self.bytes, &mut self.at).map_err(|e| format!("bad varint: {e:?}"))
+        varint::read(self.bytes, &mut self.at).map_err(|e| format!("bad varint: {e}"))
     }
 
     fn varint_u32(&mut self) -> Result<u32, String> {

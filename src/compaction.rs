@@ -85,6 +85,10 @@ pub(crate) fn compact<M: Model>(
         }
         let candidates = plan(shared, scope, horizon);
         for step in candidates.chunks(STEP_AGGREGATES) {
+            if scope == Scope::Policy && shared.closing.load(Ordering::SeqCst) {
+                // The handle is closing: stop between steps; the next open resumes the work.
+                break;
+            }
             let folded = fold_step(shared, step, horizon, &mut report)?;
             install(shared, folded, horizon, &mut report)?;
             throttle(rate, started, report.bytes_read + report.bytes_written);

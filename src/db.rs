@@ -6,7 +6,7 @@
 //! its own `RwLock`, held only to copy a chain or to insert.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::batch::Batch;
@@ -75,6 +75,8 @@ pub(crate) struct Shared<M: Model> {
     pub bytes_since_checkpoint: AtomicU64,
     pub maintenance: Mutex<Maintenance>,
     pub maintenance_stats: Mutex<MaintenanceStats>,
+    /// Set when the handle closes: background work stops at its next step.
+    pub closing: AtomicBool,
     pub open_report: OpenReport,
     _lock: Box<dyn DirLock>,
 }
@@ -261,6 +263,7 @@ impl<M: Model> Db<M> {
                 last_checkpoint: recovered.checkpoint,
                 ..MaintenanceStats::default()
             }),
+            closing: AtomicBool::new(false),
             open_report: report,
             options,
             _lock: lock,
@@ -431,6 +434,7 @@ impl<M: Model> Db<M> {
     /// Stops background work, syncs and closes the database, releasing its lock. Dropping a
     /// `Db` does the same but cannot report a failed sync.
     pub fn close(mut self) -> Result<()> {
+        self.shared.closing.store(true, Ordering::SeqCst);
         if let Some(worker) = self.worker.take() {
             worker.stop();
         }
@@ -440,6 +444,7 @@ impl<M: Model> Db<M> {
 
 impl<M: Model> Drop for Db<M> {
     fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
         if let Some(worker) = self.worker.take() {
             worker.stop();
         }

@@ -22,6 +22,15 @@ pub enum VarintError {
     },
 }
 
+impl std::fmt::Display for VarintError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VarintError::Truncated { at } => write!(f, "input ends inside a varint at byte {at}"),
+            VarintError::Invalid { start, reason } => write!(f, "{reason} at byte {start}"),
+        }
+    }
+}
+
 /// Appends `n` as a varint.
 pub fn write(mut n: u64, out: &mut Vec<u8>) {
     while n >= 0x80 {

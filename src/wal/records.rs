@@ -52,7 +52,7 @@ pub fn encode_state_body(body: &StateBody<'_>, out: &mut Vec<u8>) {
 pub fn decode_state_body(bytes: &[u8]) -> Result<StateBody<'_>, String> {
     let mut pos = 0;
     let id_len =
-        varint::read(bytes, &mut pos).map_err(|e| format!("state record id length: {e:?}"))?;
+        varint::read(bytes, &mut pos).map_err(|e| format!("state record id length: {e}"))?;
     let id_len = usize::try_from(id_len).map_err(|_| "state record id too long".to_string())?;
     let id_start = pos;
     let id_end = id_start
@@ -63,9 +63,8 @@ pub fn decode_state_body(bytes: &[u8]) -> Result<StateBody<'_>, String> {
         .map_err(|_| "state record id is not UTF-8".to_string())?;
     validate_aggregate_id(aggregate)?;
     pos = id_end;
-    let mut next = |what: &str| {
-        varint::read(bytes, &mut pos).map_err(|e| format!("state record {what}: {e:?}"))
-    };
+    let mut next =
+        |what: &str| varint::read(bytes, &mut pos).map_err(|e| format!("state record {what}: {e}"));
     let horizon = decode_horizon(next("horizon")?);
     let max_seq = next("max seq")?;
     let folded = next("folded count")?;
