@@ -16,6 +16,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
+use std::sync::PoisonError;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -299,10 +300,15 @@ fn reclaim<M: Model>(
         shared.log.append_records(vec![record], true)?;
     }
     write_checkpoint_locked(shared, maintenance)?;
+    let _no_readers = shared
+        .deletion
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
     for (id, len) in dead {
         shared.log.delete_segment(id)?;
         report.segments_deleted += 1;
         report.bytes_reclaimed += len;
     }
+    drop(_no_readers);
     drop_unusable_checkpoints(shared)
 }

@@ -68,6 +68,9 @@ pub(crate) struct Shared<M: Model> {
     pub log: Arc<Log>,
     pub index: RwLock<Index>,
     pub gate: RwLock<()>,
+    /// Readers hold it shared while they read records through a copied chain; compaction holds
+    /// it exclusively while deleting segments, so no read finds its segment gone.
+    pub deletion: RwLock<()>,
     pub seal: AtomicU64,
     pub max_seq: AtomicU64,
     pub batches: AtomicU64,
@@ -96,6 +99,11 @@ impl<M: Model> Shared<M> {
 
     pub fn gate_exclusive(&self) -> RwLockWriteGuard<'_, ()> {
         self.gate.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps segments from being deleted while the guard lives.
+    pub fn reading(&self) -> RwLockReadGuard<'_, ()> {
+        self.deletion.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A copy of `aggregate`'s chain (the lock is held only for the copy).
@@ -253,6 +261,7 @@ impl<M: Model> Db<M> {
             log,
             index: RwLock::new(recovered.index),
             gate: RwLock::new(()),
+            deletion: RwLock::new(()),
             seal: AtomicU64::new(recovered.seal),
             max_seq: AtomicU64::new(recovered.max_seq),
             batches: AtomicU64::new(recovered.batches + scan.batches),
@@ -358,6 +367,7 @@ impl<M: Model> Db<M> {
         aggregate: &str,
         as_of: u64,
     ) -> Result<Option<AggregateState<M::Output>>> {
+        let _reading = self.shared.reading();
         let Some(chain) = self.shared.chain(aggregate) else {
             return Ok(None);
         };
@@ -464,6 +474,7 @@ impl<M: Model> Iterator for Scan<'_, M> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
+            let _reading = self.shared.reading();
             let (id, chain) = {
                 let index = self.shared.index_read();
                 match index.next_after(self.after.as_deref()) {

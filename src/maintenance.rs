@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, TryLockError, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -76,13 +76,20 @@ pub(crate) fn write_checkpoint_locked<M: Model>(
     Ok(meta)
 }
 
-/// Writes a checkpoint if enough log was written since the last one.
+/// Writes a checkpoint if enough log was written since the last one. Never waits for other
+/// maintenance: if a checkpoint or compaction is running, the next call will do it.
 pub(crate) fn checkpoint_if_due<M: Model>(shared: &Shared<M>) -> Result<()> {
     let every = shared.options.checkpoint_every_bytes;
-    if every > 0 && shared.bytes_since_checkpoint.load(Ordering::Relaxed) >= every {
-        write_checkpoint(shared)?;
+    if every == 0 || shared.bytes_since_checkpoint.load(Ordering::Relaxed) < every {
+        return Ok(());
     }
-    Ok(())
+    match shared.maintenance.try_lock() {
+        Ok(mut maintenance) => write_checkpoint_locked(shared, &mut maintenance).map(drop),
+        Err(TryLockError::WouldBlock) => Ok(()),
+        Err(TryLockError::Poisoned(poisoned)) => {
+            write_checkpoint_locked(shared, &mut poisoned.into_inner()).map(drop)
+        }
+    }
 }
 
 /// The newest checkpoint that decodes and whose references exist in the segment files, and

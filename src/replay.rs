@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::DeltaKind;
 use crate::options::RecoveryMode;
 use crate::storage::ReadView;
-use crate::wal::format::SEGMENT_HEADER_BYTES;
+use crate::wal::format::{RecordType, SEGMENT_HEADER_BYTES};
 use crate::wal::recovery::{batch_payload, decode_batch};
 use crate::wal::scan::{FrameScanner, ScanEvent};
 use crate::wal::{Log, RecordLocation};
@@ -43,15 +43,19 @@ pub struct ReplayTotals {
     pub bytes: u64,
     /// Damaged bytes skipped (SkipCorrupt only).
     pub skipped_bytes: u64,
+    /// State and seal records passed over (they hold no deltas).
+    pub other_records: u64,
 }
 
 /// Iterator returned by [`Db::replay`](crate::Db::replay).
 pub struct Replay {
-    log: Arc<Log>,
-    segments: VecDeque<(u64, PathBuf, u64)>,
+    /// Every segment to walk, mapped when the replay was created (a mapping outlives the
+    /// deletion of its file, so compaction cannot pull a segment from under a replay).
+    segments: VecDeque<(u64, PathBuf, Result<ReadView>, u64)>,
     from: RecordLocation,
     mode: RecoveryMode,
-    current: Option<(u64, PathBuf, ReadView, usize)>,
+    /// The segment being walked: id, path, view, next offset, end of the snapshot.
+    current: Option<(u64, PathBuf, ReadView, usize, usize)>,
     pending: VecDeque<ReplayedDelta>,
     failed: bool,
     totals: ReplayTotals,
@@ -63,9 +67,9 @@ impl Replay {
             .segments()
             .into_iter()
             .filter(|(id, _, _)| *id >= from.segment)
+            .map(|(id, path, len)| (id, path, log.view(id, len), len))
             .collect();
         Replay {
-            log: Arc::clone(log),
             segments,
             from,
             mode,
@@ -83,30 +87,36 @@ impl Replay {
 
     /// Opens the next segment; false when there is none.
     fn open_next_segment(&mut self) -> Result<bool> {
-        let Some((id, path, len)) = self.segments.pop_front() else {
+        let Some((id, path, view, len)) = self.segments.pop_front() else {
             return Ok(false);
         };
-        let view = self.log.view(id, len)?;
+        let view = view?;
+        let len = (len as usize).min(view.len());
         let start = if id == self.from.segment {
             (self.from.offset as usize).max(SEGMENT_HEADER_BYTES)
         } else {
             SEGMENT_HEADER_BYTES
         };
         self.totals.segments += 1;
-        self.totals.bytes += start.min(len as usize) as u64;
-        self.current = Some((id, path, view, start));
+        self.totals.bytes += start.min(len) as u64;
+        self.current = Some((id, path, view, start, len));
         Ok(true)
     }
 
     /// Reads the next frame of the current segment into `pending`; false at its end.
     fn read_frame(&mut self) -> Result<bool> {
-        let Some((id, path, view, offset)) = &mut self.current else {
+        let Some((id, path, view, offset, end)) = &mut self.current else {
             return Ok(false);
         };
-        let Some(event) = FrameScanner::new(&view[..], *id, *offset).next() else {
+        let Some(event) = FrameScanner::new(&view[..*end], *id, *offset).next() else {
             return Ok(false);
         };
         match event {
+            ScanEvent::Frame(frame) if frame.header.record_type != RecordType::Batch => {
+                self.totals.other_records += 1;
+                self.totals.bytes += frame.end() - frame.offset;
+                *offset = frame.end() as usize;
+            }
             ScanEvent::Frame(frame) => {
                 let location = RecordLocation {
                     segment: *id,

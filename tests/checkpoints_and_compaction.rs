@@ -304,3 +304,53 @@ fn cli_checkpoint_compact_seal_and_stats() {
         serde_json::Value::Null
     );
 }
+
+#[test]
+fn reads_never_fail_while_compaction_deletes_segments() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(dir.path(), options().segment_size_bytes(4096)).unwrap());
+    let all = Arc::new(workload(400));
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (db, all) = (Arc::clone(&db), Arc::clone(&all));
+        thread::spawn(move || {
+            for b in all.iter() {
+                db.write(&batch_of(b)).unwrap();
+            }
+        })
+    };
+    let compactor = {
+        let (db, done) = (Arc::clone(&db), Arc::clone(&done));
+        thread::spawn(move || {
+            let mut deleted = 0;
+            while !done.load(Ordering::SeqCst) {
+                deleted += db.compact().unwrap().segments_deleted;
+            }
+            deleted
+        })
+    };
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (db, done) = (Arc::clone(&db), Arc::clone(&done));
+            thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    for id in ["a1", "a4", "a9"] {
+                        db.get(id).unwrap();
+                    }
+                    db.scan().for_each(|item| drop(item.unwrap()));
+                    db.replay(aggrelog::RecordLocation::START)
+                        .for_each(|d| drop(d.unwrap()));
+                }
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    done.store(true, Ordering::SeqCst);
+    readers.into_iter().for_each(|r| r.join().unwrap());
+    let deleted = compactor.join().unwrap();
+    assert!(deleted > 0, "compaction deleted segments during the reads");
+    assert_eq!(scan_all(&db), oracle(&all));
+}
