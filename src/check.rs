@@ -77,7 +77,7 @@ pub fn check(path: impl AsRef<Path>) -> Result<CheckReport> {
         bytes: scan.segments.iter().map(|s| s.file_len).sum(),
         batches: scan.batches,
         deltas: scan.deltas,
-        torn: scan.torn,
+        torn: scan.torn.or(scan.incomplete_segment),
         damage,
     })
 }

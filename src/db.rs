@@ -229,6 +229,7 @@ impl<M: Model> Db<M> {
         validate_options(&options)?;
         prepare_dir(&*storage, &dir, &options)?;
         let lock = take_lock(&*storage, &dir)?;
+        sync_dirs(&*storage, &dir)?;
         let mut report = OpenReport::default();
         let (checkpoint, rejected) = maintenance::newest_valid_checkpoint(&*storage, &dir)?;
         report.checkpoints_rejected = rejected;
@@ -245,13 +246,16 @@ impl<M: Model> Db<M> {
         let (log, scan) = Log::open(Arc::clone(&storage), &dir, &options, from, &mut |r| {
             recovered.apply(r)
         })?;
-        if let Some(torn) = &scan.torn {
+        for torn in scan.torn.iter().chain(&scan.incomplete_segment) {
             log::warn!("dropped a torn tail: {torn}");
         }
         for damage in &scan.damage {
             log::warn!("skipped corrupt data: {damage}");
         }
-        report.torn_bytes_dropped = scan.torn.as_ref().map_or(0, |t| t.bytes);
+        report.torn_bytes_dropped = [&scan.torn, &scan.incomplete_segment]
+            .iter()
+            .filter_map(|d| d.as_ref().map(|d| d.bytes))
+            .sum();
         report.skipped = scan.damage;
         let next_checkpoint = report.checkpoint_used.map_or(1, |n| n + 1);
         let shared = Arc::new(Shared {
@@ -595,6 +599,18 @@ fn prepare_dir(storage: &dyn Storage, dir: &Path, options: &Options) -> Result<(
     storage.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         storage.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    Ok(())
+}
+
+/// Makes the entries of the database directory and its checkpoint directory durable: what open
+/// is about to rely on may have been created by a handle whose directory sync failed.
+fn sync_dirs(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    let checkpoints = checkpoint_dir(dir);
+    for d in [dir, checkpoints.as_path()] {
+        if storage.exists(d).map_err(|e| Error::io(d, e))? {
+            storage.sync_dir(d).map_err(|e| Error::io(d, e))?;
+        }
     }
     Ok(())
 }

@@ -52,6 +52,7 @@ pub mod model;
 pub mod options;
 pub mod reader;
 pub mod replay;
+pub mod simulation;
 pub mod stats;
 pub mod storage;
 pub mod varint;

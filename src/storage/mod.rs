@@ -5,8 +5,10 @@
 //! fails syncs) without the engine noticing.
 
 mod fs;
+pub mod sim;
 
 pub use fs::FsStorage;
+pub use sim::SimStorage;
 
 use std::fmt;
 use std::io;

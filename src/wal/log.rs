@@ -155,6 +155,11 @@ impl Log {
         let policy = ScanPolicy::Open(options.recovery);
         let scan = scan_log(&*storage, &wal_dir, policy, from, on_record)?;
         drop_torn_tail(&*storage, &wal_dir, &scan)?;
+        // The files just listed may exist only because a directory sync failed before the last
+        // crash or close: make their entries durable before appending to them.
+        storage
+            .sync_dir(&wal_dir)
+            .map_err(|e| Error::io(&wal_dir, e))?;
         let mut segments = BTreeMap::new();
         for extent in &scan.segments {
             let len = match &scan.torn {
@@ -363,11 +368,21 @@ impl Log {
     /// Seals the active segment and starts a new one now (compaction does this so that the
     /// segments it empties do not include the one being appended to).
     pub fn rotate_now(&self) -> Result<()> {
+        // After a failed write the active segment may end in a partial frame: sealing it would
+        // turn that torn tail into mid-log damage. A refused log must be reopened first.
+        if let Some(refusal) = &lock(&self.queue).refusal {
+            return Err(refusal.to_error());
+        }
         let mut app = lock(&self.appender);
         if app.len == SEGMENT_HEADER_BYTES as u64 {
             return Ok(());
         }
-        self.rotate(&mut app)
+        let rotated = self.rotate(&mut app);
+        if let Err(e) = &rotated {
+            // A half-created next segment may exist: no append may go on until a reopen.
+            self.refuse(Refusal::Failed(e.to_string()));
+        }
+        rotated
     }
 
     /// The end of the log: where the next record will start.
@@ -494,20 +509,21 @@ impl Drop for Log {
     }
 }
 
-/// Removes the torn tail found by the scan: truncates the last segment, or deletes it when even
-/// its header is incomplete.
+/// Removes what the scan found unfinished: deletes a last segment whose header is incomplete,
+/// and truncates the torn tail.
 fn drop_torn_tail(storage: &dyn Storage, wal_dir: &Path, scan: &LogScan) -> Result<()> {
-    let Some(torn) = &scan.torn else {
-        return Ok(());
-    };
-    let result = if scan.torn_whole_file {
+    if let Some(incomplete) = &scan.incomplete_segment {
         storage
-            .remove(&torn.file)
+            .remove(&incomplete.file)
             .and_then(|()| storage.sync_dir(wal_dir))
-    } else {
-        storage.truncate(&torn.file, torn.offset)
-    };
-    result.map_err(|e| Error::io(&torn.file, e))
+            .map_err(|e| Error::io(&incomplete.file, e))?;
+    }
+    if let Some(torn) = &scan.torn {
+        storage
+            .truncate(&torn.file, torn.offset)
+            .map_err(|e| Error::io(&torn.file, e))?;
+    }
+    Ok(())
 }
 
 fn open_appender(
@@ -516,9 +532,12 @@ fn open_appender(
     segments: &mut BTreeMap<u64, SegmentState>,
 ) -> Result<Appender> {
     if let Some((&id, state)) = segments.iter().next_back() {
-        let file = storage
+        let mut file = storage
             .open_append(&state.path)
             .map_err(|e| Error::io(&state.path, e))?;
+        // Its bytes may still be unsynced from a handle whose sync failed before a close: make
+        // them durable before anything (a checkpoint, an acknowledgement) relies on them.
+        file.sync_data().map_err(|e| Error::io(&state.path, e))?;
         return Ok(Appender {
             segment: id,
             path: state.path.clone(),

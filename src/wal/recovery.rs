@@ -1,8 +1,10 @@
 //! Scanning the whole log on open (and for `check`), applying the recovery rules of DESIGN.md:
 //!
-//! - damage in the **last** segment with no valid frame after it is a *torn tail*: an append that
-//!   never completed. Open truncates it away and reports the bytes dropped;
-//! - any other damage (valid frames follow it, or a later segment exists) is *corruption*:
+//! - damage at the end of a segment with no valid record after it anywhere in the log (later
+//!   segments, if any, hold no frame) is a *torn tail*: an append that never completed. Open
+//!   truncates it away and reports the bytes dropped; a last segment too short for its header
+//!   is removed;
+//! - any other damage (a valid record follows it somewhere) is *corruption*:
 //!   [`RecoveryMode::Strict`] fails naming file and offset, [`RecoveryMode::SkipCorrupt`] skips the
 //!   damaged bytes and reports them;
 //! - a frame whose CRC holds but whose batch does not decode is corruption too, and its batch is
@@ -111,10 +113,11 @@ pub struct SegmentExtent {
 pub struct LogScan {
     /// Segments in id order (a segment whose header was torn is left out).
     pub segments: Vec<SegmentExtent>,
-    /// The torn tail, if the last append did not complete.
+    /// The torn tail, if the last append did not complete: truncate `file` at `offset`.
     pub torn: Option<Damage>,
-    /// Whether the torn tail is the whole (header-less) last segment file.
-    pub torn_whole_file: bool,
+    /// A last segment file too short to hold its header (its creation did not complete):
+    /// remove it.
+    pub incomplete_segment: Option<Damage>,
     /// Corruption skipped (SkipCorrupt) or found (Check).
     pub damage: Vec<Damage>,
     /// Valid batch records.
@@ -141,9 +144,19 @@ struct Scanner<'s> {
     policy: ScanPolicy,
     scan: LogScan,
     on_record: &'s mut dyn FnMut(&LogRecord<'_>),
+    /// Damage running to the end of a segment: a torn tail unless a valid record follows.
+    pending_tail: Option<Damage>,
 }
 
 impl Scanner<'_> {
+    /// Something other than an empty segment follows: a pending tail was not a torn tail.
+    fn resolve_pending_as_corruption(&mut self) -> Result<()> {
+        match self.pending_tail.take() {
+            Some(damage) => self.corruption(damage),
+            None => Ok(()),
+        }
+    }
+
     /// Records corruption, or fails in Strict mode.
     fn corruption(&mut self, damage: Damage) -> Result<()> {
         if self.policy == ScanPolicy::Open(RecoveryMode::Strict) {
@@ -180,17 +193,18 @@ impl Scanner<'_> {
         };
         match decode_segment_header(&view) {
             Ok(found) if found == id => {}
-            Ok(found) => self.corruption(damage(
-                0,
-                SEGMENT_HEADER_BYTES as u64,
-                format!("header names segment {found}"),
-            ))?,
+            Ok(found) => {
+                self.resolve_pending_as_corruption()?;
+                let reason = format!("header names segment {found}");
+                self.corruption(damage(0, SEGMENT_HEADER_BYTES as u64, reason))?
+            }
             Err(_) if is_last && file_len <= SEGMENT_HEADER_BYTES as u64 => {
-                self.scan.torn = Some(damage(0, file_len, "segment header incomplete".into()));
-                self.scan.torn_whole_file = true;
+                let reason = "segment header incomplete".to_string();
+                self.scan.incomplete_segment = Some(damage(0, file_len, reason));
                 return Ok(());
             }
             Err(reason) => {
+                self.resolve_pending_as_corruption()?;
                 let bytes = file_len.min(SEGMENT_HEADER_BYTES as u64);
                 self.corruption(damage(0, bytes, reason))?
             }
@@ -212,14 +226,16 @@ impl Scanner<'_> {
         for event in FrameScanner::new(&view, id, start as usize) {
             match event {
                 ScanEvent::Frame(frame) => {
+                    self.resolve_pending_as_corruption()?;
                     valid_len = frame.end();
                     if let Err(reason) = self.frame(id, &frame) {
                         let bytes = frame.end() - frame.offset;
                         self.corruption(damage(frame.offset, bytes, reason))?;
                     }
                 }
-                ScanEvent::Damage(d) if is_last && !d.followed_by_valid => {
-                    self.scan.torn = Some(damage(d.offset, d.bytes, d.reason));
+                ScanEvent::Damage(d) if !d.followed_by_valid => {
+                    self.resolve_pending_as_corruption()?;
+                    self.pending_tail = Some(damage(d.offset, d.bytes, d.reason));
                 }
                 ScanEvent::Damage(d) => {
                     valid_len = d.offset + d.bytes;
@@ -294,6 +310,7 @@ pub fn scan_log(
         policy,
         scan: LogScan::default(),
         on_record,
+        pending_tail: None,
     };
     for (n, &id) in ids.iter().enumerate() {
         let path = segment_path(wal_dir, id);
@@ -304,5 +321,6 @@ pub fn scan_log(
         };
         scanner.segment(storage, &path, id, n + 1 == ids.len(), start)?;
     }
+    scanner.scan.torn = scanner.pending_tail.take();
     Ok(scanner.scan)
 }

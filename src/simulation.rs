@@ -1,0 +1,546 @@
+//! Deterministic crash simulation over [`SimStorage`]: a scenario of writes (duplicated and out
+//! of order), reads, checkpoints, compactions, seals, injected faults and crashes, checked after
+//! every recovery:
+//! (a) every acknowledged batch is wholly present;
+//! (b) no batch is partly present (each carries marker deltas at its first and last position);
+//! (c) every state equals the oracle (json-patch `merge` in seq order) over the present batches;
+//! and: a write after a failed write or sync is refused until reopen; after a mere crash, a
+//! strict open never reports corruption.
+//!
+//! Used by `tests/simulation.rs` (seeded random scenarios; a failing seed is printed and rerun
+//! with `SIM_SEED=N cargo test --release --test simulation`) and the `ops_with_crash` fuzz target
+//! (scenarios decoded from bytes).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::batch::Batch;
+use crate::db::Db;
+use crate::error::Error;
+use crate::model::MergePatch;
+use crate::options::{Compression, Options, SyncMode};
+use crate::storage::sim::{FaultConfig, SimStorage};
+
+/// Where the simulated database lives on the simulated disk.
+const DB_PATH: &str = "/sim/db";
+/// Attempts to reopen after transient injected faults before giving up.
+const REOPEN_ATTEMPTS: usize = 50;
+
+/// One delta of a scenario batch: `patch: None` is a delete.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimDelta {
+    /// Aggregate id.
+    pub aggregate: String,
+    /// Upstream seq.
+    pub seq: u64,
+    /// The patch, or `None` for a delete.
+    pub patch: Option<Value>,
+}
+
+/// One step of a scenario.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Write batch `n` (modulo the number of batches); writing one twice is a duplicate.
+    Write(usize),
+    /// Read one aggregate (compared with the oracle when the outcome is certain).
+    Get(u8),
+    /// Write a checkpoint.
+    Checkpoint,
+    /// Full compaction.
+    Compact,
+    /// One pass of the background policy.
+    CompactByPolicy,
+    /// Seal at this seq.
+    Seal(u64),
+    /// Inject these faults from now on (until the next crash).
+    Faults(FaultConfig),
+    /// Power loss, then reopen and check.
+    Crash,
+    /// Close cleanly, reopen and check.
+    Reopen,
+}
+
+/// A scenario: the batches that can be written and the steps to run.
+#[derive(Clone, Debug, Default)]
+pub struct Scenario {
+    /// Seed of the simulated storage's crash and fault choices.
+    pub seed: u64,
+    /// Segment size (small, so that rotation and reclamation happen).
+    pub segment_size_bytes: u64,
+    /// Whether batches are zstd-compressed.
+    pub compress: bool,
+    /// Automatic checkpoint interval in bytes (0 = off).
+    pub checkpoint_every_bytes: u64,
+    /// The batches; batch `i` carries markers `m<i>-first` and `m<i>-last`.
+    pub batches: Vec<Vec<SimDelta>>,
+    /// The steps.
+    pub ops: Vec<Op>,
+}
+
+/// What a scenario run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Crashes simulated.
+    pub crashes: u64,
+    /// Recoveries checked.
+    pub recoveries: u64,
+    /// Acknowledged writes.
+    pub acknowledged: u64,
+    /// Writes that failed (their batch may or may not be present).
+    pub failed_writes: u64,
+    /// Faults the storage injected.
+    pub faults: u64,
+}
+
+/// A deterministic generator for scenarios (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+}
+
+/// Marker aggregate ids of batch `i`.
+fn markers(i: usize) -> (String, String) {
+    (format!("m{i}-first"), format!("m{i}-last"))
+}
+
+fn random_value(rng: &mut Rng, depth: u32) -> Value {
+    match rng.below(if depth > 1 { 5 } else { 7 }) {
+        0 => Value::Null,
+        1 => json!(rng.below(1000)),
+        2 => json!(format!("v{}", rng.below(50))),
+        3 => json!(rng.below(2) == 0),
+        4 => json!([rng.below(9), Value::Null]),
+        _ => random_object(rng, depth + 1),
+    }
+}
+
+fn random_object(rng: &mut Rng, depth: u32) -> Value {
+    let mut map = Map::new();
+    for _ in 0..rng.below(4) {
+        let key = ["a", "b", "c", "d"][rng.below(4) as usize];
+        map.insert(key.to_owned(), random_value(rng, depth));
+    }
+    Value::Object(map)
+}
+
+fn random_batch(rng: &mut Rng, i: usize, seq: u64) -> Vec<SimDelta> {
+    let (first, last) = markers(i);
+    let marker = |aggregate: String| SimDelta {
+        aggregate,
+        seq,
+        patch: Some(json!({"batch": i})),
+    };
+    let mut batch = vec![marker(first)];
+    for _ in 0..rng.below(6) {
+        let aggregate = ["x", "y", "z"][rng.below(3) as usize].to_owned();
+        let patch = (rng.below(8) != 0).then(|| random_object(rng, 0));
+        batch.push(SimDelta {
+            aggregate,
+            seq,
+            patch,
+        });
+    }
+    batch.push(marker(last));
+    batch
+}
+
+fn random_faults(rng: &mut Rng) -> FaultConfig {
+    let p = |rng: &mut Rng| [0.0, 0.0, 0.01, 0.05, 0.2][rng.below(5) as usize];
+    FaultConfig {
+        short_write: p(rng),
+        fail_sync: p(rng),
+        read_error: p(rng) / 4.0,
+        capacity_bytes: (rng.below(6) == 0).then(|| 20_000 + rng.below(60_000)),
+    }
+}
+
+fn random_op(rng: &mut Rng, batches: usize) -> Op {
+    match rng.below(40) {
+        0..=19 => Op::Write(rng.below(batches as u64) as usize),
+        20..=23 => Op::Get(rng.below(4) as u8),
+        24..=25 => Op::Checkpoint,
+        26..=28 => Op::Compact,
+        29..=30 => Op::CompactByPolicy,
+        31 => Op::Seal(rng.below(batches as u64 + 2)),
+        32..=33 => Op::Faults(random_faults(rng)),
+        34..=37 => Op::Crash,
+        _ => Op::Reopen,
+    }
+}
+
+/// A random scenario for `seed` with about `steps` steps.
+pub fn random_scenario(seed: u64, steps: usize) -> Scenario {
+    let mut rng = Rng::new(seed);
+    let count = 2 + rng.below(12) as usize;
+    let mut seqs: Vec<u64> = (1..=count as u64).collect();
+    for i in (1..seqs.len()).rev() {
+        seqs.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let batches = seqs
+        .iter()
+        .enumerate()
+        .map(|(i, &seq)| random_batch(&mut rng, i, seq))
+        .collect();
+    let ops = (0..steps).map(|_| random_op(&mut rng, count)).collect();
+    Scenario {
+        seed,
+        segment_size_bytes: [4096, 8192, 65536][rng.below(3) as usize],
+        compress: rng.below(3) == 0,
+        checkpoint_every_bytes: [0, 2048, 16384][rng.below(3) as usize],
+        batches,
+        ops,
+    }
+}
+
+/// A scenario decoded from arbitrary bytes (the fuzz target's input): the first 8 bytes seed
+/// the batches and the storage; each further byte picks one step.
+pub fn scenario_from_bytes(data: &[u8]) -> Scenario {
+    let mut seed_bytes = [0u8; 8];
+    let head = data.len().min(8);
+    seed_bytes[..head].copy_from_slice(&data[..head]);
+    let seed = u64::from_le_bytes(seed_bytes);
+    let mut scenario = random_scenario(seed, 0);
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let count = scenario.batches.len();
+    scenario.ops = data[head..]
+        .iter()
+        .take(256)
+        .map(|&b| {
+            let mut op_rng = Rng::new(u64::from(b) ^ rng.next());
+            random_op(&mut op_rng, count)
+        })
+        .collect();
+    scenario
+}
+
+/// What the checker knows about the batches.
+#[derive(Default)]
+struct Knowledge {
+    /// Acknowledged: must be present after every recovery.
+    acknowledged: BTreeSet<usize>,
+    /// Written but not acknowledged, or present without acknowledgement: may be present.
+    uncertain: BTreeSet<usize>,
+    /// Highest seal acknowledged.
+    seal: u64,
+    /// A write or sync failed: further writes must be refused until reopen.
+    poisoned: bool,
+}
+
+struct Run<'s> {
+    scenario: &'s Scenario,
+    storage: SimStorage,
+    options: Options,
+    db: Option<Db>,
+    known: Knowledge,
+    faults: FaultConfig,
+    outcome: Outcome,
+}
+
+/// Runs a scenario; `Err` describes a violated invariant (a bug), with the seed.
+pub fn run(scenario: &Scenario) -> Result<Outcome, String> {
+    let mut options = Options::default()
+        .sync(SyncMode::Always)
+        .segment_size_bytes(scenario.segment_size_bytes.max(4096))
+        .background_compaction(false)
+        .checkpoint_every_bytes(scenario.checkpoint_every_bytes)
+        .compression(scenario.compress.then_some(Compression {
+            level: 1,
+            min_batch_bytes: 256,
+        }));
+    options.compaction.max_unfolded_deltas = 3;
+    let mut run = Run {
+        scenario,
+        storage: SimStorage::new(scenario.seed),
+        options,
+        db: None,
+        known: Knowledge::default(),
+        faults: FaultConfig::default(),
+        outcome: Outcome::default(),
+    };
+    let result = run.all();
+    result
+        .map(|()| {
+            run.outcome.faults = run.storage.stats().faults;
+            run.outcome.clone()
+        })
+        .map_err(|e| format!("seed {}: {e}", scenario.seed))
+}
+
+impl Run<'_> {
+    fn all(&mut self) -> Result<(), String> {
+        self.reopen(false)?;
+        let trace = std::env::var_os("SIM_TRACE").is_some();
+        for (n, op) in self.scenario.ops.iter().enumerate() {
+            if trace {
+                eprintln!(
+                    "step {n}: {op:?} (segments {:?})",
+                    self.db().map(|db| db.stats().segments)
+                );
+            }
+            self.step(op)
+                .map_err(|e| format!("step {n} ({op:?}): {e}"))?;
+        }
+        self.step(&Op::Crash)
+            .map_err(|e| format!("final crash: {e}"))
+    }
+
+    fn db(&self) -> Result<&Db, String> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| "no open database".to_string())
+    }
+
+    fn step(&mut self, op: &Op) -> Result<(), String> {
+        match op {
+            Op::Write(n) => self.write(*n % self.scenario.batches.len().max(1)),
+            Op::Get(a) => self.get(*a),
+            Op::Checkpoint => self.maintenance(|db| db.checkpoint().map(drop)),
+            Op::Compact => self.maintenance(|db| db.compact().map(drop)),
+            Op::CompactByPolicy => self.maintenance(|db| db.compact_by_policy().map(drop)),
+            Op::Seal(seq) => self.seal(*seq),
+            Op::Faults(faults) => {
+                self.faults = *faults;
+                self.storage.set_faults(*faults);
+                Ok(())
+            }
+            Op::Crash => {
+                self.storage.crash();
+                self.outcome.crashes += 1;
+                self.db = None;
+                self.reopen(true)
+            }
+            Op::Reopen => {
+                if let Some(db) = self.db.take() {
+                    let _ = db.close();
+                }
+                self.reopen(true)
+            }
+        }
+    }
+
+    fn batch(&self, n: usize) -> Result<Batch, String> {
+        let mut batch = Batch::new();
+        for d in &self.scenario.batches[n] {
+            let pushed = match &d.patch {
+                Some(patch) => batch.patch(&d.aggregate, d.seq, patch),
+                None => batch.delete(&d.aggregate, d.seq),
+            };
+            pushed.map_err(|e| format!("building batch {n}: {e}"))?;
+        }
+        Ok(batch)
+    }
+
+    fn write(&mut self, n: usize) -> Result<(), String> {
+        let batch = self.batch(n)?;
+        let low_seq = self.scenario.batches[n]
+            .iter()
+            .map(|d| d.seq)
+            .min()
+            .unwrap_or(0);
+        match self.db()?.write(&batch) {
+            Ok(_) if self.known.poisoned => Err("a write succeeded after a failed one".into()),
+            Ok(_) if low_seq < self.known.seal => Err(format!(
+                "batch {n} with seq {low_seq} accepted below the seal {}",
+                self.known.seal
+            )),
+            Ok(_) => {
+                self.known.acknowledged.insert(n);
+                self.outcome.acknowledged += 1;
+                Ok(())
+            }
+            Err(Error::Sealed { .. }) => Ok(()),
+            Err(e @ Error::Corruption { .. }) => Err(format!("write reported corruption: {e}")),
+            Err(e) => {
+                if std::env::var_os("SIM_TRACE").is_some() {
+                    eprintln!("  write {n} failed: {e}");
+                }
+                self.known.uncertain.insert(n);
+                self.known.poisoned = true;
+                self.outcome.failed_writes += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn get(&mut self, a: u8) -> Result<(), String> {
+        let id = ["x", "y", "z", "m0-first"][usize::from(a % 4)];
+        let got = match self.db()?.get(id) {
+            Ok(got) => got.map(|s| (s.seq, s.state)),
+            Err(Error::Io { .. }) => return Ok(()),
+            Err(e) => return Err(format!("get({id}) failed: {e}")),
+        };
+        if self.known.uncertain.is_empty() {
+            let expected = oracle(&self.scenario.batches, &self.known.acknowledged);
+            if got.as_ref() != expected.get(id) {
+                return Err(format!(
+                    "get({id}) = {got:?}, oracle {:?}",
+                    expected.get(id)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Maintenance may fail under injected faults. A failed append or log sync poisons the log
+    /// (later writes fail, which `write` then learns); a failed checkpoint file write does not.
+    fn maintenance(&mut self, f: impl FnOnce(&Db) -> crate::Result<()>) -> Result<(), String> {
+        match f(self.db()?) {
+            Err(e @ Error::Corruption { .. }) => {
+                Err(format!("maintenance reported corruption: {e}"))
+            }
+            Ok(()) | Err(_) => Ok(()),
+        }
+    }
+
+    fn seal(&mut self, seq: u64) -> Result<(), String> {
+        match self.db()?.seal(seq) {
+            Ok(()) => {
+                self.known.seal = self.known.seal.max(seq);
+                Ok(())
+            }
+            Err(e @ Error::Corruption { .. }) => Err(format!("seal reported corruption: {e}")),
+            Err(_) => {
+                self.known.poisoned = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Reopens (retrying transient faults with faults lifted), then checks the invariants.
+    fn reopen(&mut self, check: bool) -> Result<(), String> {
+        self.storage.set_faults(FaultConfig::default());
+        let path = Path::new(DB_PATH);
+        let mut last = String::new();
+        for _ in 0..REOPEN_ATTEMPTS {
+            let storage = Arc::new(self.storage.clone());
+            match Db::open_with(path, self.options.clone(), MergePatch, storage) {
+                Ok(db) => {
+                    self.db = Some(db);
+                    self.known.poisoned = false;
+                    self.outcome.recoveries += 1;
+                    if check {
+                        self.verify()?;
+                    }
+                    self.storage.set_faults(self.faults);
+                    return Ok(());
+                }
+                Err(e @ Error::Corruption { .. }) => {
+                    return Err(format!(
+                        "strict open after a crash reported corruption: {e}"
+                    ))
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(format!("could not reopen: {last}"))
+    }
+
+    /// Checks (a), (b) and (c) of the module docs, then learns what is now present.
+    fn verify(&mut self) -> Result<(), String> {
+        let db = self.db()?;
+        let mut states = BTreeMap::new();
+        for item in db.scan() {
+            let (id, state) = item.map_err(|e| format!("scan after recovery: {e}"))?;
+            states.insert(id, (state.seq, state.state));
+        }
+        let mut present = BTreeSet::new();
+        for n in 0..self.scenario.batches.len() {
+            let (first, last) = markers(n);
+            match (states.contains_key(&first), states.contains_key(&last)) {
+                (true, true) => drop(present.insert(n)),
+                (false, false) => {}
+                _ => return Err(format!("batch {n} is partly present")),
+            }
+        }
+        if let Some(lost) = self.known.acknowledged.difference(&present).next() {
+            return Err(format!(
+                "acknowledged batch {lost} is missing after recovery"
+            ));
+        }
+        let possible: BTreeSet<usize> = self
+            .known
+            .acknowledged
+            .union(&self.known.uncertain)
+            .copied()
+            .collect();
+        if let Some(extra) = present.difference(&possible).next() {
+            return Err(format!("batch {extra} is present but was never written"));
+        }
+        let expected = oracle(&self.scenario.batches, &present);
+        if states != expected {
+            return Err(format!("state differs from the oracle over batches {present:?}:\n got {states:?}\nwant {expected:?}"));
+        }
+        let seal = db.stats().seal;
+        if std::env::var_os("SIM_TRACE").is_some() {
+            let stats = db.stats();
+            eprintln!(
+                "  recovered: checkpoint {:?}, rejected {:?}, seal {}, torn {}, segments {}, present {present:?}",
+                stats.checkpoint.map(|c| (c.number, c.position)),
+                stats.checkpoints_rejected,
+                stats.seal,
+                stats.torn_bytes_dropped,
+                stats.segments
+            );
+        }
+        if seal < self.known.seal {
+            return Err(format!(
+                "seal {seal} after recovery, {} was acknowledged",
+                self.known.seal
+            ));
+        }
+        self.known.seal = seal;
+        self.known.uncertain = present
+            .difference(&self.known.acknowledged)
+            .copied()
+            .collect();
+        Ok(())
+    }
+}
+
+/// The model's definition, computed independently: the deltas of the given batches per
+/// aggregate, ordered by (seq, position), applied with json-patch's RFC 7396 `merge`.
+fn oracle(batches: &[Vec<SimDelta>], present: &BTreeSet<usize>) -> BTreeMap<String, (u64, Value)> {
+    let mut stamped: BTreeMap<&str, BTreeMap<(u64, usize), Option<&Value>>> = BTreeMap::new();
+    for &n in present {
+        for (position, d) in batches[n].iter().enumerate() {
+            let chain = stamped.entry(&d.aggregate).or_default();
+            chain.insert((d.seq, position), d.patch.as_ref());
+        }
+    }
+    let mut states = BTreeMap::new();
+    for (id, chain) in stamped {
+        let max_seq = chain.keys().map(|(seq, _)| *seq).max().unwrap_or(0);
+        let mut state: Option<Value> = None;
+        for patch in chain.values() {
+            match patch {
+                Some(p) => json_patch::merge(state.get_or_insert_with(|| json!({})), p),
+                None => state = None,
+            }
+        }
+        if let Some(state) = state {
+            states.insert(id.to_owned(), (max_seq, state));
+        }
+    }
+    states
+}
