@@ -350,7 +350,12 @@ impl<M: Model> Db<M> {
             .bytes_since_checkpoint
             .fetch_add(stored_bytes, Ordering::Relaxed);
         if self.worker.is_none() {
-            maintenance::checkpoint_if_due(shared)?;
+            // The batch is committed: a failed automatic checkpoint is a maintenance error
+            // (logged, kept for `stats`), not this write's.
+            if let Err(e) = maintenance::checkpoint_if_due(shared) {
+                log::warn!("automatic checkpoint failed: {e}");
+                lock(&shared.maintenance_stats).last_error = Some(e.to_string());
+            }
         }
         Ok(WriteReceipt {
             location: Some(location),
