@@ -3,7 +3,7 @@
 //! fsync and reads) and crashes over the simulated storage, checked after every recovery
 //! (see `aggrelog::simulation`).
 //!
-//! `SIM_SEEDS=N` sets how many seeds run (default 300), `SIM_FIRST_SEED=S` where they start, and
+//! `SIM_SEEDS=N` sets how many seeds run (default 2000, of `SIM_STEPS` = 100 steps), `SIM_FIRST_SEED=S` where they start, and
 //! `SIM_SEED=S` runs exactly one seed: a failure prints the command that reproduces it.
 
 use aggrelog::simulation::{random_scenario, run, Outcome};
@@ -21,7 +21,7 @@ fn every_seed_keeps_every_acknowledged_batch_and_the_oracle_state() {
             env_u64("SIM_SEEDS").unwrap_or(300),
         ),
     };
-    let steps = env_u64("SIM_STEPS").unwrap_or(60) as usize;
+    let steps = env_u64("SIM_STEPS").unwrap_or(100) as usize;
     let mut total = Outcome::default();
     for seed in first..first + count {
         match run(&random_scenario(seed, steps)) {
