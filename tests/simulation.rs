@@ -18,7 +18,7 @@ fn every_seed_keeps_every_acknowledged_batch_and_the_oracle_state() {
         Some(seed) => (seed, 1),
         None => (
             env_u64("SIM_FIRST_SEED").unwrap_or(0),
-            env_u64("SIM_SEEDS").unwrap_or(300),
+            env_u64("SIM_SEEDS").unwrap_or(2000),
         ),
     };
     let steps = env_u64("SIM_STEPS").unwrap_or(100) as usize;
