@@ -23,9 +23,12 @@ pub struct CheckReport {
     pub deltas: u64,
     /// A torn tail: an unfinished last append, which the next open truncates. Not damage.
     pub torn: Option<Damage>,
-    /// Damaged ranges: corruption that open would refuse (Strict) or skip (SkipCorrupt), and
-    /// patch bodies that are not valid encoded objects.
+    /// Damaged ranges: corruption that open would refuse (Strict) or skip (SkipCorrupt), patch
+    /// bodies that are not valid encoded objects, and checkpoint files that do not decode.
     pub damage: Vec<Damage>,
+    /// Checkpoints that decode but refer to records no longer in the log (open skips them;
+    /// not damage).
+    pub stale_checkpoints: Vec<String>,
 }
 
 impl CheckReport {
@@ -72,7 +75,21 @@ pub fn check(path: impl AsRef<Path>) -> Result<CheckReport> {
             reason: format!("patch body of the delta at payload offset {delta_offset}: {e}"),
         });
     }
+    let mut stale_checkpoints = Vec::new();
+    for (file, problem, is_damage) in crate::maintenance::checkpoint_problems(&storage, dir)? {
+        if is_damage {
+            damage.push(Damage {
+                file,
+                offset: 0,
+                bytes: 0,
+                reason: problem,
+            });
+        } else {
+            stale_checkpoints.push(format!("{}: {problem}", file.display()));
+        }
+    }
     Ok(CheckReport {
+        stale_checkpoints,
         segments: scan.segments.len() as u64,
         bytes: scan.segments.iter().map(|s| s.file_len).sum(),
         batches: scan.batches,

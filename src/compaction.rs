@@ -78,6 +78,7 @@ pub(crate) fn compact<M: Model>(
     rate: Option<u64>,
 ) -> Result<CompactionReport> {
     let mut maintenance = maintenance_lock(shared);
+    shared.log.check_writable()?;
     let started = Instant::now();
     let mut report = CompactionReport::default();
     if let Some(horizon) = fold_horizon(shared) {

@@ -601,9 +601,22 @@ fn prepare_dir(storage: &dyn Storage, dir: &Path, options: &Options) -> Result<(
             path: dir.to_path_buf(),
         });
     }
+    let mut created = Vec::new();
+    for ancestor in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        if storage
+            .exists(ancestor)
+            .map_err(|e| Error::io(ancestor, e))?
+        {
+            break;
+        }
+        created.push(ancestor);
+    }
     storage.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        storage.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
+    // Every directory created needs its entry made durable in its parent, outermost first.
+    for made in created.iter().rev() {
+        if let Some(parent) = made.parent().filter(|p| !p.as_os_str().is_empty()) {
+            storage.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
+        }
     }
     Ok(())
 }

@@ -45,6 +45,7 @@ pub mod checkpoint;
 pub mod compaction;
 pub mod db;
 pub mod error;
+pub mod fuzzing;
 pub mod index;
 pub mod jsonl;
 pub(crate) mod maintenance;

@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::index::Chain;
 use crate::model::Model;
 use crate::storage::Storage;
+use crate::wal::format::{decode_frame_header, FLAG_ZSTD, FRAME_HEADER_BYTES};
 use crate::wal::log::lock;
+use crate::wal::segment::{segment_path, WAL_DIR};
 
 /// State of the maintenance work, behind one mutex held for a whole checkpoint or compaction,
 /// so that they never run concurrently.
@@ -57,9 +59,12 @@ pub(crate) fn write_checkpoint_locked<M: Model>(
     shared: &Shared<M>,
     maintenance: &mut Maintenance,
 ) -> Result<CheckpointMeta> {
+    shared.log.check_writable()?;
     let number = maintenance.next_checkpoint;
     let (meta, bytes) = {
         let _gate = shared.gate_exclusive();
+        // Checked again under the gate: no write can fail between the check and the capture.
+        shared.log.check_writable()?;
         let index = shared.index_read();
         let meta = shared.checkpoint_meta(number, &index);
         let count = index.aggregates() as usize;
@@ -103,7 +108,7 @@ pub(crate) fn newest_valid_checkpoint(
     let mut rejected = Vec::new();
     for (_, path) in found {
         let verdict = checkpoint::load(storage, &path)
-            .and_then(|c| validate_against_log(&c, &lengths).map(|()| c));
+            .and_then(|c| validate_against_log(storage, dir, &c, &lengths).map(|()| c));
         match verdict {
             Ok(c) => return Ok((Some(c), rejected)),
             Err(e) => {
@@ -115,6 +120,28 @@ pub(crate) fn newest_valid_checkpoint(
     Ok((None, rejected))
 }
 
+/// What `check` finds in the checkpoint files: `(file, problem, is_damage)`. A checkpoint that
+/// does not decode is damage; one that decodes but refers to records no longer in the log is
+/// stale (open skips it), which a crash between deleting segments and deleting it can leave.
+pub(crate) fn checkpoint_problems(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<Vec<(std::path::PathBuf, String, bool)>> {
+    let lengths = segment_lengths(storage, dir)?;
+    let mut problems = Vec::new();
+    for (_, path) in checkpoint::list(storage, &checkpoint_dir(dir))?.checkpoints {
+        match checkpoint::load(storage, &path) {
+            Err(e) => problems.push((path, e.to_string(), true)),
+            Ok(c) => {
+                if let Err(e) = validate_against_log(storage, dir, &c, &lengths) {
+                    problems.push((path, e.to_string(), false));
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
 /// Removes checkpoints, other than the newest, that point into segments that no longer exist:
 /// open would only reject them, and they hold disk space (an uncompacted index can be large).
 pub(crate) fn drop_unusable_checkpoints<M: Model>(shared: &Shared<M>) -> Result<()> {
@@ -124,7 +151,7 @@ pub(crate) fn drop_unusable_checkpoints<M: Model>(shared: &Shared<M>) -> Result<
     let mut removed = false;
     for (_, path) in checkpoint::list(storage, &dir)?.checkpoints.iter().skip(1) {
         let usable = checkpoint::load(storage, path)
-            .and_then(|c| validate_against_log(&c, &lengths))
+            .and_then(|c| validate_against_log(storage, &shared.dir, &c, &lengths))
             .is_ok();
         if !usable {
             storage.remove(path).map_err(|e| Error::io(path, e))?;
@@ -137,8 +164,100 @@ pub(crate) fn drop_unusable_checkpoints<M: Model>(shared: &Shared<M>) -> Result<
     Ok(())
 }
 
-/// Checks that every location a checkpoint refers to exists in the segment files.
+/// A referenced record as found in its segment file.
+#[derive(Clone, Copy)]
+struct FoundFrame {
+    end: u64,
+    length: u32,
+    compressed: bool,
+}
+
+/// Reads and checks the frames a checkpoint refers to: each must lie inside its segment file
+/// and end at or before the checkpoint's position in log order (a checkpoint covers only what
+/// precedes its position; recovery truncates anything after it that does not verify).
+struct ReferenceCheck<'a> {
+    storage: &'a dyn Storage,
+    dir: &'a Path,
+    lengths: &'a std::collections::BTreeMap<u64, u64>,
+    position: crate::wal::RecordLocation,
+    views: std::collections::BTreeMap<u64, crate::storage::ReadView>,
+    frames: std::collections::HashMap<(u32, u32), FoundFrame>,
+}
+
+impl ReferenceCheck<'_> {
+    fn frame(&mut self, segment: u32, offset: u32) -> Result<FoundFrame, String> {
+        if let Some(found) = self.frames.get(&(segment, offset)) {
+            return Ok(*found);
+        }
+        let id = u64::from(segment);
+        let len = *self
+            .lengths
+            .get(&id)
+            .ok_or_else(|| format!("points at missing segment {id}"))?;
+        let view = match self.views.get(&id) {
+            Some(view) => view.clone(),
+            None => {
+                let path = segment_path(&self.dir.join(WAL_DIR), id);
+                let view = self
+                    .storage
+                    .read_view(&path, len)
+                    .map_err(|e| format!("cannot read segment {id}: {e}"))?;
+                self.views.insert(id, view.clone());
+                view
+            }
+        };
+        let start = offset as usize;
+        let header: &[u8; FRAME_HEADER_BYTES] = view
+            .get(start..start + FRAME_HEADER_BYTES)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                format!("points past the end of segment {id} (missing segment bytes)")
+            })?;
+        let header = decode_frame_header(header)
+            .map_err(|e| format!("segment {id} offset {offset}: {e}"))?;
+        let end = u64::from(offset) + (FRAME_HEADER_BYTES as u64) + u64::from(header.length);
+        if end > len {
+            return Err(format!("a frame at segment {id} offset {offset} runs past the file end (missing segment bytes)"));
+        }
+        let covered = id < self.position.segment
+            || (id == self.position.segment && end <= self.position.offset);
+        if !covered {
+            return Err(format!(
+                "refers to segment {id} offset {offset}, after its own position"
+            ));
+        }
+        let found = FoundFrame {
+            end,
+            length: header.length,
+            compressed: header.flags & FLAG_ZSTD != 0,
+        };
+        self.frames.insert((segment, offset), found);
+        Ok(found)
+    }
+
+    fn chain(&mut self, id: &str, chain: &Chain) -> Result<(), String> {
+        if let Some(base) = &chain.base {
+            let frame = self.frame(base.segment, base.record_offset)?;
+            if frame.end != u64::from(base.record_offset) + u64::from(base.len) {
+                return Err(format!("the state of {id:?} has the wrong length"));
+            }
+        }
+        for d in &chain.deltas {
+            let frame = self.frame(d.segment, d.record_offset)?;
+            let delta_end = u64::from(d.delta_offset) + u64::from(d.len);
+            if !frame.compressed && delta_end > u64::from(frame.length) {
+                return Err(format!("a delta of {id:?} lies outside its batch"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that every location a checkpoint refers to exists in the segment files, before its
+/// position.
 fn validate_against_log(
+    storage: &dyn Storage,
+    dir: &Path,
     checkpoint: &Checkpoint,
     lengths: &std::collections::BTreeMap<u64, u64>,
 ) -> Result<()> {
@@ -159,34 +278,16 @@ fn validate_against_log(
         }
         _ => {}
     }
-    for (id, chain) in &checkpoint.chains {
-        check_chain(id, chain, lengths).map_err(bad)?;
-    }
-    Ok(())
-}
-
-fn check_chain(
-    id: &str,
-    chain: &Chain,
-    lengths: &std::collections::BTreeMap<u64, u64>,
-) -> Result<(), String> {
-    let within = |segment: u32, end: u64| {
-        lengths
-            .get(&u64::from(segment))
-            .is_some_and(|&len| end <= len)
+    let mut check = ReferenceCheck {
+        storage,
+        dir,
+        lengths,
+        position,
+        views: Default::default(),
+        frames: Default::default(),
     };
-    if let Some(base) = &chain.base {
-        if !within(
-            base.segment,
-            u64::from(base.record_offset) + u64::from(base.len),
-        ) {
-            return Err(format!("state of {id:?} points at missing segment bytes"));
-        }
-    }
-    for d in &chain.deltas {
-        if !within(d.segment, u64::from(d.record_offset)) {
-            return Err(format!("a delta of {id:?} points at missing segment bytes"));
-        }
+    for (id, chain) in &checkpoint.chains {
+        check.chain(id, chain).map_err(bad)?;
     }
     Ok(())
 }

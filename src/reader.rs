@@ -59,7 +59,14 @@ impl<'a> DeltaReader<'a> {
         let offset = u64::from(state_ref.record_offset);
         let log = self.log;
         let bad = |reason: String| Error::corruption(log.segment_path(segment), offset, reason);
-        self.ensure_view(segment, offset + u64::from(state_ref.len))?;
+        let end = offset + u64::from(state_ref.len);
+        let committed = log.segment_len(segment).unwrap_or(0);
+        if end > committed {
+            return Err(bad(format!(
+                "the state record runs past the committed end {committed}"
+            )));
+        }
+        self.ensure_view(segment, end)?;
         let Some((_, view)) = &self.view else {
             return Err(bad("no segment view".into()));
         };
@@ -109,6 +116,14 @@ impl<'a> DeltaReader<'a> {
         }
         .map_err(|reason| self.corruption(delta_ref, reason))?;
         let body = body_start as usize..body_start as usize + header.length as usize;
+        let committed = self.log.segment_len(location.segment).unwrap_or(0);
+        if body.end as u64 > committed {
+            let reason = format!(
+                "a frame of {} bytes runs past the committed end {committed} of its segment",
+                header.length
+            );
+            return Err(self.corruption(delta_ref, reason));
+        }
         self.ensure_view(location.segment, body.end as u64)?;
         let Some((_, view)) = &self.view else {
             return Err(self.corruption(delta_ref, "no segment view"));

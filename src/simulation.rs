@@ -315,9 +315,21 @@ impl Run<'_> {
         match op {
             Op::Write(n) => self.write(*n % self.scenario.batches.len().max(1)),
             Op::Get(a) => self.get(*a),
-            Op::Checkpoint => self.maintenance(|db| db.checkpoint().map(drop)),
+            Op::Checkpoint => self.maintenance(|db| {
+                let result = db.checkpoint();
+                if std::env::var_os("SIM_TRACE").is_some() {
+                    eprintln!("  checkpoint: {result:?}");
+                }
+                result.map(drop)
+            }),
             Op::Compact => self.maintenance(|db| db.compact().map(drop)),
-            Op::CompactByPolicy => self.maintenance(|db| db.compact_by_policy().map(drop)),
+            Op::CompactByPolicy => self.maintenance(|db| {
+                let result = db.compact_by_policy();
+                if std::env::var_os("SIM_TRACE").is_some() {
+                    eprintln!("  policy compaction: {result:?}");
+                }
+                result.map(drop)
+            }),
             Op::Seal(seq) => self.seal(*seq),
             Op::Faults(faults) => {
                 self.faults = *faults;
@@ -467,6 +479,24 @@ impl Run<'_> {
         let mut present = BTreeSet::new();
         for n in 0..self.scenario.batches.len() {
             let (first, last) = markers(n);
+            if states.contains_key(&first) && states.contains_key(&last) {
+                present.insert(n);
+            }
+        }
+        if std::env::var_os("SIM_TRACE").is_some() {
+            let stats = db.stats();
+            eprintln!(
+                "  recovered: checkpoint {:?}, rejected {:?}, seal {}, torn {}, segments {}, present {present:?}",
+                stats.checkpoint.map(|c| (c.number, c.position)),
+                stats.checkpoints_rejected,
+                stats.seal,
+                stats.torn_bytes_dropped,
+                stats.segments
+            );
+        }
+        let mut present = BTreeSet::new();
+        for n in 0..self.scenario.batches.len() {
+            let (first, last) = markers(n);
             match (states.contains_key(&first), states.contains_key(&last)) {
                 (true, true) => drop(present.insert(n)),
                 (false, false) => {}
@@ -492,17 +522,6 @@ impl Run<'_> {
             return Err(format!("state differs from the oracle over batches {present:?}:\n got {states:?}\nwant {expected:?}"));
         }
         let seal = db.stats().seal;
-        if std::env::var_os("SIM_TRACE").is_some() {
-            let stats = db.stats();
-            eprintln!(
-                "  recovered: checkpoint {:?}, rejected {:?}, seal {}, torn {}, segments {}, present {present:?}",
-                stats.checkpoint.map(|c| (c.number, c.position)),
-                stats.checkpoints_rejected,
-                stats.seal,
-                stats.torn_bytes_dropped,
-                stats.segments
-            );
-        }
         if seal < self.known.seal {
             return Err(format!(
                 "seal {seal} after recovery, {} was acknowledged",

@@ -319,6 +319,9 @@ fn check(db: &Path) -> Result<(), Failure> {
     for damage in &report.damage {
         println!("{damage}");
     }
+    for stale in &report.stale_checkpoints {
+        println!("{stale} (stale checkpoint, skipped by open; not damage)");
+    }
     let verdict = if report.is_clean() {
         "clean".to_string()
     } else {

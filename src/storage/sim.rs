@@ -294,6 +294,21 @@ impl SimState {
                 self.stats.dir_ops_lost += 1;
             }
         }
+        // An entry whose directory's own entry was lost is lost with it (an orphan, as fsck
+        // would find it): it never reappears when the directory is created again.
+        let orphans: Vec<PathBuf> = self
+            .durable
+            .keys()
+            .filter(|p| {
+                p.ancestors()
+                    .skip(1)
+                    .any(|a| self.durable.get(a) != Some(&Entry::Dir))
+            })
+            .cloned()
+            .collect();
+        for orphan in orphans {
+            self.durable.remove(&orphan);
+        }
         self.namespace = self.durable.clone();
         let mut inodes: Vec<u64> = self.inodes.keys().copied().collect();
         inodes.sort_unstable();

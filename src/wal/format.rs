@@ -4,7 +4,7 @@
 //! segment header (32 bytes)        frame header (12 bytes), then `length` body bytes
 //!  0  8 magic "AGGRLOG\0"          0  4 crc32 (see `frame_crc`)
 //!  8  4 format version (u32 = 1)   4  4 length of the body as stored (u32)
-//! 12  4 header length (u32 = 32)   8  1 record type (1 batch, 2 state, 3 seal)
+//! 12  4 header length (u32 = 32)   8  1 record type (1 batch, 2 state, 3 seal, 4 end)
 //! 16  8 segment id (u64)           9  1 flags (bit 0: body is zstd-compressed)
 //! 24  4 reserved (0)              10  2 reserved (0)
 //! 28  4 crc32 of bytes 0..28
@@ -33,7 +33,13 @@ pub enum RecordType {
     State = 2,
     /// A seal: no delta with a lower seq will be accepted any more.
     Seal = 3,
+    /// The last record of every sealed segment (body: the next segment's id, u64): a sealed
+    /// segment that does not end with it was truncated.
+    End = 4,
 }
+
+/// Bytes of an end-of-segment frame (header + the next segment id).
+pub const END_FRAME_BYTES: usize = FRAME_HEADER_BYTES + 8;
 
 /// Frame flag: the body is `[u32 uncompressed length][zstd frame]`.
 pub const FLAG_ZSTD: u8 = 0b0000_0001;
@@ -97,6 +103,7 @@ pub fn decode_frame_header(bytes: &[u8; FRAME_HEADER_BYTES]) -> Result<FrameHead
         1 => RecordType::Batch,
         2 => RecordType::State,
         3 => RecordType::Seal,
+        4 => RecordType::End,
         other => return Err(format!("unknown record type {other}")),
     };
     let flags = bytes[9];
@@ -179,7 +186,7 @@ mod tests {
     fn unknown_type_flags_and_reserved_bits_are_rejected() {
         let mut frame = Vec::new();
         write_frame(&mut frame, 1, 32, RecordType::Batch, 0, b"");
-        for (byte, value) in [(8, 4u8), (9, 0x80), (10, 1), (11, 1)] {
+        for (byte, value) in [(8, 5u8), (9, 0x80), (10, 1), (11, 1)] {
             let mut header: [u8; FRAME_HEADER_BYTES] = frame[..12].try_into().unwrap();
             header[byte] = value;
             assert!(decode_frame_header(&header).is_err());

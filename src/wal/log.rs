@@ -13,7 +13,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::thread;
 use std::time::Duration;
 
-use super::format::{write_frame, RecordType, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use super::format::{
+    write_frame, RecordType, END_FRAME_BYTES, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
 use super::recovery::{scan_log, LogRecord, LogScan, ScanPolicy};
 use super::segment::{create_segment, WAL_DIR};
 use crate::error::{Error, Result};
@@ -173,7 +175,8 @@ impl Log {
             };
             segments.insert(extent.id, state);
         }
-        let appender = open_appender(&*storage, &wal_dir, &mut segments)?;
+        let sealed_last = scan.segments.last().is_some_and(|e| e.sealed);
+        let appender = open_appender(&*storage, &wal_dir, &mut segments, sealed_last)?;
         let log = Arc::new(Log {
             storage,
             wal_dir,
@@ -192,7 +195,8 @@ impl Log {
 
     /// The largest record body a segment can hold.
     pub fn max_record_body_bytes(&self) -> u64 {
-        self.segment_size_bytes - (SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES) as u64
+        self.segment_size_bytes
+            - (SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES + END_FRAME_BYTES) as u64
     }
 
     /// Appends one batch record and returns once it is committed under the sync mode (durable
@@ -297,7 +301,8 @@ impl Log {
             let mut placed = Vec::with_capacity(pending.records.len());
             for record in &pending.records {
                 let frame_bytes = (FRAME_HEADER_BYTES + record.body.len()) as u64;
-                if app.len + buffer.len() as u64 + frame_bytes > self.segment_size_bytes {
+                let room_needed = frame_bytes + END_FRAME_BYTES as u64;
+                if app.len + buffer.len() as u64 + room_needed > self.segment_size_bytes {
                     self.flush(&mut app, &buffer)?;
                     buffer.clear();
                     self.rotate(&mut app)?;
@@ -342,8 +347,18 @@ impl Log {
     /// Seals the active segment (synced in every mode, so only the last segment can be torn)
     /// and starts the next one.
     fn rotate(&self, app: &mut Appender) -> Result<()> {
-        app.file.sync_data().map_err(|e| Error::io(&app.path, e))?;
         let next = app.segment + 1;
+        let mut end = Vec::with_capacity(END_FRAME_BYTES);
+        write_frame(
+            &mut end,
+            app.segment,
+            app.len,
+            RecordType::End,
+            0,
+            &next.to_le_bytes(),
+        );
+        self.flush(app, &end)?;
+        app.file.sync_data().map_err(|e| Error::io(&app.path, e))?;
         let (path, file) = create_segment(&*self.storage, &self.wal_dir, next)?;
         let state = SegmentState {
             path: path.clone(),
@@ -363,6 +378,16 @@ impl Log {
             buffer: mem::take(&mut app.buffer),
         };
         Ok(())
+    }
+
+    /// Fails if the log refuses appends (after a failed write or sync, or on close). A refused
+    /// log may hold records its handle never indexed, so nothing may checkpoint or compact it
+    /// until a reopen rebuilds the index from the log.
+    pub fn check_writable(&self) -> Result<()> {
+        match &lock(&self.queue).refusal {
+            Some(refusal) => Err(refusal.to_error()),
+            None => Ok(()),
+        }
     }
 
     /// Seals the active segment and starts a new one now (compaction does this so that the
@@ -492,6 +517,12 @@ impl Log {
         )
     }
 
+    /// The committed length of segment `segment`, if it exists.
+    pub fn segment_len(&self, segment: u64) -> Option<u64> {
+        let segments = self.segments.read().unwrap_or_else(PoisonError::into_inner);
+        segments.get(&segment).map(|s| s.len)
+    }
+
     /// The committed extent of every segment, in id order: `(id, path, bytes)`.
     pub fn segments(&self) -> Vec<(u64, PathBuf, u64)> {
         let segments = self.segments.read().unwrap_or_else(PoisonError::into_inner);
@@ -530,25 +561,32 @@ fn open_appender(
     storage: &dyn Storage,
     wal_dir: &Path,
     segments: &mut BTreeMap<u64, SegmentState>,
+    sealed_last: bool,
 ) -> Result<Appender> {
-    if let Some((&id, state)) = segments.iter().next_back() {
+    // The last segment's bytes may still be unsynced from a handle whose sync failed before a
+    // close (its end record included): make them durable before anything (a checkpoint, an
+    // acknowledgement, a next segment) relies on them.
+    if let Some(state) = segments.values().next_back() {
         let mut file = storage
             .open_append(&state.path)
             .map_err(|e| Error::io(&state.path, e))?;
-        // Its bytes may still be unsynced from a handle whose sync failed before a close: make
-        // them durable before anything (a checkpoint, an acknowledgement) relies on them.
         file.sync_data().map_err(|e| Error::io(&state.path, e))?;
-        return Ok(Appender {
-            segment: id,
-            path: state.path.clone(),
-            file,
-            len: state.len,
-            unsynced: false,
-            buffer: Vec::new(),
-        });
+        // A last segment that ends with its end record was sealed by a rotation that did not
+        // get to create the next one: continue in a new segment.
+        if !sealed_last {
+            let id = segments.keys().next_back().copied().unwrap_or(1);
+            return Ok(Appender {
+                segment: id,
+                path: state.path.clone(),
+                file,
+                len: state.len,
+                unsynced: false,
+                buffer: Vec::new(),
+            });
+        }
     }
-    // An empty log (or one whose only, header-less segment was just removed) starts at 1.
-    let id = 1;
+    let next_id = segments.keys().next_back().map_or(1, |&id| id + 1);
+    let id = next_id;
     let (path, file) = create_segment(storage, wal_dir, id)?;
     let len = SEGMENT_HEADER_BYTES as u64;
     segments.insert(

@@ -106,6 +106,8 @@ pub struct SegmentExtent {
     pub valid_len: u64,
     /// Length of the file as found.
     pub file_len: u64,
+    /// Whether its last valid frame is the end-of-segment record.
+    pub sealed: bool,
 }
 
 /// The outcome of a whole-log scan.
@@ -146,15 +148,27 @@ struct Scanner<'s> {
     on_record: &'s mut dyn FnMut(&LogRecord<'_>),
     /// Damage running to the end of a segment: a torn tail unless a valid record follows.
     pending_tail: Option<Damage>,
+    /// A segment that ends without its end record: fine if it is the log's last non-empty
+    /// segment (the one being appended to), a truncation if a valid record follows.
+    pending_unsealed: Option<Damage>,
 }
 
 impl Scanner<'_> {
-    /// Something other than an empty segment follows: a pending tail was not a torn tail.
-    fn resolve_pending_as_corruption(&mut self) -> Result<()> {
+    /// More damage follows a pending tail: it was not the log's end (conservatively).
+    fn resolve_pending_tail(&mut self) -> Result<()> {
         match self.pending_tail.take() {
             Some(damage) => self.corruption(damage),
             None => Ok(()),
         }
+    }
+
+    /// A valid record follows: a pending tail was not a torn tail, and a segment that ended
+    /// without its end record was truncated.
+    fn resolve_pending_as_corruption(&mut self) -> Result<()> {
+        if let Some(damage) = self.pending_unsealed.take() {
+            self.corruption(damage)?;
+        }
+        self.resolve_pending_tail()
     }
 
     /// Records corruption, or fails in Strict mode.
@@ -194,7 +208,7 @@ impl Scanner<'_> {
         match decode_segment_header(&view) {
             Ok(found) if found == id => {}
             Ok(found) => {
-                self.resolve_pending_as_corruption()?;
+                self.resolve_pending_tail()?;
                 let reason = format!("header names segment {found}");
                 self.corruption(damage(0, SEGMENT_HEADER_BYTES as u64, reason))?
             }
@@ -204,7 +218,7 @@ impl Scanner<'_> {
                 return Ok(());
             }
             Err(reason) => {
-                self.resolve_pending_as_corruption()?;
+                self.resolve_pending_tail()?;
                 let bytes = file_len.min(SEGMENT_HEADER_BYTES as u64);
                 self.corruption(damage(0, bytes, reason))?
             }
@@ -214,28 +228,28 @@ impl Scanner<'_> {
             self.push_extent(id, path, file_len, file_len);
             return Ok(());
         };
-        let start = start.max(SEGMENT_HEADER_BYTES as u64);
-        if start > file_len {
-            return Err(Error::corruption(
-                path,
-                start,
-                format!("replay start is past the end of the {file_len}-byte segment"),
-            ));
-        }
+        // A file shorter than its header (already reported) has nothing more to scan; a
+        // checkpoint position past the end was rejected before the scan.
+        let start = start.max(SEGMENT_HEADER_BYTES as u64).min(file_len);
         let mut valid_len = start;
+        let mut sealed = false;
+        let mut saw_frame = false;
         for event in FrameScanner::new(&view, id, start as usize) {
             match event {
                 ScanEvent::Frame(frame) => {
                     self.resolve_pending_as_corruption()?;
                     valid_len = frame.end();
+                    sealed = frame.header.record_type == RecordType::End;
+                    saw_frame = true;
                     if let Err(reason) = self.frame(id, &frame) {
                         let bytes = frame.end() - frame.offset;
                         self.corruption(damage(frame.offset, bytes, reason))?;
                     }
                 }
                 ScanEvent::Damage(d) if !d.followed_by_valid => {
-                    self.resolve_pending_as_corruption()?;
+                    self.resolve_pending_tail()?;
                     self.pending_tail = Some(damage(d.offset, d.bytes, d.reason));
+                    sealed = true;
                 }
                 ScanEvent::Damage(d) => {
                     valid_len = d.offset + d.bytes;
@@ -243,7 +257,17 @@ impl Scanner<'_> {
                 }
             }
         }
+        // Only frames scanned here tell whether the segment ends with its end record (a scan
+        // from a checkpoint position may start after it).
+        if !sealed && saw_frame {
+            let reason = "the segment ends without its end record: it was truncated".to_string();
+            self.pending_unsealed = Some(damage(valid_len, 0, reason));
+        }
+        let ends_with_end_record = sealed && self.pending_tail.is_none();
         self.push_extent(id, path, valid_len, file_len);
+        if let Some(extent) = self.scan.segments.last_mut() {
+            extent.sealed = ends_with_end_record;
+        }
         Ok(())
     }
 
@@ -253,6 +277,7 @@ impl Scanner<'_> {
             path: path.to_path_buf(),
             valid_len,
             file_len,
+            sealed: false,
         });
     }
 
@@ -290,6 +315,11 @@ impl Scanner<'_> {
                 let seal = decode_seal_body(frame.body)?;
                 (self.on_record)(&LogRecord::Seal { location, seal });
             }
+            RecordType::End => {
+                if frame.body.len() != 8 {
+                    return Err(format!("end record of {} bytes", frame.body.len()));
+                }
+            }
         }
         Ok(())
     }
@@ -311,6 +341,7 @@ pub fn scan_log(
         scan: LogScan::default(),
         on_record,
         pending_tail: None,
+        pending_unsealed: None,
     };
     for (n, &id) in ids.iter().enumerate() {
         let path = segment_path(wal_dir, id);
