@@ -257,7 +257,7 @@ impl<M: Model> Db<M> {
             .filter_map(|d| d.as_ref().map(|d| d.bytes))
             .sum();
         report.skipped = scan.damage;
-        let next_checkpoint = report.checkpoint_used.map_or(1, |n| n + 1);
+        let next_checkpoint = report.checkpoint_used.map_or(1, |n| n.saturating_add(1));
         let shared = Arc::new(Shared {
             dir,
             storage,

@@ -137,10 +137,15 @@ impl Index {
             .partition_point(|r| r.order_key() <= delta.order_key());
         chain.deltas.insert(at, delta);
         *self.live_bytes.entry(delta.segment).or_default() += u64::from(delta.len);
-        self.counters.deltas += 1;
+        // Counters may come from a checkpoint file: never overflow on untrusted values.
+        self.counters.deltas = self.counters.deltas.saturating_add(1);
         match outcome {
-            Insertion::Duplicate => self.counters.duplicates += 1,
-            Insertion::Conflict => self.counters.conflicts += 1,
+            Insertion::Duplicate => {
+                self.counters.duplicates = self.counters.duplicates.saturating_add(1)
+            }
+            Insertion::Conflict => {
+                self.counters.conflicts = self.counters.conflicts.saturating_add(1)
+            }
             Insertion::New | Insertion::AlreadyIndexed => {}
         }
         outcome

@@ -76,7 +76,7 @@ pub(crate) fn write_checkpoint_locked<M: Model>(
     let dir = checkpoint_dir(&shared.dir);
     checkpoint::write(&*shared.storage, &dir, number, &bytes)?;
     checkpoint::retain(&*shared.storage, &dir, shared.options.checkpoints_kept)?;
-    maintenance.next_checkpoint = number + 1;
+    maintenance.next_checkpoint = number.saturating_add(1);
     lock(&shared.maintenance_stats).last_checkpoint = Some(meta);
     Ok(meta)
 }

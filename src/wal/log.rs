@@ -355,7 +355,7 @@ impl Log {
     /// Seals the active segment (synced in every mode, so only the last segment can be torn)
     /// and starts the next one.
     fn rotate(&self, app: &mut Appender) -> Result<()> {
-        let next = app.segment + 1;
+        let next = next_segment_id(app.segment)?;
         let mut end = Vec::with_capacity(END_FRAME_BYTES);
         write_frame(
             &mut end,
@@ -548,6 +548,12 @@ impl Drop for Log {
     }
 }
 
+/// The id after `id` (ids come from file names: never overflow on them).
+fn next_segment_id(id: u64) -> Result<u64> {
+    id.checked_add(1)
+        .ok_or_else(|| Error::InvalidInput(format!("segment id {id} is the last possible one")))
+}
+
 /// Removes what the scan found unfinished: deletes a last segment whose header is incomplete,
 /// and truncates the torn tail.
 fn drop_torn_tail(storage: &dyn Storage, wal_dir: &Path, scan: &LogScan) -> Result<()> {
@@ -599,7 +605,10 @@ fn open_appender(
             });
         }
     }
-    let next_id = segments.keys().next_back().map_or(1, |&id| id + 1);
+    let next_id = match segments.keys().next_back() {
+        Some(&id) => next_segment_id(id)?,
+        None => 1,
+    };
     let id = next_id;
     let (path, file) = create_segment(storage, wal_dir, id)?;
     let len = SEGMENT_HEADER_BYTES as u64;
