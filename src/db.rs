@@ -268,7 +268,7 @@ impl<M: Model> Db<M> {
             deletion: RwLock::new(()),
             seal: AtomicU64::new(recovered.seal),
             max_seq: AtomicU64::new(recovered.max_seq),
-            batches: AtomicU64::new(recovered.batches + scan.batches),
+            batches: AtomicU64::new(recovered.batches.saturating_add(scan.batches)),
             bytes_appended: AtomicU64::new(0),
             bytes_since_checkpoint: AtomicU64::new(0),
             maintenance: Mutex::new(Maintenance { next_checkpoint }),

@@ -214,9 +214,31 @@ fn records_from_another_segment_file_do_not_validate() {
     };
     bytes[..32].copy_from_slice(&header);
     fs::write(segment(dir.path(), 2), &bytes).unwrap();
-    let db = Db::open(dir.path(), Options::default()).unwrap();
-    // Every stale frame fails its CRC; nothing valid follows, so it is dropped as a torn tail.
+    // A segment 2 with a valid header proves segment 1 was sealed, yet segment 1 has no end
+    // record: Strict refuses, naming segment 1 where its records end.
+    let err = Db::open(dir.path(), Options::default()).err().unwrap();
+    let seg1_len = fs::metadata(segment(dir.path(), 1)).unwrap().len();
+    match &err {
+        Error::Corruption {
+            file,
+            offset,
+            reason,
+        } => {
+            assert_eq!(
+                (file, *offset),
+                (&segment(dir.path(), 1), seg1_len),
+                "{err}"
+            );
+            assert!(reason.contains("end record"), "{err}");
+        }
+        other => panic!("expected corruption, got {other}"),
+    }
+    // SkipCorrupt opens: every stale frame fails its CRC (the segment id differs), nothing valid
+    // follows them, so they are dropped as a torn tail; every real batch is intact.
+    let options = Options::default().recovery(RecoveryMode::SkipCorrupt);
+    let db = Db::open(dir.path(), options).unwrap();
     assert_eq!(db.stats().torn_bytes_dropped, bytes.len() as u64 - 32);
+    assert_eq!(db.stats().skipped.len(), 1);
     assert_eq!(scan_all(&db), oracle(&all));
 }
 

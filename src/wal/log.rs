@@ -163,11 +163,7 @@ impl Log {
             .sync_dir(&wal_dir)
             .map_err(|e| Error::io(&wal_dir, e))?;
         let mut segments = BTreeMap::new();
-        for extent in scan
-            .segments
-            .iter()
-            .filter(|e| !scan.empty_trailing.contains(&e.path))
-        {
+        for extent in &scan.segments {
             let len = match &scan.torn {
                 Some(torn) if torn.file == extent.path => torn.offset,
                 _ => extent.file_len,
@@ -179,11 +175,7 @@ impl Log {
             };
             segments.insert(extent.id, state);
         }
-        let sealed_last = scan
-            .segments
-            .iter()
-            .rfind(|e| !scan.empty_trailing.contains(&e.path))
-            .is_some_and(|e| e.sealed);
+        let sealed_last = scan.segments.last().is_some_and(|e| e.sealed);
         let appender = open_appender(&*storage, &wal_dir, &mut segments, sealed_last)?;
         let log = Arc::new(Log {
             storage,
@@ -557,12 +549,6 @@ fn next_segment_id(id: u64) -> Result<u64> {
 /// Removes what the scan found unfinished: deletes a last segment whose header is incomplete,
 /// and truncates the torn tail.
 fn drop_torn_tail(storage: &dyn Storage, wal_dir: &Path, scan: &LogScan) -> Result<()> {
-    for empty in &scan.empty_trailing {
-        storage
-            .remove(empty)
-            .and_then(|()| storage.sync_dir(wal_dir))
-            .map_err(|e| Error::io(empty, e))?;
-    }
     if let Some(incomplete) = &scan.incomplete_segment {
         storage
             .remove(&incomplete.file)

@@ -108,10 +108,6 @@ pub struct SegmentExtent {
     pub file_len: u64,
     /// Whether its last valid frame is the end-of-segment record.
     pub sealed: bool,
-    /// Valid frames found by this scan (0 for a segment covered by a checkpoint).
-    pub frames: u64,
-    /// Whether the scan walked its frames (false when a checkpoint covers it).
-    pub scanned: bool,
 }
 
 /// The outcome of a whole-log scan.
@@ -124,8 +120,6 @@ pub struct LogScan {
     /// A last segment file too short to hold its header (its creation did not complete):
     /// remove it.
     pub incomplete_segment: Option<Damage>,
-    /// Header-only segments after an unsealed one (see `empty_trailing_segments`): remove them.
-    pub empty_trailing: Vec<PathBuf>,
     /// Corruption skipped (SkipCorrupt) or found (Check).
     pub damage: Vec<Damage>,
     /// Valid batch records.
@@ -212,7 +206,13 @@ impl Scanner<'_> {
             reason,
         };
         match decode_segment_header(&view) {
-            Ok(found) if found == id => {}
+            Ok(found) if found == id => {
+                // Rotation syncs a segment's end record before creating the next: a later
+                // segment with a valid header means an earlier unsealed one was truncated.
+                if let Some(damage) = self.pending_unsealed.take() {
+                    self.corruption(damage)?;
+                }
+            }
             Ok(found) => {
                 self.resolve_pending_tail()?;
                 let reason = format!("header names segment {found}");
@@ -240,7 +240,6 @@ impl Scanner<'_> {
         let mut valid_len = start;
         let mut sealed = false;
         let mut saw_frame = false;
-        let mut frames = 0u64;
         for event in FrameScanner::new(&view, id, start as usize) {
             match event {
                 ScanEvent::Frame(frame) => {
@@ -248,7 +247,6 @@ impl Scanner<'_> {
                     valid_len = frame.end();
                     sealed = frame.header.record_type == RecordType::End;
                     saw_frame = true;
-                    frames += 1;
                     if let Err(reason) = self.frame(id, &frame) {
                         let bytes = frame.end() - frame.offset;
                         self.corruption(damage(frame.offset, bytes, reason))?;
@@ -275,8 +273,6 @@ impl Scanner<'_> {
         self.push_extent(id, path, valid_len, file_len);
         if let Some(extent) = self.scan.segments.last_mut() {
             extent.sealed = ends_with_end_record;
-            extent.frames = frames;
-            extent.scanned = true;
         }
         Ok(())
     }
@@ -288,8 +284,6 @@ impl Scanner<'_> {
             valid_len,
             file_len,
             sealed: false,
-            frames: 0,
-            scanned: false,
         });
     }
 
@@ -365,23 +359,5 @@ pub fn scan_log(
         scanner.segment(storage, &path, id, n + 1 == ids.len(), start)?;
     }
     scanner.scan.torn = scanner.pending_tail.take();
-    scanner.scan.empty_trailing = empty_trailing_segments(&scanner.scan.segments);
     Ok(scanner.scan)
-}
-
-/// Header-only segments after the last segment holding frames, when that segment is not sealed:
-/// leftovers of a rotation that did not complete. Appending after them would make the unsealed
-/// segment look truncated, so open removes them and continues the unsealed one.
-fn empty_trailing_segments(segments: &[SegmentExtent]) -> Vec<PathBuf> {
-    let Some(last) = segments.iter().rposition(|e| e.frames > 0) else {
-        return Vec::new();
-    };
-    if segments[last].sealed {
-        return Vec::new();
-    }
-    segments[last + 1..]
-        .iter()
-        .filter(|e| e.scanned && e.frames == 0 && e.valid_len == SEGMENT_HEADER_BYTES as u64)
-        .map(|e| e.path.clone())
-        .collect()
 }
