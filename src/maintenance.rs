@@ -19,8 +19,11 @@ use crate::error::{Error, Result};
 use crate::index::Chain;
 use crate::model::Model;
 use crate::storage::Storage;
-use crate::wal::format::{decode_frame_header, FLAG_ZSTD, FRAME_HEADER_BYTES};
+use crate::wal::format::{
+    decode_frame_header, RecordType, END_FRAME_BYTES, FLAG_ZSTD, FRAME_HEADER_BYTES,
+};
 use crate::wal::log::lock;
+use crate::wal::scan::frame_at;
 use crate::wal::segment::{segment_path, WAL_DIR};
 
 /// State of the maintenance work, behind one mutex held for a whole checkpoint or compaction,
@@ -235,6 +238,36 @@ impl ReferenceCheck<'_> {
         Ok(found)
     }
 
+    /// Every segment up to the checkpoint's position, except the log's last, was sealed: its
+    /// last 20 bytes must be a valid end record. Open does not scan those segments, so this is
+    /// how a truncation there is noticed (the checkpoint is rejected and a full replay reports
+    /// the damage), instead of surfacing only at some later full replay.
+    fn sealed_segments_end_with_end_records(&mut self) -> Result<(), String> {
+        let last = self.lengths.keys().next_back().copied();
+        let sealed: Vec<(u64, u64)> = self
+            .lengths
+            .iter()
+            .filter(|(&id, _)| id <= self.position.segment && Some(id) != last)
+            .map(|(&id, &len)| (id, len))
+            .collect();
+        for (id, len) in sealed {
+            let path = segment_path(&self.dir.join(WAL_DIR), id);
+            let view = self
+                .storage
+                .read_view(&path, len)
+                .map_err(|e| format!("cannot read segment {id}: {e}"))?;
+            let at = (len as usize).checked_sub(END_FRAME_BYTES);
+            let ends_sealed = at.is_some_and(|at| {
+                frame_at(&view, id, at).is_ok_and(|f| f.header.record_type == RecordType::End)
+            });
+            if !ends_sealed {
+                return Err(format!("segment {id} does not end with its end record"));
+            }
+            self.views.insert(id, view);
+        }
+        Ok(())
+    }
+
     fn chain(&mut self, id: &str, chain: &Chain) -> Result<(), String> {
         if let Some(base) = &chain.base {
             let frame = self.frame(base.segment, base.record_offset)?;
@@ -286,6 +319,7 @@ fn validate_against_log(
         views: Default::default(),
         frames: Default::default(),
     };
+    check.sealed_segments_end_with_end_records().map_err(bad)?;
     for (id, chain) in &checkpoint.chains {
         check.chain(id, chain).map_err(bad)?;
     }

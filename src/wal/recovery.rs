@@ -208,10 +208,9 @@ impl Scanner<'_> {
         match decode_segment_header(&view) {
             Ok(found) if found == id => {
                 // Rotation syncs a segment's end record before creating the next: a later
-                // segment with a valid header means an earlier unsealed one was truncated.
-                if let Some(damage) = self.pending_unsealed.take() {
-                    self.corruption(damage)?;
-                }
+                // segment with a valid header means an earlier segment that does not end with
+                // its end record (torn or cut short) was damaged, not left by a crash.
+                self.resolve_pending_as_corruption()?;
             }
             Ok(found) => {
                 self.resolve_pending_tail()?;
