@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::batch::Batch;
-use crate::checkpoint::{CheckpointMeta, CHECKPOINT_DIR};
+use crate::checkpoint::{self, CheckpointMeta, CHECKPOINT_DIR};
 use crate::compaction::{self, CompactionReport, Scope};
 use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, Index, StateRef};
@@ -257,7 +257,13 @@ impl<M: Model> Db<M> {
             .filter_map(|d| d.as_ref().map(|d| d.bytes))
             .sum();
         report.skipped = scan.damage;
-        let next_checkpoint = report.checkpoint_used.map_or(1, |n| n.saturating_add(1));
+        // Above every checkpoint on disk, used or rejected: a rejected one numbered higher would
+        // otherwise stay "newest" and could pass validation once the log has grown past it.
+        let highest_on_disk = checkpoint::list(&*storage, &checkpoint_dir(&dir))?
+            .checkpoints
+            .first()
+            .map(|(number, _)| *number);
+        let next_checkpoint = highest_on_disk.map_or(1, |n| n.saturating_add(1));
         let shared = Arc::new(Shared {
             dir,
             storage,
