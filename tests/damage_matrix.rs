@@ -8,21 +8,24 @@
 //!
 //! - **torn tail** (damage in the last segment with no valid frame after it): both modes open,
 //!   truncate it and report the bytes in `torn_bytes_dropped`; `check` is clean but names it;
-//! - **corruption** (damage followed by valid data, at the end of a sealed segment, a sealed
-//!   segment whose valid frames end without its end record (type 4) while later segments hold
-//!   valid records, or a bad segment header) in the part of the log that open replays: Strict
-//!   fails with `Error::Corruption` naming the file and the damaged frame's offset (or where the
-//!   valid frames end) and changes nothing; SkipCorrupt opens and lists exactly that range in
+//! - **corruption** (damage followed by valid data; damage at the end of a segment, or a
+//!   segment that does not end with its end record (type 4), followed by a segment with a valid
+//!   header; a bad segment header) in the part of the log that open replays: Strict fails with
+//!   `Error::Corruption` naming the file and the damaged frame's offset (or where the valid
+//!   frames end) and changes nothing; SkipCorrupt opens and lists exactly that range in
 //!   `stats().skipped`; `check` lists it;
-//! - **damage before a checkpoint's position P** (section 5a): open reads the frame header of
-//!   every record the checkpoint references; the frame must decode, lie inside its file, end at
-//!   or before P, match a state reference's length and hold every referenced delta of an
-//!   uncompressed batch. If it does not, the checkpoint is rejected (`checkpoints_rejected`;
-//!   `check` lists it as stale, not damage) and open falls back to an older one or a full
-//!   replay, which then meets the damage as above. If it does (a CRC or body flip, an end
-//!   record, a longer but still contained length), open uses the checkpoint without seeing the
-//!   damage: a read that needs the damaged record fails with `Error::Corruption` naming its
-//!   segment and offset, every other read is right; `check` lists it;
+//! - **damage before a checkpoint's position P** (section 5a): open checks that every segment up
+//!   to P's segment, except the log's last, ends with its end record (its last 20 bytes are a
+//!   type 4 frame whose CRC verifies), and reads the frame header of every record the checkpoint
+//!   references; the frame must decode, lie inside its file, end at or before P, match a state
+//!   reference's length and hold every referenced delta of an uncompressed batch. If either
+//!   fails, the checkpoint is rejected (`checkpoints_rejected`, naming the segment without its
+//!   end record; `check` lists it as stale, not damage) and open falls back to an older one
+//!   (judged the same way, up to its own position) or a full replay, which then meets the
+//!   damage as above. If both pass (a CRC or body flip, a longer but still contained length),
+//!   open uses the checkpoint without seeing the damage: a read that needs the damaged record
+//!   fails with `Error::Corruption` naming its segment and offset, every other read is right;
+//!   `check` lists it;
 //! - **a checkpoint file that does not decode** is rejected, open falls back to the previous one
 //!   or a full replay, the state is the full oracle, and `check` lists the file as damage
 //!   (offset 0).
@@ -33,7 +36,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -236,6 +239,10 @@ fn read_layout(
             assert_eq!(segments[n + 1].0, id + 1, "segment ids are consecutive");
             assert_eq!(kinds.last(), Some(&TYPE_END), "segment {id} ends sealed");
             assert_eq!(ends, 1, "segment {id}: one end record");
+            // The independent check of section 5a's end-record rule accepts every sealed
+            // segment of a template (its CRC computation agrees with the engine's).
+            let bytes = fs::read(dir.join(segment_rel(id))).unwrap();
+            assert!(ends_with_end_record(id, &bytes), "segment {id}: end record");
         } else {
             assert_eq!(ends, 0, "the last segment {id} is not sealed");
         }
@@ -689,6 +696,23 @@ enum Verdict {
     Stale,
 }
 
+/// Why section 5a rejects a checkpoint that decodes, judged from the damaged segment bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Staleness {
+    /// The first segment with an id at or below its position's segment, other than the log's
+    /// last segment, that does not end with its end record (`ends_with_end_record`).
+    unsealed: Option<u64>,
+    /// Its position lies past its segment's end, or a frame it references fails the checks of
+    /// `reference_verdict`.
+    broken_reference: bool,
+}
+
+impl Staleness {
+    fn is_stale(&self) -> bool {
+        self.unsealed.is_some() || self.broken_reference
+    }
+}
+
 /// For a case ignored as a bug: what each of Strict, SkipCorrupt and check does instead.
 #[derive(Clone, Copy, Debug, Default)]
 struct Observed {
@@ -710,9 +734,12 @@ struct Case {
     rejected: usize,
     /// Expected checkpoint used by a successful open (`None` = full replay).
     used: Option<u64>,
-    /// Checkpoints that decode but whose references the damage broke: `check` lists them in
+    /// Checkpoints that decode but that the damage makes fail section 5a (a segment up to
+    /// their position without its end record, or a broken reference): `check` lists them in
     /// `stale_checkpoints` (undecodable ones are damage; see `Case::undecodable_checkpoints`).
     stale: Vec<u64>,
+    /// Why each checkpoint of `stale` fails, oldest first.
+    staleness: Vec<(u64, Staleness)>,
     /// A phrase the reason of the log damage must contain (Strict error, `skipped`, `check`).
     reason: Option<&'static str>,
     /// For a case that is ignored as a bug: what happens instead.
@@ -732,14 +759,65 @@ impl Case {
             rejected: 0,
             used: fx.newest(),
             stale: Vec::new(),
+            staleness: Vec::new(),
             reason: None,
             observed: Observed::default(),
         }
     }
 
-    fn stale(mut self, stale: &[u64]) -> Case {
-        self.stale = stale.to_vec();
+    /// Judges every checkpoint by section 5a against the segment files as the case's ops leave
+    /// them (`staleness`), and sets what follows: open uses the newest usable checkpoint and
+    /// rejects every newer one; `check` lists every stale one. Called before any op on a
+    /// checkpoint file is added (a case that damages one sets its own `checkpoints`).
+    fn judged(mut self) -> Case {
+        let fx = self.fx;
+        assert!(
+            self.undecodable_checkpoints().is_empty()
+                && self.checkpoint_files().len() == fx.checkpoints.len(),
+            "{}: judged before any checkpoint file op",
+            self.position
+        );
+        let segments = damaged_segments(fx, &self.ops);
+        let judged: Vec<(u64, Staleness)> = fx
+            .checkpoints
+            .iter()
+            .map(|c| (c.number, staleness(fx, c, &segments)))
+            .collect();
+        self.rejected = judged
+            .iter()
+            .rev()
+            .take_while(|(_, s)| s.is_stale())
+            .count();
+        self.used = judged
+            .iter()
+            .rev()
+            .find(|(_, s)| !s.is_stale())
+            .map(|(n, _)| *n);
+        self.staleness = judged.into_iter().filter(|(_, s)| s.is_stale()).collect();
+        self.stale = self.staleness.iter().map(|(n, _)| *n).collect();
         self
+    }
+
+    /// What open's rejection of checkpoint `n` and `check`'s stale line for it must say, when
+    /// the only rule it fails is the end-record rule of section 5a.
+    fn unsealed_phrase(&self, n: u64) -> Option<String> {
+        self.staleness
+            .iter()
+            .find(|(m, s)| *m == n && !s.broken_reference)
+            .and_then(|(_, s)| s.unsealed)
+            .map(|segment| format!("segment {segment} does not end with its end record"))
+    }
+
+    /// The checkpoint a successful open uses.
+    fn used_meta(&self) -> Option<&'static CheckpointMeta> {
+        let fx = self.fx;
+        self.used
+            .map(|n| fx.checkpoints.iter().find(|c| c.number == n).unwrap())
+    }
+
+    /// Damage at `at` is replayed (not covered by the checkpoint open uses).
+    fn replays(&self, at: RecordLocation) -> bool {
+        self.used_meta().is_none_or(|c| c.position <= at)
     }
 
     fn reason(mut self, reason: &'static str) -> Case {
@@ -885,13 +963,97 @@ fn reference_verdict(c: &CheckpointMeta, f: &FrameInfo, bytes: &[u8]) -> Verdict
     }
 }
 
+/// Section 5a's end-record rule for segment `segment`, whose file holds `bytes`: its last 20
+/// bytes must be a frame whose header decodes (known flags, zero reserved bytes), of type 4,
+/// whose body lies in the file and whose CRC verifies (section 3.2: over the segment id and the
+/// frame's offset, both u64 LE, the header after the CRC field, then the body).
+fn ends_with_end_record(segment: u64, bytes: &[u8]) -> bool {
+    let Some(at) = bytes.len().checked_sub(END_FRAME as usize) else {
+        return false;
+    };
+    let header = &bytes[at..at + FRAME_HEADER as usize];
+    if header[8] != TYPE_END || header[9] & !0x01 != 0 || header[10..12] != [0, 0] {
+        return false;
+    }
+    let length = u32::from_le_bytes(header[4..8].try_into().unwrap()) as usize;
+    let body_start = at + FRAME_HEADER as usize;
+    let Some(body) = bytes.get(body_start..body_start + length) else {
+        return false;
+    };
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&segment.to_le_bytes());
+    crc.update(&(at as u64).to_le_bytes());
+    crc.update(&header[4..]);
+    crc.update(body);
+    crc.finalize() == u32::from_le_bytes(header[0..4].try_into().unwrap())
+}
+
+/// The bytes of every segment file `ops` change (the others are as in the template).
+fn damaged_segments(fx: &Fixture, ops: &[Op]) -> BTreeMap<u64, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for op in ops {
+        let file = match op {
+            Op::Flip { file, .. }
+            | Op::Zero { file, .. }
+            | Op::Truncate { file, .. }
+            | Op::CutAndZeroFill { file, .. }
+            | Op::Overwrite { file, .. } => file,
+            Op::Delete { file } | Op::Create { file, .. } => {
+                assert!(!file.starts_with("wal/"), "{op:?}: not modelled");
+                continue;
+            }
+        };
+        let Some(id) = file
+            .strip_prefix("wal/")
+            .and_then(|n| n.strip_suffix(".seg"))
+        else {
+            continue;
+        };
+        let id: u64 = id.parse().unwrap();
+        let bytes = files
+            .entry(id)
+            .or_insert_with(|| fs::read(fx.dir.join(file)).unwrap());
+        apply_to_bytes(bytes, op);
+    }
+    files
+}
+
+/// Section 5a: what open and `check` make of checkpoint `c` when the segment files in
+/// `segments` hold those bytes (no segment file is added or removed, so the log's last segment
+/// is the template's). Every segment up to its position's segment but the last must end with
+/// its end record; its position must lie within its segment; every frame it references must
+/// pass `reference_verdict`. Untouched segments pass (the template opens clean).
+fn staleness(fx: &Fixture, c: &CheckpointMeta, segments: &BTreeMap<u64, Vec<u8>>) -> Staleness {
+    let last = fx.last_segment();
+    let unsealed = segments
+        .iter()
+        .find(|(&id, bytes)| {
+            id <= c.position.segment && id != last && !ends_with_end_record(id, bytes)
+        })
+        .map(|(&id, _)| id);
+    let position_past_end = segments
+        .get(&c.position.segment)
+        .is_some_and(|bytes| c.position.offset > bytes.len() as u64);
+    let broken_reference = position_past_end
+        || fx.frames.iter().filter(|f| references(c, f)).any(|f| {
+            segments
+                .get(&f.segment)
+                .is_some_and(|bytes| reference_verdict(c, f, bytes) == Verdict::Stale)
+        });
+    Staleness {
+        unsealed,
+        broken_reference,
+    }
+}
+
 /// The outcome the rules give for damage confined to frame `f` (it fails verification, nothing
-/// else does). Each checkpoint that references `f` is judged by `reference_verdict`; open uses
-/// the newest one left usable. If `f` lies before that checkpoint's position, the damage is
+/// else does). Each checkpoint is judged by section 5a (`Case::judged`: the end records of the
+/// segments up to its position, and `reference_verdict` if it references `f`); open uses the
+/// newest one left usable. If `f` lies before that checkpoint's position, the damage is
 /// covered: open does not see it. Otherwise the replay (from that position, or a full one)
 /// meets it: the last frame of the last segment is a torn tail; the last frame of a sealed
-/// segment (its end record) is damage running to the end of the file; any other frame is
-/// damage followed by valid data.
+/// segment (its end record) is damage running to the end of the file, followed by a segment
+/// with a valid header; any other frame is damage followed by valid data.
 fn frame_case(
     fx: &'static Fixture,
     f: &FrameInfo,
@@ -904,36 +1066,7 @@ fn frame_case(
     let frames = fx.frames_of(f.segment);
     let is_last_frame = frames.last().unwrap().offset == f.offset;
     let lost: Vec<usize> = f.batch.into_iter().collect();
-    let mut damaged = fs::read(fx.dir.join(&file)).unwrap();
-    apply_to_bytes(&mut damaged, &op);
-    let verdict = |c: &CheckpointMeta| {
-        if references(c, f) {
-            reference_verdict(c, f, &damaged)
-        } else {
-            Verdict::Usable
-        }
-    };
-    let stale: Vec<u64> = fx
-        .checkpoints
-        .iter()
-        .filter(|c| verdict(c) == Verdict::Stale)
-        .map(|c| c.number)
-        .collect();
-    let rejected = fx
-        .checkpoints
-        .iter()
-        .rev()
-        .take_while(|c| verdict(c) == Verdict::Stale)
-        .count();
-    let used = fx
-        .checkpoints
-        .iter()
-        .rev()
-        .find(|c| verdict(c) == Verdict::Usable);
-    let mut case = Case::new(fx, damage, position)
-        .op(op)
-        .checkpoints(rejected, used.map(|c| c.number))
-        .stale(&stale);
+    let mut case = Case::new(fx, damage, position).op(op).judged();
     match f.kind {
         TYPE_SEAL => case.lost = "full state (only the seal record is lost)".into(),
         TYPE_END => case.lost = "full state (an end record holds no delta)".into(),
@@ -948,7 +1081,7 @@ fn frame_case(
         TYPE_STATE => case.lost = "full state (the deltas it folded are still in the log)".into(),
         _ => {}
     }
-    if used.is_some_and(|c| f.location() < c.position) {
+    if !case.replays(f.location()) {
         case.outcome(Outcome::Covered {
             file,
             start: f.offset,
@@ -1119,8 +1252,10 @@ fn covered(fx: &'static Fixture) -> FrameInfo {
     f
 }
 
-/// The end record of segment 1, before the newest checkpoint's position (not referenced by
-/// any checkpoint).
+/// The end record of segment 1, before the newest checkpoint's position. No checkpoint
+/// references it, but both positions lie in segment 1 or later, so both checkpoints check it
+/// (section 5a: every segment up to the position's, but the log's last, ends with its end
+/// record).
 fn covered_end(fx: &'static Fixture) -> FrameInfo {
     let f = fx.end_record(1);
     assert!(f.location() < fx.position() && f.location() > fx.checkpoints[0].position);
@@ -1382,7 +1517,11 @@ fn check_report(case: &Case, dir: &Path) {
                 path.starts_with(dir.join("checkpoints").to_str().unwrap()),
                 "{label}: {line}"
             );
-            checkpoint_number(Path::new(path))
+            let n = checkpoint_number(Path::new(path));
+            if let Some(phrase) = case.unsealed_phrase(n) {
+                assert!(line.contains(&phrase), "{label}: {line}");
+            }
+            n
         })
         .collect();
     stale.sort();
@@ -1420,6 +1559,12 @@ fn verify_open(case: &Case, dir: &Path, db: Db, mode: RecoveryMode, damaged_len:
             why.contains(&format!("checkpoint {n}:")) || why.contains(&format!("{n:020}.ckpt")),
             "{label}: rejection of checkpoint {n}: {why}"
         );
+        if let Some(phrase) = case.unsealed_phrase(*n) {
+            assert!(
+                why.contains(&phrase),
+                "{label}: rejection of checkpoint {n}: {why}"
+            );
+        }
     }
     let expect_skipped = |stats: &aggrelog::Stats| {
         assert!(
@@ -1657,12 +1802,37 @@ fn checkpoint_names(fx: &Fixture, numbers: &[u64]) -> String {
 
 fn describe(case: &Case) -> (String, String, String) {
     let fx = case.fx;
-    // Why open fell back: a checkpoint file that does not decode, or a reference the damage
-    // broke (section 5a).
-    let why = match case.stale.len() {
-        0 => "",
-        1 => " (a frame it references fails the 5a checks)",
-        _ => " (a frame they reference fails the 5a checks)",
+    // Why open fell back: a checkpoint file that does not decode, a reference the damage
+    // broke, or a segment up to its position without its end record (section 5a).
+    let unsealed = case.staleness.iter().find_map(|(_, s)| s.unsealed);
+    let broken: Vec<u64> = case
+        .staleness
+        .iter()
+        .filter(|(_, s)| s.broken_reference)
+        .map(|(n, _)| *n)
+        .collect();
+    let (it, its_positions) = match case.stale.len() {
+        1 => ("a frame it references", "its position"),
+        _ => ("a frame they reference", "their positions"),
+    };
+    let why = match (unsealed, broken.as_slice()) {
+        (None, []) => String::new(),
+        (None, _) => format!(" ({it} fails the 5a checks)"),
+        (Some(segment), []) => format!(
+            " (segment {segment}, at or before {its_positions}, does not end with its end record)"
+        ),
+        (Some(segment), _) => {
+            let references = if broken.len() == 1 {
+                "also references"
+            } else {
+                "also reference"
+            };
+            format!(
+                " (segment {segment}, at or before {its_positions}, does not end with its end \
+                record; {} {references} a frame that fails the 5a checks)",
+                checkpoint_names(fx, &broken)
+            )
+        }
     };
     let fallback = match (case.rejected, case.used) {
         (0, used) if used == fx.newest() => String::new(),
@@ -1774,16 +1944,15 @@ fn describe(case: &Case) -> (String, String, String) {
             } else {
                 "reads that need the record fail with `Corruption` naming it, all others are right"
             };
-            let range = if start == end {
-                "0 bytes where the segment's valid frames end (its end record is missing)"
-            } else {
-                "the frame"
-            };
+            // A covered end record cannot be missing: section 5a checks it.
+            assert!(start < end, "{}", case.position);
+            let range = "the frame";
             (
                 format!(
-                    "opens from the checkpoint; {fallback}the damage is not seen (5a: open reads \
-                    only the frame headers the checkpoint references, and they still pass; no \
-                    CRC before its position is verified); {reads}"
+                    "opens from the checkpoint; {fallback}the damage is not seen (5a: before \
+                    its position, open reads only the frame headers the checkpoint references \
+                    and the end records of the sealed segments, and they still pass; no other \
+                    CRC there is verified); {reads}"
                 ),
                 same,
                 with_notes(&format!("{}; damage listed: {range}", verdict(true))),
@@ -2399,14 +2568,15 @@ fn truncate_middle_inside_header() -> Case {
 }
 
 fn truncate_covered_after_oldest_checkpoint() -> Case {
-    // Segment 1 cut inside a frame between the two checkpoints' positions: the newest
-    // checkpoint points past the cut and is rejected; the oldest is used and the replay
-    // from its position meets the damaged end of a sealed segment.
+    // Segment 1 cut inside a frame between the two checkpoints' positions. The newest
+    // checkpoint points past the cut; and segment 1, at or before both positions, no longer
+    // ends with its end record: both are rejected, and the full replay meets the damaged end of
+    // a sealed segment followed by a segment with a valid header.
     let fx = plain();
     let f = fx.frames_of(1)[6].clone();
     assert!(f.location() > fx.checkpoints[0].position);
     let cut = f.offset + 50;
-    Case::new(
+    let case = Case::new(
         fx,
         "truncate",
         "segment between the two checkpoints' positions, cut inside a frame",
@@ -2415,26 +2585,27 @@ fn truncate_covered_after_oldest_checkpoint() -> Case {
         file: segment_rel(1),
         len: cut,
     })
+    .judged()
     .outcome(Outcome::Corrupt {
         file: segment_rel(1),
         offset: f.offset,
         bytes: cut - f.offset,
     })
-    .lose(&fx.batches_from(1, f.offset))
-    .checkpoints(1, fx.oldest())
-    .stale(&[fx.newest().unwrap()])
+    .lose(&fx.batches_from(1, f.offset));
+    assert_eq!((case.rejected, case.used), (2, None), "both rejected");
+    case
 }
 
 fn truncate_covered_inside_last_frame() -> Case {
     // The last batch of segment 1 (after the oldest checkpoint's position, before the
     // newest's) cut inside: the newest checkpoint references a frame that now runs past the
-    // file end and is rejected; the replay from the oldest meets the damaged end of a sealed
-    // segment.
+    // file end, and segment 1 no longer ends with its end record, which rejects the oldest
+    // too; the full replay meets the damaged end of a sealed segment.
     let fx = plain();
     let f = fx.batch_frames_of(1).last().unwrap().clone();
     assert!(f.location() > fx.checkpoints[0].position);
     let cut = f.offset + 50;
-    Case::new(
+    let case = Case::new(
         fx,
         "truncate",
         "last batch of a segment before the newest checkpoint's position, cut inside it",
@@ -2443,41 +2614,45 @@ fn truncate_covered_inside_last_frame() -> Case {
         file: segment_rel(1),
         len: cut,
     })
+    .judged()
     .outcome(Outcome::Corrupt {
         file: segment_rel(1),
         offset: f.offset,
         bytes: cut - f.offset,
     })
-    .lose(&[f.batch.unwrap()])
-    .checkpoints(1, fx.oldest())
-    .stale(&[fx.newest().unwrap()])
+    .lose(&[f.batch.unwrap()]);
+    assert_eq!((case.rejected, case.used), (2, None), "both rejected");
+    case
 }
 
 fn truncate_covered_end_record() -> Case {
-    // Segment 1 loses only its end record. No checkpoint references an end record and open
-    // replays from the newest position (in segment 2): the cut is not seen, nothing is lost;
-    // `check` reports it.
+    // Segment 1 loses only its end record. No checkpoint references it, but both positions
+    // lie in segment 1 or later: both are rejected (section 5a), and the full replay finds
+    // segment 1's valid frames ending without it while segment 2 has a valid header. Nothing
+    // is lost.
     let fx = plain();
     let f = covered_end(fx);
-    Case::new(fx, "truncate", format!("{COVERED_END}, cut at its start"))
+    let case = Case::new(fx, "truncate", format!("{COVERED_END}, cut at its start"))
         .op(Op::Truncate {
             file: segment_rel(1),
             len: f.offset,
         })
-        .outcome(Outcome::Covered {
+        .judged()
+        .outcome(Outcome::Corrupt {
             file: segment_rel(1),
-            start: f.offset,
-            end: f.offset,
-            min_failures: 0,
+            offset: f.offset,
+            bytes: 0,
         })
-        .reason(UNSEALED)
+        .reason(UNSEALED);
+    assert_eq!((case.rejected, case.used), (2, None), "both rejected");
+    case
 }
 
 fn truncate_covered_before_both_checkpoints() -> Case {
     let fx = plain();
     let f = covered(fx);
     let cut = f.offset + 50;
-    Case::new(
+    let case = Case::new(
         fx,
         "truncate",
         "segment before both checkpoints' positions, cut inside a frame",
@@ -2486,14 +2661,15 @@ fn truncate_covered_before_both_checkpoints() -> Case {
         file: segment_rel(1),
         len: cut,
     })
+    .judged()
     .outcome(Outcome::Corrupt {
         file: segment_rel(1),
         offset: f.offset,
         bytes: cut - f.offset,
     })
-    .lose(&fx.batches_from(1, f.offset))
-    .checkpoints(2, None)
-    .stale(&[fx.oldest().unwrap(), fx.newest().unwrap()])
+    .lose(&fx.batches_from(1, f.offset));
+    assert_eq!((case.rejected, case.used), (2, None), "both rejected");
+    case
 }
 
 // Checkpoints
