@@ -22,7 +22,7 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::model::MergePatch;
 use crate::options::{Compression, Options, SyncMode};
-use crate::storage::sim::{FaultConfig, SimStorage};
+use crate::storage::sim::{FaultConfig, Rng, SimStorage};
 
 /// Where the simulated database lives on the simulated disk.
 const DB_PATH: &str = "/sim/db";
@@ -95,28 +95,11 @@ pub struct Outcome {
     pub faults: u64,
 }
 
-/// A deterministic generator for scenarios (xorshift64*).
-struct Rng(u64);
+/// Salt of the scenario generator (independent of the storage's stream for the same seed).
+const SCENARIO_SALT: u64 = 0xD1B5_4A32_D192_ED03;
 
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
+fn scenario_rng(seed: u64) -> Rng {
+    Rng::salted(seed, SCENARIO_SALT)
 }
 
 /// Marker aggregate ids of batch `i`.
@@ -191,7 +174,7 @@ fn random_op(rng: &mut Rng, batches: usize) -> Op {
 
 /// A random scenario for `seed` with about `steps` steps.
 pub fn random_scenario(seed: u64, steps: usize) -> Scenario {
-    let mut rng = Rng::new(seed);
+    let mut rng = scenario_rng(seed);
     let count = 2 + rng.below(12) as usize;
     let mut seqs: Vec<u64> = (1..=count as u64).collect();
     for i in (1..seqs.len()).rev() {
@@ -221,13 +204,13 @@ pub fn scenario_from_bytes(data: &[u8]) -> Scenario {
     seed_bytes[..head].copy_from_slice(&data[..head]);
     let seed = u64::from_le_bytes(seed_bytes);
     let mut scenario = random_scenario(seed, 0);
-    let mut rng = Rng::new(seed ^ 0x5eed);
+    let mut rng = scenario_rng(seed ^ 0x5eed);
     let count = scenario.batches.len();
     scenario.ops = data[head..]
         .iter()
         .take(256)
         .map(|&b| {
-            let mut op_rng = Rng::new(u64::from(b) ^ rng.next());
+            let mut op_rng = scenario_rng(u64::from(b) ^ rng.next());
             random_op(&mut op_rng, count)
         })
         .collect();

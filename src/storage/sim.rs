@@ -54,23 +54,34 @@ pub struct SimStats {
     pub dir_ops_lost: u64,
 }
 
-/// A small deterministic generator (xorshift64*).
+/// A small deterministic generator (xorshift64*), shared with `crate::simulation`.
 #[derive(Clone, Debug)]
-struct Rng(u64);
+pub(crate) struct Rng(u64);
+
+/// Salt of the storage's own generator.
+const STORAGE_SALT: u64 = 0x9E37_79B9_7F4A_7C15;
 
 impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    /// A generator for `seed`, mixed with `salt` so that users of one seed draw independent
+    /// streams.
+    pub(crate) fn salted(seed: u64, salt: u64) -> Self {
+        Rng(seed.wrapping_mul(salt) | 1)
     }
 
-    fn next(&mut self) -> u64 {
+    fn new(seed: u64) -> Self {
+        Rng::salted(seed, STORAGE_SALT)
+    }
+
+    /// The next 64 random bits.
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    /// A number in `0..n` (0 when `n` is 0).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         if n == 0 {
             0
         } else {
