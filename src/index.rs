@@ -240,6 +240,24 @@ impl Index {
         index
     }
 
+    /// Estimated heap bytes of the index: ids, chain slots, delta capacities and per-segment
+    /// live counters, with BTreeMap node overhead approximated as one and a half slots per
+    /// entry (nodes are two-thirds full on average). An estimate from capacities, not an
+    /// allocator measurement (`examples/index_memory.rs` measures).
+    pub fn approx_heap_bytes(&self) -> u64 {
+        let slot = (std::mem::size_of::<Box<str>>() + std::mem::size_of::<Chain>()) as u64;
+        let chains: u64 = self
+            .chains
+            .iter()
+            .map(|(id, chain)| {
+                id.len() as u64
+                    + slot * 3 / 2
+                    + (chain.deltas.capacity() * std::mem::size_of::<DeltaRef>()) as u64
+            })
+            .sum();
+        chains + self.live_bytes.len() as u64 * 24
+    }
+
     /// Number of deltas not folded into a base.
     pub fn unfolded_deltas(&self) -> u64 {
         self.chains.values().map(|c| c.deltas.len() as u64).sum()

@@ -58,6 +58,7 @@ pub mod stats;
 pub mod storage;
 pub mod varint;
 pub mod wal;
+pub mod workload;
 
 pub use batch::Batch;
 pub use check::{check, CheckReport};

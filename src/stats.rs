@@ -44,6 +44,8 @@ pub struct Stats {
     pub unfolded_deltas: u64,
     /// Batch records written.
     pub batches: u64,
+    /// Estimated heap bytes of the in-memory index (see `Index::approx_heap_bytes`).
+    pub index_heap_bytes: u64,
     /// Deltas identical to an unfolded earlier one (same aggregate, seq, position, checksum).
     pub duplicates: u64,
     /// Deltas that differ from an unfolded one with the same aggregate, seq and position.
@@ -106,6 +108,7 @@ pub(crate) fn collect<M: Model>(shared: &Shared<M>) -> Stats {
         stats.live_bytes = index.live_bytes().values().sum();
         let counters = index.counters();
         stats.aggregates = index.aggregates();
+        stats.index_heap_bytes = index.approx_heap_bytes();
         stats.deltas = counters.deltas;
         stats.duplicates = counters.duplicates;
         stats.conflicts = counters.conflicts;

@@ -247,3 +247,33 @@ fn the_demo_shows_all_seven_right() {
     assert!(text.contains("phantom"));
     assert!(text.contains("rejected"));
 }
+
+#[test]
+fn bench_prints_one_json_object_with_the_documented_keys() {
+    let out = aggrelog(&["bench", "--deltas", "4000", "--aggregates", "300", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let figures: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    for key in [
+        "ingest_mb_s",
+        "ingest_sync_mb_s",
+        "open_ms",
+        "open_checkpoint_ms",
+        "replay_mb_s",
+        "ceiling_mb_s",
+        "replay_ratio",
+        "materialize_deltas_s",
+        "get_p50_us",
+        "get_p99_us",
+        "index_bytes_per_aggregate",
+        "disk_bytes",
+        "payload_bytes",
+        "peak_rss_mb",
+    ] {
+        assert!(
+            figures[key].is_number(),
+            "{key} missing or not a number: {figures}"
+        );
+    }
+    assert_eq!(figures["deltas"], 4000);
+    assert!(figures["payload_bytes"].as_u64() > Some(4000 * 50));
+}

@@ -1,0 +1,392 @@
+//! `aggrelog bench`: generates the mfg workload and measures, in one run, ingest (with and
+//! without an fsync per batch), open (full replay and from a checkpoint), full-log replay,
+//! materializing every aggregate and point reads, and the raw ceiling on the same data: reading
+//! the same segment files sequentially into a 1 MiB buffer and computing CRC32 over every byte.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aggrelog::workload::{generate, GeneratedBatch, WorkloadSpec};
+use aggrelog::{Compression, Db, Options, RecordLocation, SyncMode};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+/// Options of the bench command.
+pub struct BenchArgs {
+    pub db: Option<PathBuf>,
+    pub aggregates: u64,
+    pub deltas: u64,
+    pub seed: u64,
+    pub sync: SyncMode,
+    pub compress: bool,
+    pub json: bool,
+}
+
+/// What one run measured.
+#[derive(Default)]
+struct Figures {
+    deltas: u64,
+    aggregates: u64,
+    payload_bytes: u64,
+    ingest_sync_s: f64,
+    ingest_nosync_s: f64,
+    open_ms: f64,
+    open_checkpoint_ms: f64,
+    replay_bytes: u64,
+    replay_deltas: u64,
+    replay_s: f64,
+    ceiling_bytes: u64,
+    ceiling_s: f64,
+    materialize_s: f64,
+    materialized: u64,
+    get_p50_us: f64,
+    get_p99_us: f64,
+    index_bytes: u64,
+    disk_bytes: u64,
+    peak_rss_mb: f64,
+}
+
+fn bar(len: u64, what: &str, hidden: bool) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} {per_sec}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn options(sync: SyncMode, compress: bool) -> Options {
+    Options::default()
+        .sync(sync)
+        .background_compaction(false)
+        .checkpoint_every_bytes(0)
+        .compression(compress.then(Compression::default))
+}
+
+/// Writes every batch into a new database at `dir`; returns the seconds taken.
+fn ingest(
+    dir: &Path,
+    batches: &[GeneratedBatch],
+    options: Options,
+    bar: ProgressBar,
+) -> Result<f64, String> {
+    let db = Db::open(dir, options).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    for b in batches {
+        db.write(&b.batch).map_err(|e| e.to_string())?;
+        bar.inc(1);
+    }
+    db.sync().map_err(|e| e.to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    db.close().map_err(|e| e.to_string())?;
+    Ok(seconds)
+}
+
+fn timed_open(dir: &Path, options: &Options) -> Result<(Db, f64), String> {
+    let started = Instant::now();
+    let db = Db::open(dir, options.clone()).map_err(|e| e.to_string())?;
+    Ok((db, started.elapsed().as_secs_f64() * 1000.0))
+}
+
+/// Reads every segment file with plain reads into a 1 MiB buffer, CRC32 over every byte.
+fn ceiling(dir: &Path) -> Result<(u64, f64), String> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    paths.sort();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut hasher = crc32fast::Hasher::new();
+    let mut bytes = 0u64;
+    let started = Instant::now();
+    for path in paths {
+        let mut file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        loop {
+            let n = file.read(&mut buffer).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            bytes += n as u64;
+        }
+    }
+    std::hint::black_box(hasher.finalize());
+    Ok((bytes, started.elapsed().as_secs_f64()))
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(at).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+}
+
+/// Runs the bench.
+pub fn run(args: &BenchArgs) -> Result<(), String> {
+    let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let root = args.db.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let (main, other) = (root.join("main"), root.join("other"));
+    for d in [&main, &other] {
+        if d.exists() {
+            return Err(format!(
+                "{} already exists: bench writes a fresh database",
+                d.display()
+            ));
+        }
+    }
+    let spec = WorkloadSpec {
+        aggregates: args.aggregates,
+        deltas: args.deltas,
+        batch_size: 1000,
+        seed: args.seed,
+    };
+    let hidden = args.json;
+    let generating = bar(1, "generating workload", hidden);
+    let batches = generate(&spec).map_err(|e| e.to_string())?;
+    generating.finish_and_clear();
+    let mut f = Figures {
+        deltas: args.deltas,
+        payload_bytes: batches.iter().map(|b| b.json_bytes).sum(),
+        ..Figures::default()
+    };
+    let n = batches.len() as u64;
+    // The main database uses the chosen sync mode; the other the opposite, for both figures.
+    let other_sync = match args.sync {
+        SyncMode::Always => SyncMode::Never,
+        _ => SyncMode::Always,
+    };
+    let main_options = options(args.sync, args.compress);
+    let main_s = ingest(
+        &main,
+        &batches,
+        main_options.clone(),
+        bar(n, "ingest (main)", hidden),
+    )?;
+    let other_s = ingest(
+        &other,
+        &batches,
+        options(other_sync, args.compress),
+        bar(n, "ingest (other sync)", hidden),
+    )?;
+    (f.ingest_sync_s, f.ingest_nosync_s) = match args.sync {
+        SyncMode::Always => (main_s, other_s),
+        _ => (other_s, main_s),
+    };
+    drop(batches);
+    let (db, open_ms) = timed_open(&main, &main_options)?;
+    f.open_ms = open_ms;
+    db.checkpoint().map_err(|e| e.to_string())?;
+    db.close().map_err(|e| e.to_string())?;
+    let (db, open_checkpoint_ms) = timed_open(&main, &main_options)?;
+    f.open_checkpoint_ms = open_checkpoint_ms;
+    (f.ceiling_bytes, f.ceiling_s) = ceiling(&main)?;
+    let replay_bar = bar(f.deltas, "replay", hidden);
+    measure_replay(&db, &mut f, replay_bar)?;
+    measure_materialize(
+        &db,
+        &mut f,
+        bar(db.stats().aggregates, "materialize", hidden),
+    )?;
+    measure_gets(&db, &mut f, args, bar(20_000, "point gets", hidden))?;
+    let stats = db.stats();
+    f.aggregates = stats.aggregates;
+    f.index_bytes = stats.index_heap_bytes;
+    db.close().map_err(|e| e.to_string())?;
+    f.disk_bytes = dir_bytes(&main);
+    f.peak_rss_mb = peak_rss_mb();
+    if args.json {
+        println!("{}", figures_json(&f));
+    } else {
+        print_table(&f, args);
+    }
+    Ok(())
+}
+
+fn measure_replay(db: &Db, f: &mut Figures, bar: ProgressBar) -> Result<(), String> {
+    let started = Instant::now();
+    let mut replay = db.replay(RecordLocation::START);
+    for delta in replay.by_ref() {
+        delta.map_err(|e| e.to_string())?;
+        f.replay_deltas += 1;
+        if f.replay_deltas.is_multiple_of(10_000) {
+            bar.inc(10_000);
+        }
+    }
+    f.replay_s = started.elapsed().as_secs_f64();
+    f.replay_bytes = replay.totals().bytes;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn measure_materialize(db: &Db, f: &mut Figures, bar: ProgressBar) -> Result<(), String> {
+    let started = Instant::now();
+    for item in db.scan() {
+        item.map_err(|e| e.to_string())?;
+        f.materialized += 1;
+        bar.inc(1);
+    }
+    f.materialize_s = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn measure_gets(
+    db: &Db,
+    f: &mut Figures,
+    args: &BenchArgs,
+    bar: ProgressBar,
+) -> Result<(), String> {
+    let mut state = args.seed | 1;
+    let mut times = Vec::with_capacity(20_000);
+    for _ in 0..20_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let id = format!("aircraft-{:07}", state % args.aggregates.max(1));
+        let started = Instant::now();
+        std::hint::black_box(db.get(&id).map_err(|e| e.to_string())?);
+        times.push(started.elapsed());
+        bar.inc(1);
+    }
+    times.sort_unstable();
+    f.get_p50_us = percentile(&times, 0.50);
+    f.get_p99_us = percentile(&times, 0.99);
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        bytes as f64 / 1e6 / seconds
+    } else {
+        0.0
+    }
+}
+
+fn round(value: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (value * scale).round() / scale
+}
+
+fn figures_json(f: &Figures) -> serde_json::Value {
+    let replay_mb_s = mb_per_s(f.replay_bytes, f.replay_s);
+    let ceiling_mb_s = mb_per_s(f.ceiling_bytes, f.ceiling_s);
+    json!({
+        "deltas": f.deltas,
+        "aggregates": f.aggregates,
+        "ingest_mb_s": round(mb_per_s(f.payload_bytes, f.ingest_nosync_s), 1),
+        "ingest_sync_mb_s": round(mb_per_s(f.payload_bytes, f.ingest_sync_s), 1),
+        "ingest_deltas_s": round(f.deltas as f64 / f.ingest_nosync_s, 0),
+        "ingest_sync_deltas_s": round(f.deltas as f64 / f.ingest_sync_s, 0),
+        "open_ms": round(f.open_ms, 1),
+        "open_checkpoint_ms": round(f.open_checkpoint_ms, 1),
+        "replay_mb_s": round(replay_mb_s, 1),
+        "replay_deltas_s": round(f.replay_deltas as f64 / f.replay_s, 0),
+        "ceiling_mb_s": round(ceiling_mb_s, 1),
+        "replay_ratio": round(replay_mb_s / ceiling_mb_s, 3),
+        "materialize_aggregates_s": round(f.materialized as f64 / f.materialize_s, 0),
+        "materialize_deltas_s": round(f.deltas as f64 / f.materialize_s, 0),
+        "get_p50_us": round(f.get_p50_us, 1),
+        "get_p99_us": round(f.get_p99_us, 1),
+        "index_bytes_per_aggregate": round(f.index_bytes as f64 / f.aggregates.max(1) as f64, 1),
+        "disk_bytes": f.disk_bytes,
+        "payload_bytes": f.payload_bytes,
+        "peak_rss_mb": round(f.peak_rss_mb, 1),
+    })
+}
+
+fn print_table(f: &Figures, args: &BenchArgs) {
+    let j = figures_json(f);
+    let ceiling = j["ceiling_mb_s"].as_f64().unwrap_or(0.0);
+    println!(
+        "aggrelog bench: {} deltas over {} aggregates (seed {}, compress {})",
+        f.deltas, args.aggregates, args.seed, args.compress
+    );
+    println!("{:<44} {:>18} {:>12}", "figure", "value", "vs ceiling");
+    let row = |name: &str, key: &str, unit: &str, ratio: bool| {
+        let value = j[key].as_f64().unwrap_or(0.0);
+        let vs = if ratio && ceiling > 0.0 {
+            format!("{:.2}x", value / ceiling)
+        } else {
+            String::new()
+        };
+        println!("{name:<44} {:>18} {vs:>12}", format!("{value} {unit}"));
+    };
+    row("ingest, fsync per batch", "ingest_sync_mb_s", "MB/s", false);
+    row(
+        "ingest, fsync per batch",
+        "ingest_sync_deltas_s",
+        "deltas/s",
+        false,
+    );
+    row("ingest, no fsync", "ingest_mb_s", "MB/s", false);
+    row("open, full replay", "open_ms", "ms", false);
+    row("open, from a checkpoint", "open_checkpoint_ms", "ms", false);
+    row(
+        "raw ceiling: read + crc32 of the segments",
+        "ceiling_mb_s",
+        "MB/s",
+        true,
+    );
+    row(
+        "full-log replay (every CRC checked)",
+        "replay_mb_s",
+        "MB/s",
+        true,
+    );
+    row("full-log replay", "replay_deltas_s", "deltas/s", false);
+    row(
+        "materialize every aggregate",
+        "materialize_aggregates_s",
+        "aggr/s",
+        false,
+    );
+    row(
+        "materialize every aggregate",
+        "materialize_deltas_s",
+        "deltas/s",
+        false,
+    );
+    row("point get p50", "get_p50_us", "us", false);
+    row("point get p99", "get_p99_us", "us", false);
+    row(
+        "index memory (estimated)",
+        "index_bytes_per_aggregate",
+        "B/aggr",
+        false,
+    );
+    row("peak RSS", "peak_rss_mb", "MB", false);
+    println!(
+        "{:<44} {:>18}",
+        "disk bytes / payload (JSON) bytes",
+        format!("{:.2}", f.disk_bytes as f64 / f.payload_bytes.max(1) as f64)
+    );
+}
