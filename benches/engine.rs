@@ -1,84 +1,27 @@
-//! Criterion benches of the engine's hot paths on a small mfg-like workload (20k deltas over
+//! Criterion benches of the engine's hot paths on a small mfg workload (20k deltas over
 //! 2k aggregates, batches of 1000): append, open (full replay + index rebuild), replay,
 //! materialize (scan) and point get. `cargo bench --bench engine`.
 
 use std::hint::black_box;
 
+use aggrelog::workload::{generate, WorkloadSpec};
 use aggrelog::{Batch, Db, Options, RecordLocation, SyncMode};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use serde_json::{json, Value};
 
 const AGGREGATES: u64 = 2_000;
 const DELTAS: u64 = 20_000;
 const BATCH: u64 = 1_000;
 
-/// A small deterministic generator (xorshift) with the mfg shape: hot aggregates, 1-6
-/// component attributes per patch, some nulls, rare deletes.
-struct Workload(u64);
-
-impl Workload {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn aggregate(&mut self) -> String {
-        let hot = AGGREGATES / 5;
-        let n = if self.next() % 10 < 8 {
-            self.next() % hot
-        } else {
-            self.next() % AGGREGATES
-        };
-        format!("aircraft-{n:07}")
-    }
-
-    fn patch(&mut self) -> Value {
-        let components = [
-            "engine",
-            "cabin",
-            "avionics",
-            "landing_gear",
-            "wing",
-            "fuselage",
-        ];
-        let attributes = [
-            "serial", "model", "cycles", "hours", "status", "vendor", "position",
-        ];
-        let mut patch = json!({});
-        for _ in 0..1 + self.next() % 6 {
-            let c = components[(self.next() % 6) as usize];
-            let a = attributes[(self.next() % 7) as usize];
-            let v = match self.next() % 20 {
-                0 => Value::Null,
-                1..=9 => json!(format!("SN-{:x}", self.next() % 1_000_000)),
-                _ => json!((self.next() % 10_000_000) as f64 / 100.0),
-            };
-            patch[c][a] = v;
-        }
-        patch
-    }
-
-    fn batch(&mut self, seq: u64) -> Batch {
-        let mut batch = Batch::new();
-        for _ in 0..BATCH {
-            let id = self.aggregate();
-            if self.next().is_multiple_of(200) {
-                batch.delete(&id, seq).expect("valid delete");
-            } else {
-                batch.patch(&id, seq, &self.patch()).expect("valid patch");
-            }
-        }
-        batch
-    }
-}
-
+/// The mfg workload (`aggrelog::workload`, the generator `aggrelog bench` uses), smaller.
 fn batches() -> Vec<Batch> {
-    let mut workload = Workload(0x9e37_79b9_7f4a_7c15);
-    (1..=DELTAS / BATCH)
-        .map(|seq| workload.batch(seq))
-        .collect()
+    let spec = WorkloadSpec {
+        aggregates: AGGREGATES,
+        deltas: DELTAS,
+        batch_size: BATCH,
+        seed: 1,
+    };
+    let generated = generate(&spec).expect("workload");
+    generated.into_iter().map(|b| b.batch).collect()
 }
 
 fn options() -> Options {

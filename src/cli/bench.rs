@@ -10,17 +10,34 @@ use std::time::{Duration, Instant};
 
 use aggrelog::workload::{generate, GeneratedBatch, WorkloadSpec};
 use aggrelog::{Compression, Db, Options, RecordLocation, SyncMode};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 /// Options of the bench command.
+#[derive(Args)]
 pub struct BenchArgs {
+    /// Parent directory for the databases (default: a temporary directory).
+    #[arg(long)]
     pub db: Option<PathBuf>,
+    /// Distinct aggregates.
+    #[arg(long, default_value_t = 100_000)]
     pub aggregates: u64,
+    /// Deltas in total (batches of 1000).
+    #[arg(long, default_value_t = 2_000_000)]
     pub deltas: u64,
+    /// Workload seed.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    pub sync: SyncMode,
+    /// Sync mode of the main database: "always", "never" or milliseconds (the other ingest
+    /// figure uses the opposite).
+    #[arg(long, default_value = "always")]
+    pub sync: String,
+    /// zstd-compress batch records.
+    #[arg(long)]
     pub compress: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -149,8 +166,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted.get(at).map_or(0.0, |d| d.as_secs_f64() * 1e6)
 }
 
-/// Runs the bench.
-pub fn run(args: &BenchArgs) -> Result<(), String> {
+/// Runs the bench with the main database in `sync` mode.
+pub fn run(args: &BenchArgs, sync: SyncMode) -> Result<(), String> {
     let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let root = args.db.clone().unwrap_or_else(|| temp.path().to_path_buf());
     let (main, other) = (root.join("main"), root.join("other"));
@@ -179,11 +196,11 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     };
     let n = batches.len() as u64;
     // The main database uses the chosen sync mode; the other the opposite, for both figures.
-    let other_sync = match args.sync {
+    let other_sync = match sync {
         SyncMode::Always => SyncMode::Never,
         _ => SyncMode::Always,
     };
-    let main_options = options(args.sync, args.compress);
+    let main_options = options(sync, args.compress);
     let main_s = ingest(
         &main,
         &batches,
@@ -196,7 +213,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         options(other_sync, args.compress),
         bar(n, "ingest (other sync)", hidden),
     )?;
-    (f.ingest_sync_s, f.ingest_nosync_s) = match args.sync {
+    (f.ingest_sync_s, f.ingest_nosync_s) = match sync {
         SyncMode::Always => (main_s, other_s),
         _ => (other_s, main_s),
     };

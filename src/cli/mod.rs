@@ -113,30 +113,7 @@ enum Command {
     Demo,
     /// Generate the mfg workload and measure ingest, open, replay (against the raw read + CRC
     /// ceiling on the same files), materialize and point reads in one run.
-    Bench {
-        /// Parent directory for the databases (default: a temporary directory).
-        #[arg(long)]
-        db: Option<PathBuf>,
-        /// Distinct aggregates.
-        #[arg(long, default_value_t = 100_000)]
-        aggregates: u64,
-        /// Deltas in total (batches of 1000).
-        #[arg(long, default_value_t = 2_000_000)]
-        deltas: u64,
-        /// Workload seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Sync mode of the main database: "always", "never" or milliseconds (the other ingest
-        /// figure uses the opposite).
-        #[arg(long, default_value = "always")]
-        sync: String,
-        /// zstd-compress batch records.
-        #[arg(long)]
-        compress: bool,
-        /// Print one JSON object instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(bench::BenchArgs),
 }
 
 /// A failure to report: the sentence for stderr and the exit status.
@@ -180,26 +157,9 @@ pub fn run() -> i32 {
         Command::Compact { db } => compact(&db),
         Command::Seal { db, seq } => seal(&db, seq),
         Command::Demo => demo::run().map_err(Failure::from),
-        Command::Bench {
-            db,
-            aggregates,
-            deltas,
-            seed,
-            sync,
-            compress,
-            json,
-        } => parse_sync(&sync).and_then(|sync| {
-            let args = bench::BenchArgs {
-                db,
-                aggregates,
-                deltas,
-                seed,
-                sync,
-                compress,
-                json,
-            };
-            bench::run(&args).map_err(Failure::from)
-        }),
+        Command::Bench(args) => {
+            parse_sync(&args.sync).and_then(|sync| bench::run(&args, sync).map_err(Failure::from))
+        }
     };
     match result {
         Ok(()) => 0,

@@ -236,6 +236,15 @@ impl SimStorage {
         }
     }
 
+    /// A handle on `inode` for the process of `generation`.
+    fn handle(&self, inode: u64, generation: u64) -> Box<dyn AppendFile> {
+        Box::new(SimFile {
+            storage: self.clone(),
+            inode,
+            generation,
+        })
+    }
+
     /// Simulates a power loss: unsynced data and directory operations survive partly, per the
     /// seeded model, and every handle and lock of the crashed "process" dies.
     pub fn crash(&self) {
@@ -488,25 +497,13 @@ impl Storage for SimStorage {
         }
         let inode = state.new_inode();
         state.link(path, Entry::File(inode));
-        let generation = state.generation;
-        drop(state);
-        Ok(Box::new(SimFile {
-            storage: self.clone(),
-            inode,
-            generation,
-        }))
+        Ok(self.handle(inode, state.generation))
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
         let state = self.lock();
         let inode = state.file(path)?;
-        let generation = state.generation;
-        drop(state);
-        Ok(Box::new(SimFile {
-            storage: self.clone(),
-            inode,
-            generation,
-        }))
+        Ok(self.handle(inode, state.generation))
     }
 
     fn file_len(&self, path: &Path) -> io::Result<u64> {
