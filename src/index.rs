@@ -5,12 +5,21 @@
 //! reads a prefix and duplicate/conflict detection is a binary search. Chains are not what makes
 //! reads order-independent (the model's fold is); sorting only makes them cheap.
 //!
+//! Lookup is a hash table (SwissTable, seeded foldhash) of *slots* into a dense vector of
+//! entries, so a lookup costs one hash and about one cache miss whatever the number of
+//! aggregates. Id order, which only scans need, is a sorted array of slots built on the first
+//! ordered access and dropped when a new aggregate arrives.
+//!
 //! The index also keeps the live bytes of every segment (bytes of records some chain still
 //! points at), which compaction uses to find segments worth reclaiming.
 //! Memory per aggregate is measured in DESIGN.md ("The index").
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
+
+use compact_str::CompactString;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// Where one delta lives in the log, with the parts of its stamp the index needs. 32 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,37 +114,105 @@ pub struct IndexCounters {
     pub conflicts: u64,
 }
 
+/// One aggregate: its id (inline up to 24 bytes, so a lookup compares it without another
+/// cache miss) and chain.
+#[derive(Debug)]
+struct Entry {
+    id: CompactString,
+    chain: Chain,
+}
+
 /// The aggregate index.
 #[derive(Debug, Default)]
 pub struct Index {
-    chains: BTreeMap<Box<str>, Chain>,
+    /// Every aggregate, in order of first appearance (a slot never moves).
+    entries: Vec<Entry>,
+    /// Slots of `entries`, hashed by id.
+    slots: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    /// Slots sorted by id, built on the first ordered access after a new aggregate arrived.
+    order: OnceLock<Box<[u32]>>,
     live_bytes: BTreeMap<u32, u64>,
     counters: IndexCounters,
 }
 
 impl Index {
+    fn slot_of(&self, aggregate: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(aggregate);
+        let entries = &self.entries;
+        self.slots
+            .find(hash, |&slot| entries[slot as usize].id == aggregate)
+            .map(|&slot| slot as usize)
+    }
+
+    /// The chain of `aggregate`, created empty if it has none.
+    fn chain_mut(&mut self, aggregate: &str) -> &mut Chain {
+        let slot = match self.slot_of(aggregate) {
+            Some(slot) => slot,
+            // Most aggregates have few deltas: start with room for exactly one.
+            None => self.add_aggregate(
+                aggregate,
+                Chain {
+                    base: None,
+                    deltas: Vec::with_capacity(1),
+                },
+            ),
+        };
+        &mut self.entries[slot].chain
+    }
+
+    fn add_aggregate(&mut self, aggregate: &str, chain: Chain) -> usize {
+        let slot = self.entries.len();
+        self.entries.push(Entry {
+            id: CompactString::new(aggregate),
+            chain,
+        });
+        let (hasher, entries) = (&self.hasher, &self.entries);
+        let hash = hasher.hash_one(aggregate);
+        self.slots.insert_unique(hash, slot as u32, |&s| {
+            hasher.hash_one(entries[s as usize].id.as_str())
+        });
+        self.order = OnceLock::new();
+        slot
+    }
+
+    /// Slots sorted by id.
+    fn order(&self) -> &[u32] {
+        self.order.get_or_init(|| {
+            let mut order: Vec<u32> = (0..self.entries.len() as u32).collect();
+            order.sort_unstable_by(|&a, &b| {
+                self.entries[a as usize]
+                    .id
+                    .cmp(&self.entries[b as usize].id)
+            });
+            order.into_boxed_slice()
+        })
+    }
+
     /// Adds a delta of `aggregate`. Duplicates are kept too (the fold is idempotent); they are
     /// only counted, so the count never depends on which copy arrived first.
     pub fn insert(&mut self, aggregate: &str, delta: DeltaRef) -> Insertion {
-        let chain = match self.chains.get_mut(aggregate) {
-            Some(chain) => chain,
-            // Most aggregates have few deltas: start with room for exactly one.
-            None => self
-                .chains
-                .entry(aggregate.into())
-                .or_insert_with(|| Chain {
-                    base: None,
-                    deltas: Vec::with_capacity(1),
-                }),
-        };
-        let outcome = classify(&chain.deltas, &delta);
-        if outcome == Insertion::AlreadyIndexed {
-            return outcome;
-        }
-        let at = chain
+        let chain = self.chain_mut(aggregate);
+        // Deltas mostly arrive in stamp order: appending past the last one needs neither a
+        // search nor a classification (an equal (seq, position) cannot exist before it).
+        let appends = chain
             .deltas
-            .partition_point(|r| r.order_key() <= delta.order_key());
-        chain.deltas.insert(at, delta);
+            .last()
+            .is_none_or(|last| (last.seq, last.position) < (delta.seq, delta.position));
+        let outcome = if appends {
+            chain.deltas.push(delta);
+            Insertion::New
+        } else {
+            let outcome = classify(&chain.deltas, &delta);
+            if outcome == Insertion::AlreadyIndexed {
+                return outcome;
+            }
+            let at = chain
+                .deltas
+                .partition_point(|r| r.order_key() <= delta.order_key());
+            chain.deltas.insert(at, delta);
+            outcome
+        };
         *self.live_bytes.entry(delta.segment).or_default() += u64::from(delta.len);
         // Counters may come from a checkpoint file: never overflow on untrusted values.
         self.counters.deltas = self.counters.deltas.saturating_add(1);
@@ -154,10 +231,7 @@ impl Index {
     /// Installs a state record for `aggregate`: it replaces the previous base and every delta
     /// with `seq <= state.horizon`. Returns the number of deltas it superseded.
     pub fn install_state(&mut self, aggregate: &str, state: StateRef) -> usize {
-        let chain = match self.chains.get_mut(aggregate) {
-            Some(chain) => chain,
-            None => self.chains.entry(aggregate.into()).or_default(),
-        };
+        let chain = self.chain_mut(aggregate);
         let mut freed: Vec<(u32, u64)> = Vec::new();
         if let Some(old) = chain.base.replace(state) {
             freed.push((old.segment, u64::from(old.len)));
@@ -189,21 +263,36 @@ impl Index {
 
     /// The chain of `aggregate`.
     pub fn chain(&self, aggregate: &str) -> Option<&Chain> {
-        self.chains.get(aggregate)
+        self.slot_of(aggregate)
+            .map(|slot| &self.entries[slot].chain)
     }
 
     /// The first aggregate id strictly after `after` (or the first of all), with its chain.
+    /// The first call after a new aggregate arrived sorts the ids (O(n log n)); later calls are
+    /// a binary search.
     pub fn next_after(&self, after: Option<&str>) -> Option<(&str, &Chain)> {
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        self.chains
-            .range::<str, _>((lower, Bound::Unbounded))
-            .next()
-            .map(|(id, chain)| (&**id, chain))
+        let order = self.order();
+        let at = match after {
+            None => 0,
+            Some(after) => {
+                order.partition_point(|&s| self.entries[s as usize].id.as_str() <= after)
+            }
+        };
+        let entry = &self.entries[*order.get(at)? as usize];
+        Some((&*entry.id, &entry.chain))
     }
 
     /// Every aggregate and its chain, in id order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Chain)> {
-        self.chains.iter().map(|(id, chain)| (&**id, chain))
+        self.order().iter().map(|&slot| {
+            let entry = &self.entries[slot as usize];
+            (&*entry.id, &entry.chain)
+        })
+    }
+
+    /// Every aggregate and its chain, in no particular order (cheaper than [`Index::iter`]).
+    pub fn iter_unordered(&self) -> impl Iterator<Item = (&str, &Chain)> {
+        self.entries.iter().map(|e| (&*e.id, &e.chain))
     }
 
     /// Live bytes per segment (segments without live bytes are absent).
@@ -213,7 +302,7 @@ impl Index {
 
     /// Number of aggregates with a chain (deleted ones included).
     pub fn aggregates(&self) -> u64 {
-        self.chains.len() as u64
+        self.entries.len() as u64
     }
 
     /// The counters.
@@ -224,10 +313,10 @@ impl Index {
     /// Rebuilds an index from chains and counters (checkpoint load).
     pub fn from_parts(chains: Vec<(Box<str>, Chain)>, counters: IndexCounters) -> Self {
         let mut index = Index {
-            chains: BTreeMap::new(),
-            live_bytes: BTreeMap::new(),
             counters,
+            ..Index::default()
         };
+        index.entries.reserve(chains.len());
         for (id, chain) in chains {
             if let Some(base) = chain.base {
                 *index.live_bytes.entry(base.segment).or_default() += u64::from(base.len);
@@ -235,32 +324,45 @@ impl Index {
             for d in &chain.deltas {
                 *index.live_bytes.entry(d.segment).or_default() += u64::from(d.len);
             }
-            index.chains.insert(id, chain);
+            match index.slot_of(&id) {
+                Some(slot) => index.entries[slot].chain = chain,
+                None => {
+                    index.add_aggregate(&id, chain);
+                }
+            }
         }
         index
     }
 
-    /// Estimated heap bytes of the index: ids, chain slots, delta capacities and per-segment
-    /// live counters, with BTreeMap node overhead approximated as one and a half slots per
-    /// entry (nodes are two-thirds full on average). An estimate from capacities, not an
-    /// allocator measurement (`examples/index_memory.rs` measures).
+    /// Estimated heap bytes of the index from capacities: entries, hash slots (4 bytes and a
+    /// control byte each), the sorted order if built, ids, delta capacities and per-segment
+    /// live counters. Not an allocator measurement (`examples/index_memory.rs` measures).
     pub fn approx_heap_bytes(&self) -> u64 {
-        let slot = (std::mem::size_of::<Box<str>>() + std::mem::size_of::<Chain>()) as u64;
+        let entries = (self.entries.capacity() * std::mem::size_of::<Entry>()) as u64;
+        let slots = self.slots.capacity() as u64 * 5;
+        let order = self.order.get().map_or(0, |o| o.len() as u64 * 4);
         let chains: u64 = self
-            .chains
+            .entries
             .iter()
-            .map(|(id, chain)| {
-                id.len() as u64
-                    + slot * 3 / 2
-                    + (chain.deltas.capacity() * std::mem::size_of::<DeltaRef>()) as u64
+            .map(|e| {
+                let heap_id = if e.id.is_heap_allocated() {
+                    e.id.len()
+                } else {
+                    0
+                };
+                heap_id as u64
+                    + (e.chain.deltas.capacity() * std::mem::size_of::<DeltaRef>()) as u64
             })
             .sum();
-        chains + self.live_bytes.len() as u64 * 24
+        entries + slots + order + chains + self.live_bytes.len() as u64 * 24
     }
 
     /// Number of deltas not folded into a base.
     pub fn unfolded_deltas(&self) -> u64 {
-        self.chains.values().map(|c| c.deltas.len() as u64).sum()
+        self.entries
+            .iter()
+            .map(|e| e.chain.deltas.len() as u64)
+            .sum()
     }
 }
 

@@ -112,7 +112,7 @@ pub(crate) fn collect<M: Model>(shared: &Shared<M>) -> Stats {
         stats.deltas = counters.deltas;
         stats.duplicates = counters.duplicates;
         stats.conflicts = counters.conflicts;
-        for (_, chain) in index.iter() {
+        for (_, chain) in index.iter_unordered() {
             let len = chain.deltas.len() as u64;
             stats.unfolded_deltas += len;
             let bucket = CHAIN_BUCKETS.iter().position(|&b| len <= b).unwrap_or(7);

@@ -189,24 +189,31 @@ fn arrival_order(spec: &WorkloadSpec) -> Vec<u64> {
     order
 }
 
-/// Generates batch `seq` of the workload.
-fn generate_batch(spec: &WorkloadSpec, seq: u64) -> Result<GeneratedBatch> {
+/// The deltas of batch `seq` in batch order: aggregate id and patch (`None` = delete).
+fn batch_deltas(spec: &WorkloadSpec, seq: u64) -> Vec<(String, Option<Value>)> {
     let mut rng = Rng(spec.seed.wrapping_mul(1_000_003).wrapping_add(seq));
     let count = spec
         .batch_size
         .min(spec.deltas - (seq - 1) * spec.batch_size);
+    (0..count)
+        .map(|_| {
+            let id = aggregate(&mut rng, spec.aggregates);
+            let p = (rng.unit() >= 0.005).then(|| patch(&mut rng));
+            (id, p)
+        })
+        .collect()
+}
+
+/// Generates batch `seq` of the workload.
+fn generate_batch(spec: &WorkloadSpec, seq: u64) -> Result<GeneratedBatch> {
     let mut batch = Batch::new();
     let mut json_bytes = 0u64;
-    for _ in 0..count {
-        let id = aggregate(&mut rng, spec.aggregates);
-        if rng.unit() < 0.005 {
-            batch.delete(&id, seq)?;
-            json_bytes += crate::jsonl::render_line(&id, seq, None).len() as u64 + 1;
-        } else {
-            let p = patch(&mut rng);
-            batch.patch(&id, seq, &p)?;
-            json_bytes += crate::jsonl::render_line(&id, seq, Some(&p)).len() as u64 + 1;
-        }
+    for (id, p) in batch_deltas(spec, seq) {
+        match &p {
+            Some(p) => batch.patch(&id, seq, p)?,
+            None => batch.delete(&id, seq)?,
+        };
+        json_bytes += crate::jsonl::render_line(&id, seq, p.as_ref()).len() as u64 + 1;
     }
     Ok(GeneratedBatch {
         batch,
@@ -221,6 +228,22 @@ pub fn generate(spec: &WorkloadSpec) -> Result<Vec<GeneratedBatch>> {
         .into_iter()
         .map(|seq| generate_batch(spec, seq))
         .collect()
+}
+
+/// Every batch of the workload in arrival order, generated lazily, as raw records for other
+/// engines (the peer comparison in `benches/peers`): per delta, in batch order, its aggregate id,
+/// its seq and its line in the JSON Lines input format (without the newline). The same deltas
+/// as [`generate`].
+pub fn generate_raw(spec: &WorkloadSpec) -> impl Iterator<Item = Vec<(String, u64, String)>> + '_ {
+    arrival_order(spec).into_iter().map(move |seq| {
+        batch_deltas(spec, seq)
+            .into_iter()
+            .map(|(id, p)| {
+                let line = crate::jsonl::render_line(&id, seq, p.as_ref());
+                (id, seq, line)
+            })
+            .collect()
+    })
 }
 
 #[cfg(test)]
