@@ -67,7 +67,7 @@ pub use compaction::CompactionReport;
 pub use db::{AggregateState, Db, Scan, WriteReceipt};
 pub use error::{Error, Result};
 pub use options::{CompactionOptions, Compression, History, Options, RecoveryMode, SyncMode};
-pub use replay::{Replay, ReplayTotals, ReplayedDelta};
+pub use replay::{BatchDeltas, LoggedDelta, Replay, ReplayTotals, ReplayedBatch, ReplayedDelta};
 pub use stats::{CheckpointStats, Stats};
 pub use wal::{Damage, RecordLocation};
 

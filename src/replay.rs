@@ -1,4 +1,9 @@
 //! [`Replay`]: every delta in log order, each frame's CRC verified.
+//!
+//! Two ways to read it: as an iterator of owned [`ReplayedDelta`]s (convenient: one id string
+//! and body vector per delta), or batch by batch with [`Replay::next_batch`], which lends each
+//! batch's deltas as [`LoggedDelta`]s borrowed from the mapped segment: no copy and no allocation
+//! per record (a compressed batch is decompressed into one reused buffer).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -8,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::model::DeltaKind;
 use crate::options::RecoveryMode;
 use crate::storage::ReadView;
-use crate::wal::format::{RecordType, SEGMENT_HEADER_BYTES};
-use crate::wal::recovery::{batch_payload, decode_batch};
+use crate::wal::batch::{decompress_payload_into, BatchDecoder, Checksums};
+use crate::wal::format::{RecordType, FLAG_ZSTD, SEGMENT_HEADER_BYTES};
 use crate::wal::scan::{FrameScanner, ScanEvent};
 use crate::wal::{Log, RecordLocation};
 
@@ -47,6 +52,105 @@ pub struct ReplayTotals {
     pub other_records: u64,
 }
 
+/// One delta of a [`ReplayedBatch`], borrowed from the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoggedDelta<'a> {
+    /// Index of the delta within its batch.
+    pub position: u32,
+    /// Aggregate id.
+    pub aggregate: &'a str,
+    /// Upstream sequence number.
+    pub seq: u64,
+    /// Patch or delete.
+    pub kind: DeltaKind,
+    /// Encoded body (the model's binary form; empty for a delete).
+    pub body: &'a [u8],
+}
+
+/// One batch record lent by [`Replay::next_batch`]; its frame CRC was verified.
+pub struct ReplayedBatch<'a> {
+    /// Where the batch record starts.
+    pub location: RecordLocation,
+    path: &'a std::path::Path,
+    payload: &'a [u8],
+}
+
+impl<'a> ReplayedBatch<'a> {
+    /// Number of deltas the batch holds.
+    pub fn len(&self) -> usize {
+        BatchDecoder::count(self.payload) as usize
+    }
+
+    /// Whether the batch holds no delta.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The deltas in batch order. The frame CRC covers every byte of them; a record whose
+    /// structure is malformed anyway (lengths, kind, UTF-8) is a corruption error naming the
+    /// segment file and the frame offset, and ends the batch.
+    pub fn deltas(&self) -> BatchDeltas<'a> {
+        BatchDeltas {
+            batch: BatchDecoder::with_checksums(self.payload, Checksums::CoveredByFrame),
+            position: 0,
+            path: self.path,
+            location: self.location,
+        }
+    }
+}
+
+/// Iterator over the deltas of a [`ReplayedBatch`].
+pub struct BatchDeltas<'a> {
+    batch: std::result::Result<BatchDecoder<'a>, String>,
+    position: u32,
+    path: &'a std::path::Path,
+    location: RecordLocation,
+}
+
+impl<'a> Iterator for BatchDeltas<'a> {
+    type Item = Result<LoggedDelta<'a>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let record = match &mut self.batch {
+            Ok(decoder) => decoder.next()?,
+            Err(reason) => Err(std::mem::take(reason)),
+        };
+        let record = match record {
+            Ok(record) => record,
+            Err(reason) => {
+                // Nothing after a malformed record can be trusted.
+                self.batch = Ok(BatchDecoder::exhausted());
+                return Some(Err(Error::corruption(
+                    self.path,
+                    self.location.offset,
+                    reason,
+                )));
+            }
+        };
+        let position = self.position;
+        self.position += 1;
+        Some(Ok(LoggedDelta {
+            position,
+            aggregate: record.aggregate,
+            seq: record.seq,
+            kind: record.kind,
+            body: record.body,
+        }))
+    }
+}
+
+/// The segment a replay is walking.
+struct Cursor {
+    id: u64,
+    path: PathBuf,
+    view: ReadView,
+    /// Next frame offset.
+    offset: usize,
+    /// End of the segment as committed when the replay started.
+    end: usize,
+}
+
 /// Iterator returned by [`Db::replay`](crate::Db::replay).
 pub struct Replay {
     /// Every segment to walk, mapped when the replay was created (a mapping outlives the
@@ -54,16 +158,28 @@ pub struct Replay {
     segments: VecDeque<(u64, PathBuf, Result<ReadView>, u64)>,
     from: RecordLocation,
     mode: RecoveryMode,
-    /// The segment being walked: id, path, view, next offset, end of the snapshot.
-    current: Option<(u64, PathBuf, ReadView, usize, usize)>,
+    current: Option<Cursor>,
+    /// Reused decompression buffer.
+    scratch: Vec<u8>,
+    /// Owned deltas of the last batch, for the iterator.
     pending: VecDeque<ReplayedDelta>,
     failed: bool,
     totals: ReplayTotals,
 }
 
+/// Where the next batch's payload is, found by [`Replay::find_batch`].
+enum Found {
+    /// At `start..end` of the current segment's view.
+    Mapped(RecordLocation, usize, usize),
+    /// In the scratch buffer (decompressed).
+    Scratch(RecordLocation),
+    /// The log is exhausted.
+    End,
+}
+
 impl Replay {
     pub(crate) fn new(log: &Arc<Log>, from: RecordLocation, mode: RecoveryMode) -> Self {
-        let segments = log
+        let segments: VecDeque<_> = log
             .segments()
             .into_iter()
             .filter(|(id, _, _)| *id >= from.segment)
@@ -74,9 +190,19 @@ impl Replay {
             from,
             mode,
             current: None,
+            scratch: Vec::new(),
             pending: VecDeque::new(),
             failed: false,
             totals: ReplayTotals::default(),
+        }
+    }
+
+    /// Where walking segment `id` starts.
+    fn start_offset(from: RecordLocation, id: u64) -> usize {
+        if id == from.segment {
+            (from.offset as usize).max(SEGMENT_HEADER_BYTES)
+        } else {
+            SEGMENT_HEADER_BYTES
         }
     }
 
@@ -85,82 +211,142 @@ impl Replay {
         self.totals
     }
 
+    /// The next batch record, its deltas borrowed from the log; `None` at the end. After an
+    /// error the replay is over. Deltas read through the batch are counted in
+    /// [`ReplayTotals::deltas`] by their number in the batch.
+    pub fn next_batch(&mut self) -> Option<Result<ReplayedBatch<'_>>> {
+        if self.failed {
+            return None;
+        }
+        let found = match self.find_batch() {
+            Ok(found) => found,
+            Err(e) => {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        };
+        let (location, payload) = match found {
+            Found::End => return None,
+            Found::Scratch(location) => (location, &self.scratch[..]),
+            Found::Mapped(location, start, end) => {
+                let cursor = self.current.as_ref()?;
+                (location, &cursor.view[start..end])
+            }
+        };
+        let path = match &self.current {
+            Some(cursor) => cursor.path.as_path(),
+            None => return None,
+        };
+        self.totals.deltas += u64::from(BatchDecoder::count(payload));
+        Some(Ok(ReplayedBatch {
+            location,
+            path,
+            payload,
+        }))
+    }
+
+    /// Advances to the next batch record, decompressing it into `scratch` if needed.
+    fn find_batch(&mut self) -> Result<Found> {
+        loop {
+            if self.current.is_none() && !self.open_next_segment()? {
+                return Ok(Found::End);
+            }
+            if let Some(found) = self.read_frame()? {
+                return Ok(found);
+            }
+        }
+    }
+
     /// Opens the next segment; false when there is none.
     fn open_next_segment(&mut self) -> Result<bool> {
         let Some((id, path, view, len)) = self.segments.pop_front() else {
             return Ok(false);
         };
         let view = view?;
-        let len = (len as usize).min(view.len());
-        let start = if id == self.from.segment {
-            (self.from.offset as usize).max(SEGMENT_HEADER_BYTES)
-        } else {
-            SEGMENT_HEADER_BYTES
-        };
+        let end = (len as usize).min(view.len());
+        let offset = Self::start_offset(self.from, id);
         self.totals.segments += 1;
-        self.totals.bytes += start.min(len) as u64;
-        self.current = Some((id, path, view, start, len));
+        self.totals.bytes += offset.min(end) as u64;
+        self.current = Some(Cursor {
+            id,
+            path,
+            view,
+            offset,
+            end,
+        });
         Ok(true)
     }
 
-    /// Reads the next frame of the current segment into `pending`; false at its end.
-    fn read_frame(&mut self) -> Result<bool> {
-        let Some((id, path, view, offset, end)) = &mut self.current else {
-            return Ok(false);
+    /// Reads the next frame of the current segment: a batch found, `None` after any other
+    /// record or damage skipped (the segment is closed at its end).
+    fn read_frame(&mut self) -> Result<Option<Found>> {
+        let Some(cursor) = &mut self.current else {
+            return Ok(None);
         };
-        let Some(event) = FrameScanner::new(&view[..*end], *id, *offset).next() else {
-            return Ok(false);
+        let Some(event) =
+            FrameScanner::new(&cursor.view[..cursor.end], cursor.id, cursor.offset).next()
+        else {
+            self.current = None;
+            return Ok(None);
         };
         match event {
-            ScanEvent::Frame(frame) if frame.header.record_type != RecordType::Batch => {
-                self.totals.other_records += 1;
-                self.totals.bytes += frame.end() - frame.offset;
-                *offset = frame.end() as usize;
-            }
             ScanEvent::Frame(frame) => {
                 let location = RecordLocation {
-                    segment: *id,
+                    segment: cursor.id,
                     offset: frame.offset,
                 };
-                let bad = |reason| Error::corruption(&*path, frame.offset, reason);
-                let payload = batch_payload(&frame).map_err(bad)?;
-                let deltas = decode_batch(&payload).map_err(bad)?;
-                for (position, delta) in deltas.iter().enumerate() {
-                    self.pending.push_back(ReplayedDelta {
-                        location,
-                        position: position as u32,
-                        aggregate: delta.aggregate.to_owned(),
-                        seq: delta.seq,
-                        kind: delta.kind,
-                        body: delta.body.to_vec(),
-                    });
+                let body_start = frame.end() as usize - frame.body.len();
+                cursor.offset = frame.end() as usize;
+                self.totals.bytes += frame.end() - frame.offset;
+                if frame.header.record_type != RecordType::Batch {
+                    self.totals.other_records += 1;
+                    return Ok(None);
                 }
                 self.totals.batches += 1;
-                self.totals.bytes += frame.end() - frame.offset;
-                *offset = frame.end() as usize;
+                if frame.header.flags & FLAG_ZSTD == 0 {
+                    return Ok(Some(Found::Mapped(location, body_start, cursor.offset)));
+                }
+                decompress_payload_into(frame.body, &mut self.scratch)
+                    .map_err(|reason| Error::corruption(&cursor.path, frame.offset, reason))?;
+                Ok(Some(Found::Scratch(location)))
             }
             ScanEvent::Damage(damage) => {
                 if self.mode == RecoveryMode::Strict {
-                    return Err(Error::corruption(&*path, damage.offset, damage.reason));
+                    return Err(Error::corruption(
+                        &cursor.path,
+                        damage.offset,
+                        damage.reason,
+                    ));
                 }
                 self.totals.bytes += damage.bytes;
                 self.totals.skipped_bytes += damage.bytes;
-                *offset = (damage.offset + damage.bytes) as usize;
+                cursor.offset = (damage.offset + damage.bytes) as usize;
+                Ok(None)
             }
         }
-        Ok(true)
     }
 
-    fn advance(&mut self) -> Result<bool> {
-        loop {
-            if self.current.is_none() && !self.open_next_segment()? {
-                return Ok(false);
-            }
-            if self.read_frame()? {
-                return Ok(true);
-            }
-            self.current = None;
+    /// Fills `pending` with the next batch's deltas, owned; false at the end.
+    fn fill_pending(&mut self) -> Result<bool> {
+        let Some(batch) = self.next_batch() else {
+            return Ok(false);
+        };
+        let batch = batch?;
+        let location = batch.location;
+        let mut owned = Vec::with_capacity(batch.len());
+        for delta in batch.deltas() {
+            let delta = delta?;
+            owned.push(ReplayedDelta {
+                location,
+                position: delta.position,
+                aggregate: delta.aggregate.to_owned(),
+                seq: delta.seq,
+                kind: delta.kind,
+                body: delta.body.to_vec(),
+            });
         }
+        self.pending.extend(owned);
+        Ok(true)
     }
 }
 
@@ -170,13 +356,9 @@ impl Iterator for Replay {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(delta) = self.pending.pop_front() {
-                self.totals.deltas += 1;
                 return Some(Ok(delta));
             }
-            if self.failed {
-                return None;
-            }
-            match self.advance() {
+            match self.fill_pending() {
                 Ok(true) => continue,
                 Ok(false) => return None,
                 Err(e) => {

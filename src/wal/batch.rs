@@ -117,11 +117,29 @@ pub struct BatchDecoder<'a> {
     payload: &'a [u8],
     offset: usize,
     remaining: u32,
+    checksums: Checksums,
+}
+
+/// Whether a decoder verifies each delta's own CRC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checksums {
+    /// Verify every delta record's CRC (the payload's frame CRC was not checked).
+    Verify,
+    /// The payload comes from a frame whose CRC was just verified, and that CRC covers every
+    /// byte of every delta record (their stored CRCs included): checking each record's CRC
+    /// again would only check the writer. Lengths, kinds and UTF-8 are still validated.
+    CoveredByFrame,
 }
 
 impl<'a> BatchDecoder<'a> {
-    /// Starts decoding `payload`; fails when the count cannot fit in it.
+    /// Starts decoding `payload`, verifying every delta's CRC; fails when the count cannot fit
+    /// in it.
     pub fn new(payload: &'a [u8]) -> Result<Self, String> {
+        Self::with_checksums(payload, Checksums::Verify)
+    }
+
+    /// Starts decoding `payload` with the given checksum policy.
+    pub fn with_checksums(payload: &'a [u8], checksums: Checksums) -> Result<Self, String> {
         if payload.len() < 4 {
             return Err("batch payload shorter than its count".into());
         }
@@ -136,7 +154,18 @@ impl<'a> BatchDecoder<'a> {
             payload,
             offset: 4,
             remaining: count,
+            checksums,
         })
+    }
+
+    /// A decoder that yields nothing.
+    pub fn exhausted() -> BatchDecoder<'static> {
+        BatchDecoder {
+            payload: &[],
+            offset: 0,
+            remaining: 0,
+            checksums: Checksums::Verify,
+        }
     }
 
     /// Number of deltas the batch declares.
@@ -148,6 +177,7 @@ impl<'a> BatchDecoder<'a> {
 impl<'a> Iterator for BatchDecoder<'a> {
     type Item = Result<DeltaRecord<'a>, String>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.remaining == 0 {
             return if self.offset == self.payload.len() {
@@ -159,7 +189,7 @@ impl<'a> Iterator for BatchDecoder<'a> {
             };
         }
         self.remaining -= 1;
-        match decode_delta_at(self.payload, self.offset) {
+        match decode_delta(self.payload, self.offset, self.checksums) {
             Ok((record, next)) => {
                 self.offset = next;
                 Some(Ok(record))
@@ -176,40 +206,53 @@ impl<'a> Iterator for BatchDecoder<'a> {
 /// Decodes and verifies the delta record at `offset` of `payload`; returns it and the offset of
 /// the next record.
 pub fn decode_delta_at(payload: &[u8], offset: usize) -> Result<(DeltaRecord<'_>, usize), String> {
-    let err = |what: &str| format!("delta at payload offset {offset}: {what}");
-    let rest = payload
-        .get(offset..)
-        .ok_or_else(|| err("offset past end"))?;
-    if rest.len() < MIN_DELTA_BYTES {
-        return Err(err("truncated"));
-    }
-    let id_len = LittleEndian::read_u16(&rest[..2]) as usize;
-    if id_len == 0 || id_len > MAX_AGGREGATE_ID_BYTES || rest.len() < DELTA_OVERHEAD_BYTES + id_len
-    {
-        return Err(err("bad aggregate id length"));
-    }
+    decode_delta(payload, offset, Checksums::Verify)
+}
+
+/// Decodes the delta record at `offset` of `payload`, verifying its CRC if asked. This is the
+/// replay path's inner loop: one bounds check for the fixed fields, errors built out of line.
+#[inline(always)]
+fn decode_delta(
+    payload: &[u8],
+    offset: usize,
+    checksums: Checksums,
+) -> Result<(DeltaRecord<'_>, usize), String> {
+    let rest = match payload.get(offset..) {
+        Some(rest) if rest.len() >= MIN_DELTA_BYTES => rest,
+        Some(_) => return Err(delta_error(offset, "truncated")),
+        None => return Err(delta_error(offset, "offset past end")),
+    };
+    let id_len = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
     let id_end = 2 + id_len;
-    let seq = LittleEndian::read_u64(&rest[id_end..id_end + 8]);
-    let kind = match rest[id_end + 8] {
+    // seq (8) + kind (1) + body length (4) follow the id.
+    let Some(fixed) = rest.get(id_end..id_end + 13).filter(|_| id_len != 0) else {
+        return Err(delta_error(offset, "bad aggregate id length"));
+    };
+    if id_len > MAX_AGGREGATE_ID_BYTES {
+        return Err(delta_error(offset, "bad aggregate id length"));
+    }
+    let seq = u64::from_le_bytes(fixed[..8].try_into().unwrap_or_default());
+    let kind = match fixed[8] {
         KIND_PATCH => DeltaKind::Patch,
         KIND_DELETE => DeltaKind::Delete,
-        other => return Err(err(&format!("unknown delta kind {other}"))),
+        other => return Err(delta_error(offset, &format!("unknown delta kind {other}"))),
     };
-    let body_len = LittleEndian::read_u32(&rest[id_end + 9..id_end + 13]) as usize;
+    let body_len = u32::from_le_bytes(fixed[9..13].try_into().unwrap_or_default()) as usize;
     let body_start = id_end + 13;
-    if body_len > rest.len() - DELTA_OVERHEAD_BYTES - id_len {
-        return Err(err("body length exceeds batch"));
-    }
+    let body_end = body_start.saturating_add(body_len);
+    let Some(stored) = rest.get(body_end..body_end.saturating_add(4)) else {
+        return Err(delta_error(offset, "body length exceeds batch"));
+    };
     if kind == DeltaKind::Delete && body_len != 0 {
-        return Err(err("delete with a body"));
+        return Err(delta_error(offset, "delete with a body"));
     }
-    let body_end = body_start + body_len;
-    let checksum = LittleEndian::read_u32(&rest[body_end..body_end + 4]);
-    if crc32fast::hash(&rest[..body_end]) != checksum {
-        return Err(err("delta checksum mismatch"));
+    let checksum = u32::from_le_bytes(stored.try_into().unwrap_or_default());
+    if checksums == Checksums::Verify && crc32fast::hash(&rest[..body_end]) != checksum {
+        return Err(delta_error(offset, "delta checksum mismatch"));
     }
-    let aggregate =
-        std::str::from_utf8(&rest[2..id_end]).map_err(|_| err("aggregate id is not UTF-8"))?;
+    let Some(aggregate) = id_str(&rest[2..id_end]) else {
+        return Err(delta_error(offset, "aggregate id is not UTF-8"));
+    };
     let record = DeltaRecord {
         offset: offset as u32,
         aggregate,
@@ -219,6 +262,24 @@ pub fn decode_delta_at(payload: &[u8], offset: usize) -> Result<(DeltaRecord<'_>
         checksum,
     };
     Ok((record, offset + body_end + 4))
+}
+
+/// The id as text. Ids are almost always ASCII, and checking that a word at a time is several
+/// times cheaper than general UTF-8 validation of a short string, which was the replay path's
+/// largest cost (2M deltas: 41 ms of replay with `str::from_utf8`, 17 ms without validation).
+#[inline(always)]
+fn id_str(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: every byte is below 0x80, and any sequence of ASCII bytes is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
+#[cold]
+fn delta_error(offset: usize, what: &str) -> String {
+    format!("delta at payload offset {offset}: {what}")
 }
 
 /// Compresses a payload into the stored form `[raw_len:u32][zstd frame]`.
@@ -233,6 +294,13 @@ pub fn compress_payload(payload: &[u8], level: i32) -> std::io::Result<Vec<u8>> 
 /// Decompresses a stored compressed body, refusing sizes above [`MAX_BATCH_PAYLOAD_BYTES`] or
 /// different from the recorded one.
 pub fn decompress_payload(stored: &[u8]) -> Result<Vec<u8>, String> {
+    let mut payload = Vec::new();
+    decompress_payload_into(stored, &mut payload)?;
+    Ok(payload)
+}
+
+/// [`decompress_payload`] into a reused buffer (replaced, not appended to).
+pub fn decompress_payload_into(stored: &[u8], payload: &mut Vec<u8>) -> Result<(), String> {
     if stored.len() < 4 {
         return Err("compressed body shorter than its length prefix".into());
     }
@@ -242,15 +310,17 @@ pub fn decompress_payload(stored: &[u8]) -> Result<Vec<u8>, String> {
             "compressed body claims {raw_len} bytes, above the {MAX_BATCH_PAYLOAD_BYTES}-byte bound"
         ));
     }
-    let payload = zstd::bulk::decompress(&stored[4..], raw_len)
+    payload.clear();
+    payload.reserve(raw_len);
+    let written = zstd::bulk::Decompressor::new()
+        .and_then(|mut d| d.decompress_to_buffer(&stored[4..], payload))
         .map_err(|e| format!("zstd decompression failed: {e}"))?;
-    if payload.len() != raw_len {
+    if written != raw_len {
         return Err(format!(
-            "decompressed to {} bytes, expected {raw_len}",
-            payload.len()
+            "decompressed to {written} bytes, expected {raw_len}"
         ));
     }
-    Ok(payload)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -262,6 +332,25 @@ mod tests {
         batch.push("A", 1, DeltaKind::Patch, b"\x08\x00");
         batch.push("bb", 2, DeltaKind::Delete, b"");
         batch
+    }
+
+    #[test]
+    fn ids_are_checked_as_utf8_on_both_paths() {
+        assert_eq!(id_str(b"aircraft-0000001"), Some("aircraft-0000001"));
+        assert_eq!(id_str("flygplan-ÅÄÖ".as_bytes()), Some("flygplan-ÅÄÖ"));
+        assert_eq!(id_str(b"bad-\xff-id"), None);
+        assert_eq!(id_str(b"cut-\xc3"), None);
+        let mut batch = BatchEncoder::default();
+        batch.push("A\u{e9}", 1, DeltaKind::Patch, b"\x08\x00");
+        let mut payload = batch.payload().to_vec();
+        payload[7] = 0xff; // The id's second byte (after count 4, id length 2, 'A').
+        for checksums in [Checksums::Verify, Checksums::CoveredByFrame] {
+            let first = BatchDecoder::with_checksums(&payload, checksums)
+                .unwrap()
+                .next()
+                .unwrap();
+            assert!(first.is_err(), "{checksums:?}");
+        }
     }
 
     #[test]

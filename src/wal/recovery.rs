@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::batch::{decompress_payload, BatchDecoder, DeltaRecord};
+use super::batch::{decompress_payload, BatchDecoder, Checksums, DeltaRecord};
 use super::format::{decode_segment_header, RecordType, FLAG_ZSTD, SEGMENT_HEADER_BYTES};
 use super::log::RecordLocation;
 use super::records::{decode_seal_body, decode_state_body, StateBody};
@@ -137,9 +137,9 @@ pub fn batch_payload<'a>(frame: &Frame<'a>) -> Result<Cow<'a, [u8]>, String> {
     }
 }
 
-/// Decodes and verifies every delta of a payload, or none.
+/// Decodes every delta of the payload of a frame whose CRC was verified, or none.
 pub fn decode_batch(payload: &[u8]) -> Result<Vec<DeltaRecord<'_>>, String> {
-    BatchDecoder::new(payload)?.collect()
+    BatchDecoder::with_checksums(payload, Checksums::CoveredByFrame)?.collect()
 }
 
 struct Scanner<'s> {
