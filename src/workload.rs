@@ -224,10 +224,14 @@ fn generate_batch(spec: &WorkloadSpec, seq: u64) -> Result<GeneratedBatch> {
 
 /// Every batch of the workload, in arrival order.
 pub fn generate(spec: &WorkloadSpec) -> Result<Vec<GeneratedBatch>> {
+    stream(spec).collect()
+}
+
+/// The batches of [`generate`], generated one at a time (memory stays at one batch).
+pub fn stream(spec: &WorkloadSpec) -> impl Iterator<Item = Result<GeneratedBatch>> + '_ {
     arrival_order(spec)
         .into_iter()
-        .map(|seq| generate_batch(spec, seq))
-        .collect()
+        .map(move |seq| generate_batch(spec, seq))
 }
 
 /// Every batch of the workload in arrival order, generated lazily, as raw records for other

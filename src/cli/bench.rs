@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aggrelog::workload::{generate, GeneratedBatch, WorkloadSpec};
+use aggrelog::workload::{stream, WorkloadSpec};
 use aggrelog::{Compression, Db, Options, RecordLocation, SyncMode};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -86,24 +86,44 @@ fn options(sync: SyncMode, compress: bool) -> Options {
         .compression(compress.then(Compression::default))
 }
 
-/// Writes every batch into a new database at `dir`; returns the seconds taken.
+/// Batches generated ahead of each run of timed writes: large enough that generating does not
+/// evict the engine's working set from the caches between writes, small enough to keep the
+/// bench's memory far below the workload's size.
+const GENERATED_AHEAD: usize = 64;
+
+/// Writes every batch of the workload into a new database at `dir`, generating them
+/// [`GENERATED_AHEAD`] at a time; returns the seconds spent in `write` and the final `sync`
+/// (generation is not timed) and the payload bytes written.
 fn ingest(
     dir: &Path,
-    batches: &[GeneratedBatch],
+    spec: &WorkloadSpec,
     options: Options,
     bar: ProgressBar,
-) -> Result<f64, String> {
+) -> Result<(f64, u64), String> {
     let db = Db::open(dir, options).map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    for b in batches {
-        db.write(&b.batch).map_err(|e| e.to_string())?;
-        bar.inc(1);
+    let mut writing = Duration::ZERO;
+    let mut payload_bytes = 0;
+    let mut batches = stream(spec).peekable();
+    let mut ahead = Vec::with_capacity(GENERATED_AHEAD);
+    while batches.peek().is_some() {
+        ahead.clear();
+        for generated in batches.by_ref().take(GENERATED_AHEAD) {
+            ahead.push(generated.map_err(|e| e.to_string())?);
+        }
+        let started = Instant::now();
+        for generated in &ahead {
+            db.write(&generated.batch).map_err(|e| e.to_string())?;
+        }
+        writing += started.elapsed();
+        payload_bytes += ahead.iter().map(|g| g.json_bytes).sum::<u64>();
+        bar.inc(ahead.len() as u64);
     }
+    let started = Instant::now();
     db.sync().map_err(|e| e.to_string())?;
-    let seconds = started.elapsed().as_secs_f64();
+    writing += started.elapsed();
     bar.finish_and_clear();
     db.close().map_err(|e| e.to_string())?;
-    Ok(seconds)
+    Ok((writing.as_secs_f64(), payload_bytes))
 }
 
 fn timed_open(dir: &Path, options: &Options) -> Result<(Db, f64), String> {
@@ -187,30 +207,27 @@ pub fn run(args: &BenchArgs, sync: SyncMode) -> Result<(), String> {
         seed: args.seed,
     };
     let hidden = args.json;
-    let generating = bar(1, "generating workload", hidden);
-    let batches = generate(&spec).map_err(|e| e.to_string())?;
-    generating.finish_and_clear();
     let mut f = Figures {
         deltas: args.deltas,
-        payload_bytes: batches.iter().map(|b| b.json_bytes).sum(),
         ..Figures::default()
     };
-    let n = batches.len() as u64;
+    let n = args.deltas.div_ceil(spec.batch_size);
     // The main database uses the chosen sync mode; the other the opposite, for both figures.
     let other_sync = match sync {
         SyncMode::Always => SyncMode::Never,
         _ => SyncMode::Always,
     };
     let main_options = options(sync, args.compress);
-    let main_s = ingest(
+    let (main_s, payload_bytes) = ingest(
         &main,
-        &batches,
+        &spec,
         main_options.clone(),
         bar(n, "ingest (main)", hidden),
     )?;
-    let other_s = ingest(
+    f.payload_bytes = payload_bytes;
+    let (other_s, _) = ingest(
         &other,
-        &batches,
+        &spec,
         options(other_sync, args.compress),
         bar(n, "ingest (other sync)", hidden),
     )?;
@@ -218,7 +235,6 @@ pub fn run(args: &BenchArgs, sync: SyncMode) -> Result<(), String> {
         SyncMode::Always => (main_s, other_s),
         _ => (other_s, main_s),
     };
-    drop(batches);
     let (db, open_ms) = timed_open(&main, &main_options)?;
     f.open_ms = open_ms;
     db.checkpoint().map_err(|e| e.to_string())?;
