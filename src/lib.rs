@@ -56,6 +56,7 @@ pub mod replay;
 pub mod simulation;
 pub mod stats;
 pub mod storage;
+pub(crate) mod text;
 pub mod varint;
 pub mod wal;
 pub mod workload;

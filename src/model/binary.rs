@@ -202,7 +202,8 @@ fn read_str<'a>(bytes: &'a [u8], pos: &mut usize) -> Result<&'a str, ModelError>
     let raw = bytes
         .get(start..start + len)
         .ok_or_else(|| ModelError::new(start, "unexpected end of body"))?;
-    let text = std::str::from_utf8(raw).map_err(|_| ModelError::new(start, "invalid UTF-8"))?;
+    let text =
+        crate::text::from_utf8(raw).ok_or_else(|| ModelError::new(start, "invalid UTF-8"))?;
     *pos = start + len;
     Ok(text)
 }

@@ -30,14 +30,15 @@
 //! same, and the record of a state whose events are all older than the seal is the plain
 //! binary encoding of its output plus 13 or so bytes.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
 use super::binary::{self, ObjectReader, ValueRef, MAX_DEPTH};
 use super::{DeltaKind, DeltaView, Model, ModelError, Stamp};
 
+mod children;
 pub mod state_record;
+
+use children::Children;
 
 /// The RFC 7396 merge-patch model: patch bodies are encoded JSON objects (see [`binary`]).
 #[derive(Clone, Copy, Debug, Default)]
@@ -60,7 +61,7 @@ pub struct PatchState {
 struct Node {
     replaced: Option<(Stamp, Leaf)>,
     asserted: Option<Stamp>,
-    children: BTreeMap<Box<str>, Node>,
+    children: Children,
 }
 
 /// What a replace put at its path. The derived order (`Removed` first, then by encoded bytes)
@@ -145,7 +146,7 @@ impl Node {
     }
 
     fn prune_children(&mut self, kill: Stamp) {
-        self.children.retain(|_, child| child.prune(kill));
+        self.children.retain(|child| child.prune(kill));
     }
 
     /// Drops every event at or before `kill` in this subtree; returns whether anything is left.
@@ -162,10 +163,7 @@ impl Node {
 
     /// Runs `f` on the child at `key`, creating it (empty) if needed.
     fn with_child<R>(&mut self, key: &str, f: impl FnOnce(&mut Node) -> R) -> R {
-        if let Some(child) = self.children.get_mut(key) {
-            return f(child);
-        }
-        f(self.children.entry(Box::from(key)).or_default())
+        f(self.children.get_or_default(key))
     }
 
     /// Folds the entries of an object that a patch at `stamp` holds at this node's path. The
@@ -213,7 +211,7 @@ impl Node {
             self.assert_at(stamp);
         }
         let kill = kill.max(self.replace_stamp());
-        for (key, theirs) in &other.children {
+        for (key, theirs) in other.children.iter() {
             self.join_child(key, theirs, kill);
         }
     }
@@ -227,7 +225,7 @@ impl Node {
         let mut fresh = Node::default();
         fresh.join(theirs, kill);
         if !fresh.is_empty() {
-            self.children.insert(Box::from(key), fresh);
+            self.children.insert(key, fresh);
         }
     }
 
@@ -288,7 +286,7 @@ impl Node {
                 *stamp = floor;
             }
         }
-        self.children.retain(|_, child| {
+        self.children.retain(|child| {
             child.forget_below(seal, floor);
             !child.is_empty()
         });
@@ -321,7 +319,7 @@ impl Node {
 
     fn check_children(&self, kill: Option<Stamp>) -> Result<Option<Stamp>, String> {
         let mut newest = None;
-        for (key, child) in &self.children {
+        for (key, child) in self.children.iter() {
             if child.is_empty() {
                 return Err(format!("{key}: empty node"));
             }

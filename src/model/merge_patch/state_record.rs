@@ -236,7 +236,7 @@ fn encode_node(node: &Node, ctx: usize, table: &[Stamp], out: &mut Vec<u8>) {
     }
     if let Some(asserted) = asserted {
         write_varint(node.children.len() as u64, out);
-        for (key, child) in &node.children {
+        for (key, child) in node.children.iter() {
             write_varint(key.len() as u64, out);
             out.extend_from_slice(key.as_bytes());
             encode_node(child, asserted, table, out);
@@ -675,7 +675,7 @@ impl<'a> Reader<'a> {
             let mut fresh = Node::default();
             self.join_subtree(&mut fresh, &child, kill)?;
             if !fresh.is_empty() {
-                mine.children.insert(Box::from(key), fresh);
+                mine.children.insert(key, fresh);
             }
         }
         Ok(())
@@ -979,8 +979,7 @@ mod tests {
                 node.asserted = Some(stamp(next));
                 for key in ["a", "b", "c"] {
                     if depth < 3 && next(3) == 0 {
-                        node.children
-                            .insert(key.into(), tree(next, leaves, depth + 1));
+                        node.children.insert(key, tree(next, leaves, depth + 1));
                     }
                 }
             }
