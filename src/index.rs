@@ -290,6 +290,12 @@ impl Index {
         })
     }
 
+    /// The aggregate in `slot` (slots number aggregates from 0 in order of first appearance;
+    /// an aggregate keeps its slot for the life of the index).
+    pub fn entry_at(&self, slot: usize) -> Option<(&str, &Chain)> {
+        self.entries.get(slot).map(|e| (e.id.as_str(), &e.chain))
+    }
+
     /// Every aggregate and its chain, in no particular order (cheaper than [`Index::iter`]).
     pub fn iter_unordered(&self) -> impl Iterator<Item = (&str, &Chain)> {
         self.entries.iter().map(|e| (&*e.id, &e.chain))

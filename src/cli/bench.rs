@@ -58,6 +58,8 @@ struct Figures {
     ceiling_bytes: u64,
     ceiling_s: f64,
     materialize_s: f64,
+    scan_s: f64,
+    threads: usize,
     materialized: u64,
     get_p50_us: f64,
     get_p99_us: f64,
@@ -295,6 +297,8 @@ fn replay_pass(db: &Db, bar: &ProgressBar) -> Result<(u64, u64, f64), String> {
     Ok((replay.totals().bytes, deltas, seconds))
 }
 
+/// Materializes every aggregate twice: with `Db::scan` (one thread, id order) and with
+/// `Db::materialize` on every core.
 fn measure_materialize(db: &Db, f: &mut Figures, bar: ProgressBar) -> Result<(), String> {
     let started = Instant::now();
     for item in db.scan() {
@@ -302,7 +306,24 @@ fn measure_materialize(db: &Db, f: &mut Figures, bar: ProgressBar) -> Result<(),
         f.materialized += 1;
         bar.inc(1);
     }
+    f.scan_s = started.elapsed().as_secs_f64();
+    bar.set_position(0);
+    f.threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let started = Instant::now();
+    let visited = db
+        .materialize(f.threads, |_, state| {
+            std::hint::black_box(state);
+            bar.inc(1);
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
     f.materialize_s = started.elapsed().as_secs_f64();
+    if visited != f.materialized {
+        return Err(format!(
+            "materialize visited {visited} aggregates, scan {}",
+            f.materialized
+        ));
+    }
     bar.finish_and_clear();
     Ok(())
 }
@@ -364,6 +385,8 @@ fn figures_json(f: &Figures) -> serde_json::Value {
         "replay_mapped_mb_s": round(mb_per_s(f.replay_bytes, f.replay_mapped_s), 1),
         "materialize_aggregates_s": round(f.materialized as f64 / f.materialize_s, 0),
         "materialize_deltas_s": round(f.deltas as f64 / f.materialize_s, 0),
+        "materialize_threads": f.threads,
+        "scan_deltas_s": round(f.deltas as f64 / f.scan_s, 0),
         "get_p50_us": round(f.get_p50_us, 1),
         "get_p99_us": round(f.get_p99_us, 1),
         "index_bytes_per_aggregate": round(f.index_bytes as f64 / f.aggregates.max(1) as f64, 1),
@@ -420,13 +443,20 @@ fn print_table(f: &Figures, args: &BenchArgs) {
         true,
     );
     row(
-        "materialize every aggregate",
+        "materialize every aggregate, scan (1 thread)",
+        "scan_deltas_s",
+        "deltas/s",
+        false,
+    );
+    let threads = f.threads;
+    row(
+        &format!("materialize every aggregate ({threads} threads)"),
         "materialize_aggregates_s",
         "aggr/s",
         false,
     );
     row(
-        "materialize every aggregate",
+        &format!("materialize every aggregate ({threads} threads)"),
         "materialize_deltas_s",
         "deltas/s",
         false,

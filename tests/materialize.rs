@@ -1,0 +1,81 @@
+//! `Db::materialize`: every live aggregate exactly once, with the state `scan` gives, on any
+//! number of threads, before and after compaction; the first error stops it.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use aggrelog::{Batch, Db, Error, Options};
+use serde_json::{json, Value};
+
+fn filled_db(dir: &std::path::Path) -> Db {
+    let db = Db::open(dir, Options::default().background_compaction(false)).unwrap();
+    for b in 0..30u64 {
+        let mut batch = Batch::new();
+        for d in 0..40u64 {
+            let id = format!("a{:03}", (b * 7 + d * 13) % 211);
+            if d % 17 == 3 {
+                batch.delete(&id, b * 100 + d).unwrap();
+            } else {
+                let patch = json!({"c": {"k": b, "d": d}, "x": if d % 5 == 0 { Value::Null } else { json!(d) }});
+                batch.patch(&id, b * 100 + d, &patch).unwrap();
+            }
+        }
+        db.write(&batch).unwrap();
+    }
+    db
+}
+
+fn materialized(db: &Db, threads: usize) -> BTreeMap<String, Value> {
+    let seen = Mutex::new(BTreeMap::new());
+    let visited = db
+        .materialize(threads, |id, state| {
+            let previous = seen.lock().unwrap().insert(id.to_owned(), state.state);
+            assert!(previous.is_none(), "{id} visited twice");
+            Ok(())
+        })
+        .unwrap();
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(visited, seen.len() as u64);
+    seen
+}
+
+fn scanned(db: &Db) -> BTreeMap<String, Value> {
+    db.scan()
+        .map(|item| {
+            let (id, state) = item.unwrap();
+            (id, state.state)
+        })
+        .collect()
+}
+
+#[test]
+fn every_live_aggregate_once_with_the_state_scan_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = filled_db(dir.path());
+    let expected = scanned(&db);
+    assert!(expected.len() > 100);
+    for threads in [0, 1, 2, 5] {
+        assert_eq!(materialized(&db, threads), expected, "{threads} threads");
+    }
+    db.compact().unwrap();
+    assert_eq!(materialized(&db, 3), expected, "after compaction");
+}
+
+#[test]
+fn the_first_error_of_visit_stops_it_and_is_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = filled_db(dir.path());
+    let calls = Mutex::new(0);
+    let outcome = db.materialize(2, |_, _| {
+        *calls.lock().unwrap() += 1;
+        Err(Error::InvalidInput("stop here".into()))
+    });
+    match outcome {
+        Err(Error::InvalidInput(reason)) => assert_eq!(reason, "stop here"),
+        other => panic!("expected the visitor's error, got {other:?}"),
+    }
+    assert!(
+        *calls.lock().unwrap() <= 2,
+        "each worker stops at its first error"
+    );
+}
