@@ -663,7 +663,7 @@ impl Recovered {
 
 /// Adds every delta of a committed batch record to the index.
 fn index_batch(index: &mut Index, record: &BatchRecord<'_>) {
-    for (position, delta) in record.deltas.iter().enumerate() {
+    let refs = record.deltas.iter().enumerate().map(|(position, delta)| {
         let len = (delta.aggregate.len() + delta.body.len() + 19) as u32;
         let delta_ref = DeltaRef {
             seq: delta.seq,
@@ -674,8 +674,9 @@ fn index_batch(index: &mut Index, record: &BatchRecord<'_>) {
             delta_offset: delta.offset,
             len,
         };
-        index.insert(delta.aggregate, delta_ref);
-    }
+        (delta.aggregate, delta_ref)
+    });
+    index.insert_all(refs);
 }
 
 fn validate_options(options: &Options) -> Result<()> {
