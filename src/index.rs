@@ -475,6 +475,36 @@ mod tests {
     }
 
     #[test]
+    fn insert_all_matches_inserting_one_by_one() {
+        let copy = |d: DeltaRef| DeltaRef {
+            record_offset: d.record_offset + 1000,
+            ..d
+        };
+        let batch = [
+            ("x", delta(5, 0, 1)),
+            ("y", delta(1, 1, 2)),
+            ("x", delta(2, 2, 3)),
+            ("x", copy(delta(5, 0, 1))),
+            ("x", delta(5, 0, 9)),
+            ("z", delta(7, 5, 4)),
+            ("y", delta(1, 1, 2)),
+        ];
+        let mut one_by_one = Index::default();
+        for (id, d) in batch {
+            one_by_one.insert(id, d);
+        }
+        let mut all = Index::default();
+        all.insert_all(batch.into_iter());
+        assert_eq!(all.counters(), one_by_one.counters());
+        assert_eq!(all.live_bytes(), one_by_one.live_bytes());
+        for id in ["x", "y", "z"] {
+            assert_eq!(all.chain(id), one_by_one.chain(id), "{id}");
+        }
+        assert_eq!(all.counters().duplicates, 1);
+        assert_eq!(all.counters().conflicts, 1);
+    }
+
+    #[test]
     fn the_same_location_is_indexed_once() {
         let mut index = Index::default();
         assert_eq!(index.insert("x", delta(1, 0, 5)), Insertion::New);

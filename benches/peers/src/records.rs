@@ -122,6 +122,20 @@ mod tests {
     }
 
     #[test]
+    fn the_raw_records_are_the_deltas_aggrelog_bench_generates() {
+        let spec = spec(500, 5_500, 3);
+        let generated = aggrelog::workload::generate(&spec).expect("generate");
+        let raw: Vec<Vec<Record>> = batches(&spec).collect();
+        assert_eq!(raw.len(), generated.len());
+        for (records, batch) in raw.iter().zip(&generated) {
+            assert_eq!(records.len(), batch.batch.len());
+            assert!(records.iter().all(|r| r.seq == batch.seq));
+            let payload: u64 = records.iter().map(Record::payload_bytes).sum();
+            assert_eq!(payload, batch.json_bytes);
+        }
+    }
+
+    #[test]
     fn aggregate_ids_round_trip() {
         assert_eq!(aggregate_number(&aggregate_id(4711)).ok(), Some(4711));
         assert!(aggregate_number("plane-1").is_err());

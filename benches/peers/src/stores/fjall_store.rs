@@ -5,7 +5,9 @@ use std::hint::black_box;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, WriteBatch};
+use fjall::{
+    Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch as WriteBatch, PersistMode,
+};
 
 use crate::measure::Store;
 use crate::records::{aggregate_prefix, Record};
