@@ -251,7 +251,8 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
 fn decode_chain(r: &mut Reader<'_>) -> Result<(Box<str>, Chain), String> {
     let id_len = r.varint()?;
     let id_len = usize::try_from(id_len).map_err(|_| "id length overflows".to_string())?;
-    let id = std::str::from_utf8(r.take(id_len)?).map_err(|_| "id is not UTF-8".to_string())?;
+    let id =
+        crate::text::from_utf8(r.take(id_len)?).ok_or_else(|| "id is not UTF-8".to_string())?;
     validate_aggregate_id(id)?;
     let base = match r.u8()? {
         0 => None,

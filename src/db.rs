@@ -15,7 +15,7 @@ use crate::compaction::{self, CompactionReport, Scope};
 use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, Index, StateRef};
 use crate::maintenance::{self, Maintenance, MaintenanceStats, Worker};
-use crate::model::{DeltaView, MergePatch, Model, Stamp};
+use crate::model::{DeltaView, MergePatch, Model, ModelError, Stamp};
 use crate::options::{Options, MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES};
 use crate::reader::DeltaReader;
 use crate::replay::Replay;
@@ -130,6 +130,14 @@ impl<M: Model> Shared<M> {
                     oldest: base.max_seq,
                 });
             }
+            if chain.deltas.first().is_none_or(|d| d.seq > as_of) {
+                // The state record alone: the model may read its output straight from it.
+                let output = self.state_output(aggregate, base, reader)?;
+                return Ok(output.map(|state| AggregateState {
+                    seq: base.max_seq,
+                    state,
+                }));
+            }
             self.join_state(aggregate, base, &mut state, reader)?;
             seq = Some(base.max_seq);
         }
@@ -144,6 +152,29 @@ impl<M: Model> Shared<M> {
             .map(|state| AggregateState { seq, state }))
     }
 
+    /// The output of the state record `base` alone.
+    fn state_output(
+        &self,
+        aggregate: &str,
+        base: &StateRef,
+        reader: &mut DeltaReader<'_>,
+    ) -> Result<Option<M::Output>> {
+        let output = {
+            let body = reader.read_state(aggregate, base)?;
+            self.model.output_encoded_state(body.state)
+        };
+        output.map_err(|e| self.bad_state(aggregate, base, e))
+    }
+
+    /// The error for a state record the model rejected.
+    fn bad_state(&self, aggregate: &str, base: &StateRef, error: ModelError) -> Error {
+        Error::corruption(
+            self.log.segment_path(u64::from(base.segment)),
+            u64::from(base.record_offset),
+            format!("state record of {aggregate:?}: {error}"),
+        )
+    }
+
     /// Joins the state record `base` into `state`.
     pub fn join_state(
         &self,
@@ -156,13 +187,7 @@ impl<M: Model> Shared<M> {
             let body = reader.read_state(aggregate, base)?;
             self.model.join_encoded_state(state, body.state)
         };
-        joined.map_err(|e| {
-            Error::corruption(
-                self.log.segment_path(u64::from(base.segment)),
-                u64::from(base.record_offset),
-                format!("state record of {aggregate:?}: {e}"),
-            )
-        })
+        joined.map_err(|e| self.bad_state(aggregate, base, e))
     }
 
     /// Folds one delta into `state`.

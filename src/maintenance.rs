@@ -184,7 +184,8 @@ struct ReferenceCheck<'a> {
     lengths: &'a std::collections::BTreeMap<u64, u64>,
     position: crate::wal::RecordLocation,
     views: std::collections::BTreeMap<u64, crate::storage::ReadView>,
-    frames: std::collections::HashMap<(u32, u32), FoundFrame>,
+    /// Frames checked so far (a checkpoint refers to each batch frame once per delta in it).
+    frames: hashbrown::HashMap<(u32, u32), FoundFrame>,
 }
 
 impl ReferenceCheck<'_> {

@@ -63,6 +63,12 @@ struct Figures {
     materialized: u64,
     get_p50_us: f64,
     get_p99_us: f64,
+    compact_s: f64,
+    open_compacted_ms: f64,
+    get_compacted_p50_us: f64,
+    get_compacted_p99_us: f64,
+    index_compacted_bytes: u64,
+    disk_compacted_bytes: u64,
     index_bytes: u64,
     disk_bytes: u64,
     peak_rss_mb: f64,
@@ -251,12 +257,24 @@ pub fn run(args: &BenchArgs, sync: SyncMode) -> Result<(), String> {
         &mut f,
         bar(db.stats().aggregates, "materialize", hidden),
     )?;
-    measure_gets(&db, &mut f, args, bar(20_000, "point gets", hidden))?;
+    (f.get_p50_us, f.get_p99_us) = measure_gets(&db, args, bar(20_000, "point gets", hidden))?;
     let stats = db.stats();
     f.aggregates = stats.aggregates;
     f.index_bytes = stats.index_heap_bytes;
-    db.close().map_err(|e| e.to_string())?;
     f.disk_bytes = dir_bytes(&main);
+    // The steady state of a database with compaction on: chains folded into state records.
+    let started = Instant::now();
+    db.compact().map_err(|e| e.to_string())?;
+    f.compact_s = started.elapsed().as_secs_f64();
+    db.checkpoint().map_err(|e| e.to_string())?;
+    db.close().map_err(|e| e.to_string())?;
+    let (db, open_compacted_ms) = timed_open(&main, &main_options)?;
+    f.open_compacted_ms = open_compacted_ms;
+    let gets = bar(20_000, "point gets (compacted)", hidden);
+    (f.get_compacted_p50_us, f.get_compacted_p99_us) = measure_gets(&db, args, gets)?;
+    f.index_compacted_bytes = db.stats().index_heap_bytes;
+    db.close().map_err(|e| e.to_string())?;
+    f.disk_compacted_bytes = dir_bytes(&main);
     f.peak_rss_mb = peak_rss_mb();
     if args.json {
         println!("{}", figures_json(&f));
@@ -328,12 +346,8 @@ fn measure_materialize(db: &Db, f: &mut Figures, bar: ProgressBar) -> Result<(),
     Ok(())
 }
 
-fn measure_gets(
-    db: &Db,
-    f: &mut Figures,
-    args: &BenchArgs,
-    bar: ProgressBar,
-) -> Result<(), String> {
+/// 20,000 gets of random aggregates; returns p50 and p99 in microseconds.
+fn measure_gets(db: &Db, args: &BenchArgs, bar: ProgressBar) -> Result<(f64, f64), String> {
     let mut state = args.seed | 1;
     let mut times = Vec::with_capacity(20_000);
     for _ in 0..20_000 {
@@ -347,10 +361,8 @@ fn measure_gets(
         bar.inc(1);
     }
     times.sort_unstable();
-    f.get_p50_us = percentile(&times, 0.50);
-    f.get_p99_us = percentile(&times, 0.99);
     bar.finish_and_clear();
-    Ok(())
+    Ok((percentile(&times, 0.50), percentile(&times, 0.99)))
 }
 
 fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
@@ -389,9 +401,16 @@ fn figures_json(f: &Figures) -> serde_json::Value {
         "scan_deltas_s": round(f.deltas as f64 / f.scan_s, 0),
         "get_p50_us": round(f.get_p50_us, 1),
         "get_p99_us": round(f.get_p99_us, 1),
+        "compact_s": round(f.compact_s, 2),
+        "open_compacted_checkpoint_ms": round(f.open_compacted_ms, 1),
+        "get_compacted_p50_us": round(f.get_compacted_p50_us, 1),
+        "get_compacted_p99_us": round(f.get_compacted_p99_us, 1),
+        "index_compacted_bytes_per_aggregate":
+            round(f.index_compacted_bytes as f64 / f.aggregates.max(1) as f64, 1),
         "index_bytes_per_aggregate": round(f.index_bytes as f64 / f.aggregates.max(1) as f64, 1),
         "disk_bytes": f.disk_bytes,
         "payload_bytes": f.payload_bytes,
+        "disk_compacted_bytes": f.disk_compacted_bytes,
         "peak_rss_mb": round(f.peak_rss_mb, 1),
     })
 }
@@ -422,7 +441,12 @@ fn print_table(f: &Figures, args: &BenchArgs) {
     );
     row("ingest, no fsync", "ingest_mb_s", "MB/s", false);
     row("open, full replay", "open_ms", "ms", false);
-    row("open, from a checkpoint", "open_checkpoint_ms", "ms", false);
+    row(
+        "open, from a checkpoint (uncompacted)",
+        "open_checkpoint_ms",
+        "ms",
+        false,
+    );
     row(
         "raw ceiling: read + crc32 of the segments",
         "ceiling_mb_s",
@@ -469,10 +493,41 @@ fn print_table(f: &Figures, args: &BenchArgs) {
         "B/aggr",
         false,
     );
+    row("full compaction", "compact_s", "s", false);
+    row(
+        "open, from a checkpoint (compacted)",
+        "open_compacted_checkpoint_ms",
+        "ms",
+        false,
+    );
+    row(
+        "point get p50 (compacted)",
+        "get_compacted_p50_us",
+        "us",
+        false,
+    );
+    row(
+        "point get p99 (compacted)",
+        "get_compacted_p99_us",
+        "us",
+        false,
+    );
+    row(
+        "index memory (compacted, estimated)",
+        "index_compacted_bytes_per_aggregate",
+        "B/aggr",
+        false,
+    );
     row("peak RSS", "peak_rss_mb", "MB", false);
+    let per_payload = |bytes: u64| format!("{:.2}", bytes as f64 / f.payload_bytes.max(1) as f64);
     println!(
         "{:<44} {:>18}",
         "disk bytes / payload (JSON) bytes",
-        format!("{:.2}", f.disk_bytes as f64 / f.payload_bytes.max(1) as f64)
+        per_payload(f.disk_bytes)
+    );
+    println!(
+        "{:<44} {:>18}",
+        "disk bytes / payload, after compaction",
+        per_payload(f.disk_compacted_bytes)
     );
 }

@@ -412,6 +412,11 @@ impl Model for MergePatch {
         state.forget_below(seal);
     }
 
+    /// Renders the record directly, without building a state (validates all of it first).
+    fn output_encoded_state(&self, encoded: &[u8]) -> Result<Option<Value>, ModelError> {
+        state_record::render(encoded)
+    }
+
     fn is_empty(&self, state: &PatchState) -> bool {
         state.root.is_empty()
     }

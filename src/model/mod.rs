@@ -117,6 +117,15 @@ pub trait Model: Send + Sync + 'static {
     fn join_encoded_state(&self, state: &mut Self::State, encoded: &[u8])
         -> Result<(), ModelError>;
 
+    /// The output of a state encoded by [`Model::encode_state`] alone: what joining it into an
+    /// empty state and calling [`Model::output`] gives, which is the default. A model may read
+    /// the output straight from the encoding (a point get of a compacted aggregate does this).
+    fn output_encoded_state(&self, encoded: &[u8]) -> Result<Option<Self::Output>, ModelError> {
+        let mut state = Self::State::default();
+        self.join_encoded_state(&mut state, encoded)?;
+        Ok(self.output(&state))
+    }
+
     /// Forgets what only served to order deltas with `seq < seal` against the state
     /// (tombstones, stamps no admissible delta can compete with), once the caller guarantees no
     /// such delta will ever be folded into it. Must not change `output`, nor the output after

@@ -78,6 +78,8 @@
 //! the state unchanged. The accepted records are exactly the encodings of canonical states, so
 //! `encode(decode(bytes)) == bytes`.
 
+use serde_json::{Map, Value};
+
 use super::{Leaf, LeafRef, Node, PatchState};
 use crate::model::binary::{self, MAX_DEPTH};
 use crate::model::{ModelError, Stamp};
@@ -256,28 +258,23 @@ fn write_varint(n: u64, out: &mut Vec<u8>) {
 /// Joins the state record `bytes` into `state`: validates all of it first, so that a bad
 /// record is an error and changes nothing.
 pub(super) fn join(state: &mut PatchState, bytes: &[u8]) -> Result<(), ModelError> {
-    let mut reader = Reader::open(bytes)?;
-    let root_at = reader.pos;
-    if let Some(ctx) = reader.table.len().checked_sub(1) {
-        let root = reader.read_node(ctx)?;
-        if matches!(
-            root.replaced,
-            Some((_, LeafBytes::Value(_) | LeafBytes::Scalar(..)))
-        ) {
-            return Err(ModelError::new(root.at, "the root holds a value"));
-        }
-        reader.check_subtree(&root, None, 0)?;
-    }
-    reader.finish()?;
-
-    // Valid: walk it again, this time joining.
-    reader.pos = root_at;
-    if let Some(ctx) = reader.table.len().checked_sub(1) {
-        let root = reader.read_node(ctx)?;
-        reader.join_subtree(&mut state.root, &root, None)?;
-    }
+    let Some((mut reader, root)) = Reader::validated(bytes)? else {
+        return Ok(());
+    };
+    reader.join_subtree(&mut state.root, &root, None)?;
     debug_assert_eq!(reader.pos, bytes.len());
     Ok(())
+}
+
+/// The output of the state record `bytes` alone, read straight from it: what joining it into
+/// an empty state and rendering gives (validates all of it first).
+pub(super) fn render(bytes: &[u8]) -> Result<Option<Value>, ModelError> {
+    let Some((mut reader, root)) = Reader::validated(bytes)? else {
+        return Ok(None);
+    };
+    let output = reader.render_subtree(&root)?;
+    debug_assert_eq!(reader.pos, bytes.len());
+    Ok(output)
 }
 
 /// A replace's leaf as it sits in the record.
@@ -438,7 +435,7 @@ impl<'a> Reader<'a> {
         let len = self.count(1)?;
         let start = self.pos;
         let raw = self.take(len)?;
-        std::str::from_utf8(raw).map_err(|_| ModelError::new(start, "invalid UTF-8"))
+        crate::text::from_utf8(raw).ok_or_else(|| ModelError::new(start, "invalid UTF-8"))
     }
 
     /// A complete non-null, non-object binary value starting at the current position.
@@ -640,6 +637,61 @@ impl<'a> Reader<'a> {
             .assert_stamp()
             .max(node.replace_stamp())
             .max(newest_below))
+    }
+
+    /// Validates the whole record; returns a reader positioned after the root's header, and
+    /// the header, or `None` for the empty state.
+    fn validated(bytes: &'a [u8]) -> Result<Option<(Reader<'a>, Header<'a>)>, ModelError> {
+        let mut reader = Reader::open(bytes)?;
+        let root_at = reader.pos;
+        let Some(ctx) = reader.table.len().checked_sub(1) else {
+            reader.finish()?;
+            return Ok(None);
+        };
+        let root = reader.read_node(ctx)?;
+        if matches!(
+            root.replaced,
+            Some((_, LeafBytes::Value(_) | LeafBytes::Scalar(..)))
+        ) {
+            return Err(ModelError::new(root.at, "the root holds a value"));
+        }
+        reader.check_subtree(&root, None, 0)?;
+        reader.finish()?;
+        // Valid: rewind for the caller's walk.
+        reader.pos = root_at;
+        let root = reader.read_node(ctx)?;
+        Ok(Some((reader, root)))
+    }
+
+    /// Renders the (validated) subtree of `node` as [`Node::render`] does. The record is in
+    /// canonical form, so no event in it is dead: a replace at least as new as the assert gives
+    /// its value (and then the node has no children: they would be older than the replace),
+    /// otherwise an assert gives the object of the rendered children.
+    fn render_subtree(&mut self, node: &Header<'a>) -> Result<Option<Value>, ModelError> {
+        let replace_wins = node
+            .replace_stamp()
+            .is_some_and(|stamp| Some(stamp) >= node.assert_stamp());
+        let mut object = Map::new();
+        let mut previous = None;
+        for _ in 0..node.children {
+            let (key, child) = self.child(node, &mut previous)?;
+            if let Some(value) = self.render_subtree(&child)? {
+                object.insert(key.to_owned(), value);
+            }
+        }
+        if replace_wins {
+            return match node.replaced {
+                Some((_, LeafBytes::Value(bytes))) => binary::decode_value(bytes).map(Some),
+                Some((_, LeafBytes::Scalar(tag, payload))) => {
+                    self.scratch.clear();
+                    self.scratch.push(tag);
+                    self.scratch.extend_from_slice(payload);
+                    binary::decode_value(&self.scratch).map(Some)
+                }
+                Some((_, LeafBytes::Removed)) | None => Ok(None),
+            };
+        }
+        Ok(node.asserted.map(|_| Value::Object(object)))
     }
 
     /// Joins the (validated) subtree of `theirs` into `mine`, as [`Node::join`] does.
@@ -998,10 +1050,13 @@ mod tests {
                 Ok(back) => {
                     assert!(valid, "accepted a non-canonical tree: {state:?}");
                     assert_eq!(back, state);
+                    let rendered = render(&bytes).unwrap();
+                    assert_eq!(rendered, state.root.render(None), "{state:?}");
                     canonical += 1;
                 }
                 Err(error) => {
                     assert!(!valid, "rejected a canonical tree ({error}): {state:?}");
+                    assert!(render(&bytes).is_err(), "rendered a non-canonical record");
                     rejected += 1;
                 }
             }
