@@ -6,7 +6,7 @@
 //! its own `RwLock`, held only to copy a chain or to insert.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::batch::Batch;
@@ -15,6 +15,7 @@ use crate::compaction::{self, CompactionReport, Scope};
 use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, Index, StateRef};
 use crate::maintenance::{self, Maintenance, MaintenanceStats, Worker};
+use crate::materialize::Materialize;
 use crate::model::{DeltaView, MergePatch, Model, ModelError, Stamp};
 use crate::options::{Options, MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES};
 use crate::reader::DeltaReader;
@@ -430,34 +431,16 @@ impl<M: Model> Db<M> {
     /// Folds every aggregate on `threads` threads (at least one) and passes each live one with
     /// its state to `visit`, in no particular order. Stops at the first error, of a fold or
     /// returned by `visit`, and returns it; otherwise returns the number of live aggregates
-    /// visited. Aggregates created after the call started are not visited. Like [`Db::scan`],
-    /// it takes the index lock briefly per aggregate.
+    /// visited. Aggregates created after the call started are not visited.
+    ///
+    /// Unlike [`Db::scan`], it reads the log in log order within partitions of aggregates (see
+    /// `materialize.rs`), so a compressed batch is decompressed once per partition rather than
+    /// once per delta. It takes the index lock briefly per partition.
     pub fn materialize<F>(&self, threads: usize, visit: F) -> Result<u64>
     where
         F: Fn(&str, AggregateState<M::Output>) -> Result<()> + Sync,
     {
-        let total = self.shared.index_read().aggregates() as usize;
-        let work = Materialize {
-            shared: &self.shared,
-            total,
-            next: AtomicUsize::new(0),
-            visited: AtomicU64::new(0),
-            error: Mutex::new(None),
-        };
-        std::thread::scope(|scope| {
-            for _ in 1..threads.max(1) {
-                scope.spawn(|| work.run(&visit));
-            }
-            work.run(&visit);
-        });
-        match work
-            .error
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-        {
-            Some(error) => Err(error),
-            None => Ok(work.visited.into_inner()),
-        }
+        Materialize::new(&self.shared).run(threads, &visit)
     }
 
     /// Every record's deltas in log order from `from` (use [`RecordLocation::START`] for the
@@ -572,68 +555,6 @@ impl<M: Model> Iterator for Scan<'_, M> {
             }
         }
         None
-    }
-}
-
-/// Shared work of [`Db::materialize`]: workers claim runs of index slots.
-struct Materialize<'db, M: Model> {
-    shared: &'db Shared<M>,
-    total: usize,
-    next: AtomicUsize,
-    visited: AtomicU64,
-    error: Mutex<Option<Error>>,
-}
-
-impl<M: Model> Materialize<'_, M> {
-    /// Slots a worker claims at a time.
-    const RUN: usize = 64;
-
-    fn run<F>(&self, visit: &F)
-    where
-        F: Fn(&str, AggregateState<M::Output>) -> Result<()> + Sync,
-    {
-        let mut reader = DeltaReader::new(&self.shared.log);
-        loop {
-            let start = self.next.fetch_add(Self::RUN, Ordering::Relaxed);
-            if start >= self.total || self.failed() {
-                return;
-            }
-            for slot in start..(start + Self::RUN).min(self.total) {
-                if let Err(error) = self.fold_slot(slot, &mut reader, visit) {
-                    let mut first = self.error.lock().unwrap_or_else(PoisonError::into_inner);
-                    first.get_or_insert(error);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn failed(&self) -> bool {
-        self.error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
-    }
-
-    fn fold_slot<F>(&self, slot: usize, reader: &mut DeltaReader<'_>, visit: &F) -> Result<()>
-    where
-        F: Fn(&str, AggregateState<M::Output>) -> Result<()>,
-    {
-        let _reading = self.shared.reading();
-        let (id, chain) = {
-            let index = self.shared.index_read();
-            match index.entry_at(slot) {
-                Some((id, chain)) => (id.to_owned(), chain.clone()),
-                None => return Ok(()),
-            }
-        };
-        match self.shared.fold_chain(&id, &chain, u64::MAX, reader)? {
-            Some(state) => {
-                self.visited.fetch_add(1, Ordering::Relaxed);
-                visit(&id, state)
-            }
-            None => Ok(()),
-        }
     }
 }
 

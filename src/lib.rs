@@ -49,6 +49,7 @@ pub mod fuzzing;
 pub mod index;
 pub mod jsonl;
 pub(crate) mod maintenance;
+pub(crate) mod materialize;
 pub mod model;
 pub mod options;
 pub mod reader;

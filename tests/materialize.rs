@@ -4,11 +4,15 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use aggrelog::{Batch, Db, Error, Options};
+use aggrelog::{Batch, Compression, Db, Error, Options};
 use serde_json::{json, Value};
 
 fn filled_db(dir: &std::path::Path) -> Db {
-    let db = Db::open(dir, Options::default().background_compaction(false)).unwrap();
+    filled_db_with(dir, Options::default().background_compaction(false))
+}
+
+fn filled_db_with(dir: &std::path::Path, options: Options) -> Db {
+    let db = Db::open(dir, options).unwrap();
     for b in 0..30u64 {
         let mut batch = Batch::new();
         for d in 0..40u64 {
@@ -59,6 +63,21 @@ fn every_live_aggregate_once_with_the_state_scan_gives() {
     }
     db.compact().unwrap();
     assert_eq!(materialized(&db, 3), expected, "after compaction");
+}
+
+#[test]
+fn compressed_batches_give_the_same_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default()
+        .background_compaction(false)
+        .compression(Some(Compression::default()));
+    let db = filled_db_with(dir.path(), options);
+    assert!(db.stats().log_bytes > 0);
+    let expected = scanned(&db);
+    assert_eq!(materialized(&db, 2), expected);
+    let plain_dir = tempfile::tempdir().unwrap();
+    let plain = filled_db(plain_dir.path());
+    assert_eq!(scanned(&plain), expected, "compression changes no state");
 }
 
 #[test]

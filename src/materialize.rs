@@ -1,0 +1,253 @@
+//! [`Db::materialize`](crate::Db::materialize): every aggregate folded, on several threads,
+//! reading the log in log order.
+//!
+//! Workers claim *partitions*: runs of consecutive index slots (aggregates in order of first
+//! appearance) holding at most [`PARTITION_BYTES`] of unfolded deltas. For a partition, a worker
+//! copies the chains, sorts all their delta references by place in the log and *gathers* them
+//! in that order (each read verified by its CRC and checked against the index entry), copying
+//! the bodies into one buffer; then it folds each aggregate's deltas together, with the
+//! aggregate's state hot in the cache. The fold is order-independent, so the order of reads is
+//! free to choose, and log order makes them sequential: the pages of each batch are read
+//! together, and a compressed batch is decompressed once per partition instead of once per
+//! delta read (what a per-aggregate walk costs, as in raft-engine). Folding in log order
+//! straight into the partition's states was 2.6x slower than folding per aggregate: each delta
+//! then lands in a cold state. Memory per worker: the gathered bodies and the states of one
+//! partition.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use crate::db::{AggregateState, Shared};
+use crate::error::{Error, Result};
+use crate::index::{Chain, DeltaRef};
+use crate::model::{DeltaKind, DeltaView, Model, Stamp};
+use crate::reader::DeltaReader;
+
+/// Unfolded delta bytes per partition at most (a partition takes at least one aggregate).
+pub(crate) const PARTITION_BYTES: u64 = 32 << 20;
+
+/// Aggregates per partition at most.
+pub(crate) const PARTITION_AGGREGATES: usize = 16_384;
+
+/// Shared work of one materialization.
+pub(crate) struct Materialize<'db, M: Model> {
+    shared: &'db Shared<M>,
+    total: usize,
+    /// The first slot no worker has claimed.
+    next: Mutex<usize>,
+    visited: AtomicU64,
+    error: Mutex<Option<Error>>,
+}
+
+/// One gathered delta: the partition member it belongs to, its index entry, its kind and
+/// where its body sits in the gather buffer.
+struct Gathered {
+    at: u32,
+    delta: DeltaRef,
+    kind: DeltaKind,
+    body: Range<usize>,
+}
+
+/// Reused buffers of a worker.
+#[derive(Default)]
+struct Buffers {
+    order: Vec<(DeltaRef, u32)>,
+    gathered: Vec<Gathered>,
+    bodies: Vec<u8>,
+}
+
+/// A partition's aggregates: id, chain, and the state folded so far.
+struct Partition<M: Model> {
+    ids: Vec<String>,
+    chains: Vec<Chain>,
+    states: Vec<M::State>,
+    /// Highest seq folded into each state (`None`: nothing folded).
+    seqs: Vec<Option<u64>>,
+}
+
+impl<'db, M: Model> Materialize<'db, M> {
+    pub fn new(shared: &'db Shared<M>) -> Self {
+        Materialize {
+            shared,
+            total: shared.index_read().aggregates() as usize,
+            next: Mutex::new(0),
+            visited: AtomicU64::new(0),
+            error: Mutex::new(None),
+        }
+    }
+
+    /// Runs on `threads` threads (this one included); returns the live aggregates visited or
+    /// the first error.
+    pub fn run<F>(self, threads: usize, visit: &F) -> Result<u64>
+    where
+        F: Fn(&str, AggregateState<M::Output>) -> Result<()> + Sync,
+    {
+        std::thread::scope(|scope| {
+            for _ in 1..threads.max(1) {
+                scope.spawn(|| self.work(visit));
+            }
+            self.work(visit);
+        });
+        match self
+            .error
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some(error) => Err(error),
+            None => Ok(self.visited.into_inner()),
+        }
+    }
+
+    fn work<F>(&self, visit: &F)
+    where
+        F: Fn(&str, AggregateState<M::Output>) -> Result<()> + Sync,
+    {
+        let mut reader = DeltaReader::new(&self.shared.log);
+        let mut buffers = Buffers::default();
+        while let Some(slots) = self.claim() {
+            if self.failed() {
+                return;
+            }
+            if let Err(error) = self.partition(slots, &mut reader, &mut buffers, visit) {
+                let mut first = self.error.lock().unwrap_or_else(PoisonError::into_inner);
+                first.get_or_insert(error);
+                return;
+            }
+        }
+    }
+
+    /// The next partition: slots from the first unclaimed one, up to the byte and count bounds.
+    fn claim(&self) -> Option<Range<usize>> {
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = *next;
+        if start >= self.total {
+            return None;
+        }
+        let index = self.shared.index_read();
+        let (mut end, mut bytes) = (start, 0);
+        while end < self.total && end - start < PARTITION_AGGREGATES && bytes < PARTITION_BYTES {
+            bytes += index.entry_at(end).map_or(0, |(_, c)| c.unfolded_bytes());
+            end += 1;
+        }
+        *next = end;
+        Some(start..end)
+    }
+
+    fn failed(&self) -> bool {
+        self.error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Folds and visits the aggregates of `slots`.
+    fn partition<F>(
+        &self,
+        slots: Range<usize>,
+        reader: &mut DeltaReader<'_>,
+        buffers: &mut Buffers,
+        visit: &F,
+    ) -> Result<()>
+    where
+        F: Fn(&str, AggregateState<M::Output>) -> Result<()>,
+    {
+        // Compaction deletes no segment while the partition's chains are being read.
+        let _reading = self.shared.reading();
+        let mut part = self.copy_chains(slots);
+        self.join_bases(&mut part, reader)?;
+        gather(&part, reader, buffers)?;
+        // Each aggregate's deltas together (their order within it does not matter).
+        buffers.gathered.sort_unstable_by_key(|g| g.at);
+        for g in &buffers.gathered {
+            let at = g.at as usize;
+            let view = DeltaView {
+                stamp: Stamp::new(g.delta.seq, g.delta.position, g.delta.checksum),
+                kind: g.kind,
+                body: &buffers.bodies[g.body.clone()],
+            };
+            self.shared
+                .model
+                .fold(&mut part.states[at], view)
+                .map_err(|e| reader.corruption(&g.delta, e.to_string()))?;
+            part.seqs[at] = part.seqs[at].max(Some(g.delta.seq));
+        }
+        self.visit_all(part, visit)
+    }
+
+    fn copy_chains(&self, slots: Range<usize>) -> Partition<M> {
+        let index = self.shared.index_read();
+        let (mut ids, mut chains) = (Vec::new(), Vec::new());
+        for slot in slots {
+            if let Some((id, chain)) = index.entry_at(slot) {
+                ids.push(id.to_owned());
+                chains.push(chain.clone());
+            }
+        }
+        let states = chains.iter().map(|_| M::State::default()).collect();
+        let seqs = chains.iter().map(|c| c.base.map(|b| b.max_seq)).collect();
+        Partition {
+            ids,
+            chains,
+            states,
+            seqs,
+        }
+    }
+
+    fn join_bases(&self, part: &mut Partition<M>, reader: &mut DeltaReader<'_>) -> Result<()> {
+        for (at, chain) in part.chains.iter().enumerate() {
+            if let Some(base) = &chain.base {
+                let state = &mut part.states[at];
+                self.shared.join_state(&part.ids[at], base, state, reader)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_all<F>(&self, part: Partition<M>, visit: &F) -> Result<()>
+    where
+        F: Fn(&str, AggregateState<M::Output>) -> Result<()>,
+    {
+        let model = &self.shared.model;
+        for ((id, state), seq) in part.ids.iter().zip(&part.states).zip(&part.seqs) {
+            let Some(seq) = *seq else { continue };
+            if let Some(state) = model.output(state) {
+                self.visited.fetch_add(1, Ordering::Relaxed);
+                visit(id, AggregateState { seq, state })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads every delta of the partition in log order into `buffers` (bodies copied).
+fn gather<M: Model>(
+    part: &Partition<M>,
+    reader: &mut DeltaReader<'_>,
+    buffers: &mut Buffers,
+) -> Result<()> {
+    let Buffers {
+        order,
+        gathered,
+        bodies,
+    } = buffers;
+    order.clear();
+    gathered.clear();
+    bodies.clear();
+    for (at, chain) in part.chains.iter().enumerate() {
+        order.extend(chain.deltas.iter().map(|d| (*d, at as u32)));
+    }
+    order.sort_unstable_by_key(|(d, _)| (d.segment, d.record_offset, d.delta_offset));
+    for &(delta, at) in order.iter() {
+        let record = reader.read(&part.ids[at as usize], &delta)?;
+        let start = bodies.len();
+        bodies.extend_from_slice(record.body);
+        gathered.push(Gathered {
+            at,
+            delta,
+            kind: record.kind,
+            body: start..bodies.len(),
+        });
+    }
+    Ok(())
+}
