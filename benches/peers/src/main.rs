@@ -125,6 +125,7 @@ fn run_parent(args: &Args) -> Result<()> {
         .dir
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let engines = if args.engines.is_empty() {
         EngineName::ALL.to_vec()
     } else {

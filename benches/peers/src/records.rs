@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn keys_sort_by_aggregate_then_seq_then_position() {
-        let mut keys = vec![
+        let mut keys = [
             key("aircraft-0000002", 1, 0),
             key("aircraft-0000001", 300, 0),
             key("aircraft-0000001", 2, 7),

@@ -61,11 +61,12 @@ impl Store for RaftStore {
                 .map(|e| e.index)
                 .or_else(|| self.engine.last_index(id))
                 .unwrap_or(0);
-            let mut entry = Entry::default();
-            entry.index = last + 1;
-            entry.term = record.seq;
-            entry.set_data(record.json.as_bytes().to_vec().into());
-            entries.push(entry);
+            entries.push(Entry {
+                index: last + 1,
+                term: record.seq,
+                data: record.json.as_bytes().to_vec().into(),
+                ..Entry::default()
+            });
         }
         let mut batch = LogBatch::with_capacity(groups.len());
         for (id, entries) in &groups {
