@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use crate::db::{maintenance_lock, Shared};
 use crate::error::Result;
-use crate::index::{Chain, StateRef};
+use crate::index::{Chain, DeltaRef, StateRef};
 use crate::maintenance::{drop_unusable_checkpoints, write_checkpoint_locked, Maintenance};
+use crate::materialize::{FoldBuffers, FoldSet};
 use crate::model::Model;
 use crate::options::History;
 use crate::reader::DeltaReader;
@@ -31,8 +32,12 @@ use crate::wal::format::{RecordType, FRAME_HEADER_BYTES};
 use crate::wal::log::{lock, NewRecord};
 use crate::wal::records::{encode_seal_body, encode_state_body, StateBody};
 
-/// Aggregates folded per install (one exclusive-gate section each).
+/// Aggregates installed per exclusive-gate section (short, so writers wait little).
 const STEP_AGGREGATES: usize = 256;
+
+/// Aggregates folded together, their deltas read in log order: a compressed batch is
+/// decompressed once per round. Memory: one round's states and gathered delta bodies.
+const ROUND_AGGREGATES: usize = 8192;
 
 /// Which aggregates a run folds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,14 +91,17 @@ pub(crate) fn compact<M: Model>(
             shared.log.rotate_now()?;
         }
         let candidates = plan(shared, scope, horizon);
-        for step in candidates.chunks(STEP_AGGREGATES) {
-            if scope == Scope::Policy && shared.closing.load(Ordering::SeqCst) {
-                // The handle is closing: stop between steps; the next open resumes the work.
-                break;
+        'rounds: for round in candidates.chunks(ROUND_AGGREGATES) {
+            let mut folded = fold_step(shared, round, horizon, &mut report)?;
+            while !folded.is_empty() {
+                if scope == Scope::Policy && shared.closing.load(Ordering::SeqCst) {
+                    // The handle is closing: stop between steps; the next open resumes it.
+                    break 'rounds;
+                }
+                let step: Vec<_> = folded.drain(..STEP_AGGREGATES.min(folded.len())).collect();
+                install(shared, step, horizon, &mut report)?;
+                throttle(rate, started, report.bytes_read + report.bytes_written);
             }
-            let folded = fold_step(shared, step, horizon, &mut report)?;
-            install(shared, folded, horizon, &mut report)?;
-            throttle(rate, started, report.bytes_read + report.bytes_written);
         }
     }
     reclaim(shared, &mut maintenance, &mut report)?;
@@ -164,41 +172,52 @@ fn plan<M: Model>(shared: &Shared<M>, scope: Scope, horizon: u64) -> Vec<String>
         .collect()
 }
 
-/// Folds each aggregate's base and deltas up to `horizon`, without holding the gate.
+/// Folds each aggregate's base and deltas up to `horizon`, without holding the gate. The step's
+/// deltas are read in log order (see `materialize.rs`), so a compressed batch is decompressed
+/// once per step rather than once per delta.
 fn fold_step<M: Model>(
     shared: &Shared<M>,
     aggregates: &[String],
     horizon: u64,
     report: &mut CompactionReport,
 ) -> Result<Vec<Folded<M::State>>> {
+    let members = aggregates
+        .iter()
+        .filter_map(|id| Some((id.clone(), shared.chain(id)?)))
+        .collect();
+    let mut set = FoldSet::<M>::new(members);
     let mut reader = DeltaReader::new(&shared.log);
-    let mut out = Vec::with_capacity(aggregates.len());
-    for aggregate in aggregates {
-        let Some(chain) = shared.chain(aggregate) else {
-            continue;
-        };
-        let mut folded = Folded {
-            aggregate: aggregate.clone(),
-            state: M::State::default(),
-            snapshot: Chain::default(),
-            max_seq: None,
-            folded: 0,
-        };
-        if let Some(base) = &chain.base {
-            shared.join_state(aggregate, base, &mut folded.state, &mut reader)?;
-            folded.max_seq = Some(base.max_seq);
-            report.bytes_read += u64::from(base.len);
-        }
-        for delta in chain.deltas.iter().filter(|d| d.seq <= horizon) {
-            shared.fold_delta(aggregate, delta, &mut folded.state, &mut reader)?;
-            folded.max_seq = folded.max_seq.max(Some(delta.seq));
-            folded.folded += 1;
-            report.bytes_read += u64::from(delta.len);
-        }
-        folded.snapshot = chain;
-        out.push(folded);
+    let included = |d: &DeltaRef| d.seq <= horizon;
+    set.fold(shared, included, &mut reader, &mut FoldBuffers::default())?;
+    for chain in &set.chains {
+        report.bytes_read += chain.base.map_or(0, |b| u64::from(b.len));
+        let deltas = chain.deltas.iter().filter(|d| included(d));
+        report.bytes_read += deltas.map(|d| u64::from(d.len)).sum::<u64>();
     }
-    Ok(out)
+    let FoldSet {
+        ids,
+        chains,
+        states,
+        seqs,
+        folded,
+    } = set;
+    let members = ids
+        .into_iter()
+        .zip(chains)
+        .zip(states)
+        .zip(seqs)
+        .zip(folded);
+    Ok(members
+        .map(
+            |((((aggregate, snapshot), state), max_seq), folded)| Folded {
+                aggregate,
+                state,
+                snapshot,
+                max_seq,
+                folded,
+            },
+        )
+        .collect())
 }
 
 /// Completes the folds with deltas that arrived meanwhile, writes the state records and

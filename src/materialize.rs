@@ -40,8 +40,8 @@ pub(crate) struct Materialize<'db, M: Model> {
     error: Mutex<Option<Error>>,
 }
 
-/// One gathered delta: the partition member it belongs to, its index entry, its kind and
-/// where its body sits in the gather buffer.
+/// One gathered delta: the set member it belongs to, its index entry, its kind and where its
+/// body sits in the gather buffer.
 struct Gathered {
     at: u32,
     delta: DeltaRef,
@@ -51,19 +51,104 @@ struct Gathered {
 
 /// Reused buffers of a worker.
 #[derive(Default)]
-struct Buffers {
+pub(crate) struct FoldBuffers {
     order: Vec<(DeltaRef, u32)>,
     gathered: Vec<Gathered>,
     bodies: Vec<u8>,
 }
 
-/// A partition's aggregates: id, chain, and the state folded so far.
-struct Partition<M: Model> {
-    ids: Vec<String>,
-    chains: Vec<Chain>,
-    states: Vec<M::State>,
-    /// Highest seq folded into each state (`None`: nothing folded).
-    seqs: Vec<Option<u64>>,
+/// Aggregates folded together, their deltas read in log order (materialize and compaction).
+pub(crate) struct FoldSet<M: Model> {
+    pub ids: Vec<String>,
+    pub chains: Vec<Chain>,
+    pub states: Vec<M::State>,
+    /// Highest seq folded into each state, base included (`None`: nothing folded).
+    pub seqs: Vec<Option<u64>>,
+    /// Deltas folded into each state (the base not counted).
+    pub folded: Vec<u32>,
+}
+
+impl<M: Model> FoldSet<M> {
+    /// A set of `(id, chain)` with nothing folded yet.
+    pub fn new(members: Vec<(String, Chain)>) -> Self {
+        let (ids, chains): (Vec<_>, Vec<_>) = members.into_iter().unzip();
+        FoldSet {
+            states: chains.iter().map(|_| M::State::default()).collect(),
+            seqs: vec![None; chains.len()],
+            folded: vec![0; chains.len()],
+            ids,
+            chains,
+        }
+    }
+
+    /// Joins every base and folds the deltas `include` selects: gathered in log order (each
+    /// read verified by its CRC and checked against its index entry), folded per aggregate.
+    pub fn fold(
+        &mut self,
+        shared: &Shared<M>,
+        include: impl Fn(&DeltaRef) -> bool,
+        reader: &mut DeltaReader<'_>,
+        buffers: &mut FoldBuffers,
+    ) -> Result<()> {
+        for (at, chain) in self.chains.iter().enumerate() {
+            if let Some(base) = &chain.base {
+                shared.join_state(&self.ids[at], base, &mut self.states[at], reader)?;
+                self.seqs[at] = self.seqs[at].max(Some(base.max_seq));
+            }
+        }
+        self.gather(&include, reader, buffers)?;
+        // Each aggregate's deltas together (their order within it does not matter).
+        buffers.gathered.sort_unstable_by_key(|g| g.at);
+        for g in &buffers.gathered {
+            let at = g.at as usize;
+            let view = DeltaView {
+                stamp: Stamp::new(g.delta.seq, g.delta.position, g.delta.checksum),
+                kind: g.kind,
+                body: &buffers.bodies[g.body.clone()],
+            };
+            shared
+                .model
+                .fold(&mut self.states[at], view)
+                .map_err(|e| reader.corruption(&g.delta, e.to_string()))?;
+            self.seqs[at] = self.seqs[at].max(Some(g.delta.seq));
+            self.folded[at] += 1;
+        }
+        Ok(())
+    }
+
+    /// Reads the included deltas in log order into `buffers` (bodies copied).
+    fn gather(
+        &self,
+        include: &impl Fn(&DeltaRef) -> bool,
+        reader: &mut DeltaReader<'_>,
+        buffers: &mut FoldBuffers,
+    ) -> Result<()> {
+        let FoldBuffers {
+            order,
+            gathered,
+            bodies,
+        } = buffers;
+        order.clear();
+        gathered.clear();
+        bodies.clear();
+        for (at, chain) in self.chains.iter().enumerate() {
+            let included = chain.deltas.iter().filter(|d| include(d));
+            order.extend(included.map(|d| (*d, at as u32)));
+        }
+        order.sort_unstable_by_key(|(d, _)| (d.segment, d.record_offset, d.delta_offset));
+        for &(delta, at) in order.iter() {
+            let record = reader.read(&self.ids[at as usize], &delta)?;
+            let start = bodies.len();
+            bodies.extend_from_slice(record.body);
+            gathered.push(Gathered {
+                at,
+                delta,
+                kind: record.kind,
+                body: start..bodies.len(),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl<'db, M: Model> Materialize<'db, M> {
@@ -104,7 +189,7 @@ impl<'db, M: Model> Materialize<'db, M> {
         F: Fn(&str, AggregateState<M::Output>) -> Result<()> + Sync,
     {
         let mut reader = DeltaReader::new(&self.shared.log);
-        let mut buffers = Buffers::default();
+        let mut buffers = FoldBuffers::default();
         while let Some(slots) = self.claim() {
             if self.failed() {
                 return;
@@ -146,7 +231,7 @@ impl<'db, M: Model> Materialize<'db, M> {
         &self,
         slots: Range<usize>,
         reader: &mut DeltaReader<'_>,
-        buffers: &mut Buffers,
+        buffers: &mut FoldBuffers,
         visit: &F,
     ) -> Result<()>
     where
@@ -154,62 +239,24 @@ impl<'db, M: Model> Materialize<'db, M> {
     {
         // Compaction deletes no segment while the partition's chains are being read.
         let _reading = self.shared.reading();
-        let mut part = self.copy_chains(slots);
-        self.join_bases(&mut part, reader)?;
-        gather(&part, reader, buffers)?;
-        // Each aggregate's deltas together (their order within it does not matter).
-        buffers.gathered.sort_unstable_by_key(|g| g.at);
-        for g in &buffers.gathered {
-            let at = g.at as usize;
-            let view = DeltaView {
-                stamp: Stamp::new(g.delta.seq, g.delta.position, g.delta.checksum),
-                kind: g.kind,
-                body: &buffers.bodies[g.body.clone()],
-            };
-            self.shared
-                .model
-                .fold(&mut part.states[at], view)
-                .map_err(|e| reader.corruption(&g.delta, e.to_string()))?;
-            part.seqs[at] = part.seqs[at].max(Some(g.delta.seq));
-        }
-        self.visit_all(part, visit)
+        let members = {
+            let index = self.shared.index_read();
+            slots
+                .filter_map(|slot| index.entry_at(slot))
+                .map(|(id, chain)| (id.to_owned(), chain.clone()))
+                .collect()
+        };
+        let mut set = FoldSet::new(members);
+        set.fold(self.shared, |_| true, reader, buffers)?;
+        self.visit_all(set, visit)
     }
 
-    fn copy_chains(&self, slots: Range<usize>) -> Partition<M> {
-        let index = self.shared.index_read();
-        let (mut ids, mut chains) = (Vec::new(), Vec::new());
-        for slot in slots {
-            if let Some((id, chain)) = index.entry_at(slot) {
-                ids.push(id.to_owned());
-                chains.push(chain.clone());
-            }
-        }
-        let states = chains.iter().map(|_| M::State::default()).collect();
-        let seqs = chains.iter().map(|c| c.base.map(|b| b.max_seq)).collect();
-        Partition {
-            ids,
-            chains,
-            states,
-            seqs,
-        }
-    }
-
-    fn join_bases(&self, part: &mut Partition<M>, reader: &mut DeltaReader<'_>) -> Result<()> {
-        for (at, chain) in part.chains.iter().enumerate() {
-            if let Some(base) = &chain.base {
-                let state = &mut part.states[at];
-                self.shared.join_state(&part.ids[at], base, state, reader)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn visit_all<F>(&self, part: Partition<M>, visit: &F) -> Result<()>
+    fn visit_all<F>(&self, set: FoldSet<M>, visit: &F) -> Result<()>
     where
         F: Fn(&str, AggregateState<M::Output>) -> Result<()>,
     {
         let model = &self.shared.model;
-        for ((id, state), seq) in part.ids.iter().zip(&part.states).zip(&part.seqs) {
+        for ((id, state), seq) in set.ids.iter().zip(&set.states).zip(&set.seqs) {
             let Some(seq) = *seq else { continue };
             if let Some(state) = model.output(state) {
                 self.visited.fetch_add(1, Ordering::Relaxed);
@@ -218,36 +265,4 @@ impl<'db, M: Model> Materialize<'db, M> {
         }
         Ok(())
     }
-}
-
-/// Reads every delta of the partition in log order into `buffers` (bodies copied).
-fn gather<M: Model>(
-    part: &Partition<M>,
-    reader: &mut DeltaReader<'_>,
-    buffers: &mut Buffers,
-) -> Result<()> {
-    let Buffers {
-        order,
-        gathered,
-        bodies,
-    } = buffers;
-    order.clear();
-    gathered.clear();
-    bodies.clear();
-    for (at, chain) in part.chains.iter().enumerate() {
-        order.extend(chain.deltas.iter().map(|d| (*d, at as u32)));
-    }
-    order.sort_unstable_by_key(|(d, _)| (d.segment, d.record_offset, d.delta_offset));
-    for &(delta, at) in order.iter() {
-        let record = reader.read(&part.ids[at as usize], &delta)?;
-        let start = bodies.len();
-        bodies.extend_from_slice(record.body);
-        gathered.push(Gathered {
-            at,
-            delta,
-            kind: record.kind,
-            body: start..bodies.len(),
-        });
-    }
-    Ok(())
 }
