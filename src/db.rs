@@ -15,7 +15,9 @@ use crate::compaction::{self, CompactionReport, Scope};
 use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, Index, StateRef};
 use crate::maintenance::{self, Maintenance, MaintenanceStats, Worker};
-use crate::materialize::Materialize;
+use crate::materialize::{
+    FoldBuffers, FoldSet, Materialize, PARTITION_AGGREGATES, PARTITION_BYTES,
+};
 use crate::model::{DeltaView, MergePatch, Model, ModelError, Stamp};
 use crate::options::{Options, MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES};
 use crate::reader::DeltaReader;
@@ -417,13 +419,17 @@ impl<M: Model> Db<M> {
             .fold_chain(aggregate, &chain, as_of, &mut reader)
     }
 
-    /// Every live aggregate with its state, in id order. The iterator takes the index lock
-    /// briefly per aggregate, so writers are not blocked for the whole scan.
+    /// Every live aggregate with its state, in id order. The iterator folds the aggregates a
+    /// partition at a time (reading each partition's deltas in log order, see [`Scan`]) and
+    /// takes the index lock briefly per partition, so writers are not blocked for the whole
+    /// scan.
     pub fn scan(&self) -> Scan<'_, M> {
         Scan {
             shared: &self.shared,
             reader: DeltaReader::new(&self.shared.log),
+            buffers: FoldBuffers::default(),
             after: None,
+            ready: Default::default(),
             done: false,
         }
     }
@@ -518,43 +524,75 @@ impl<M: Model> Drop for Db<M> {
 }
 
 /// Iterator over live aggregates returned by [`Db::scan`].
+///
+/// It folds the aggregates a *partition* at a time (the next ids in order, up to
+/// `materialize::PARTITION_BYTES` of unfolded deltas), reading each partition's deltas in log
+/// order, so a compressed batch is decompressed once per partition; it then yields them one by
+/// one.
 pub struct Scan<'db, M: Model> {
     shared: &'db Shared<M>,
     reader: DeltaReader<'db>,
+    buffers: FoldBuffers,
     after: Option<String>,
+    ready: std::collections::VecDeque<(String, AggregateState<M::Output>)>,
     done: bool,
+}
+
+impl<M: Model> Scan<'_, M> {
+    /// Folds the next partition into `ready`; false when no aggregate is left.
+    fn fold_next_partition(&mut self) -> Result<bool> {
+        let _reading = self.shared.reading();
+        let members: Vec<(String, Chain)> = {
+            let index = self.shared.index_read();
+            let mut bytes = 0;
+            index
+                .iter_after(self.after.as_deref())
+                .take(PARTITION_AGGREGATES)
+                .take_while(|(_, chain)| {
+                    let more = bytes < PARTITION_BYTES;
+                    bytes += chain.unfolded_bytes();
+                    more
+                })
+                .map(|(id, chain)| (id.to_owned(), chain.clone()))
+                .collect()
+        };
+        let Some((last, _)) = members.last() else {
+            return Ok(false);
+        };
+        self.after = Some(last.clone());
+        let mut set = FoldSet::<M>::new(members);
+        set.fold(self.shared, |_| true, &mut self.reader, &mut self.buffers)?;
+        let folded = set.ids.into_iter().zip(&set.states).zip(set.seqs);
+        for ((id, state), seq) in folded {
+            let (Some(seq), Some(state)) = (seq, self.shared.model.output(state)) else {
+                continue;
+            };
+            self.ready.push_back((id, AggregateState { seq, state }));
+        }
+        Ok(true)
+    }
 }
 
 impl<M: Model> Iterator for Scan<'_, M> {
     type Item = Result<(String, AggregateState<M::Output>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while !self.done {
-            let _reading = self.shared.reading();
-            let (id, chain) = {
-                let index = self.shared.index_read();
-                match index.next_after(self.after.as_deref()) {
-                    Some((id, chain)) => (id.to_owned(), chain.clone()),
-                    None => {
-                        self.done = true;
-                        return None;
-                    }
-                }
-            };
-            let folded = self
-                .shared
-                .fold_chain(&id, &chain, u64::MAX, &mut self.reader);
-            self.after = Some(id.clone());
-            match folded {
-                Ok(Some(state)) => return Some(Ok((id, state))),
-                Ok(None) => continue,
+        loop {
+            if let Some(item) = self.ready.pop_front() {
+                return Some(Ok(item));
+            }
+            if self.done {
+                return None;
+            }
+            match self.fold_next_partition() {
+                Ok(true) => continue,
+                Ok(false) => self.done = true,
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
                 }
             }
         }
-        None
     }
 }
 

@@ -296,6 +296,11 @@ impl Index {
     /// The first call after a new aggregate arrived sorts the ids (O(n log n)); later calls are
     /// a binary search.
     pub fn next_after(&self, after: Option<&str>) -> Option<(&str, &Chain)> {
+        self.iter_after(after).next()
+    }
+
+    /// The aggregates with ids strictly after `after` (all if `None`), in id order.
+    pub fn iter_after(&self, after: Option<&str>) -> impl Iterator<Item = (&str, &Chain)> {
         let order = self.order();
         let at = match after {
             None => 0,
@@ -303,8 +308,10 @@ impl Index {
                 order.partition_point(|&s| self.entries[s as usize].id.as_str() <= after)
             }
         };
-        let entry = &self.entries[*order.get(at)? as usize];
-        Some((&*entry.id, &entry.chain))
+        order[at..].iter().map(|&slot| {
+            let entry = &self.entries[slot as usize];
+            (entry.id.as_str(), &entry.chain)
+        })
     }
 
     /// Every aggregate and its chain, in id order.
