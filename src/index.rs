@@ -355,6 +355,10 @@ impl Index {
             ..Index::default()
         };
         index.entries.reserve(chains.len());
+        let (entries, hasher) = (&index.entries, &index.hasher);
+        index
+            .slots
+            .reserve(chains.len(), |&s| hasher.hash_one(entries[s as usize].id.as_str()));
         for (id, chain) in chains {
             if let Some(base) = chain.base {
                 *index.live_bytes.entry(base.segment).or_default() += u64::from(base.len);
