@@ -14,6 +14,7 @@ use crate::checkpoint::{self, CheckpointMeta, CHECKPOINT_DIR};
 use crate::compaction::{self, CompactionReport, Scope};
 use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, Index, StateRef};
+use crate::index_builder::{IndexBuilder, PARALLEL_FROM_BYTES};
 use crate::maintenance::{self, Maintenance, MaintenanceStats, Worker};
 use crate::materialize::{
     FoldBuffers, FoldSet, Materialize, PARTITION_AGGREGATES, PARTITION_BYTES,
@@ -262,18 +263,25 @@ impl<M: Model> Db<M> {
         let (checkpoint, rejected) = maintenance::newest_valid_checkpoint(&*storage, &dir)?;
         report.checkpoints_rejected = rejected;
         let mut recovered = Recovered::default();
+        let mut index = Index::default();
         let from = match checkpoint {
             Some(c) => {
                 report.checkpoint_used = Some(c.meta.number);
                 recovered = Recovered::from_checkpoint(&c.meta);
-                recovered.index = Index::from_parts(c.chains, c.meta.counters);
+                index = Index::from_parts(c.chains, c.meta.counters);
                 c.meta.position
             }
             None => RecordLocation::START,
         };
-        let (log, scan) = Log::open(Arc::clone(&storage), &dir, &options, from, &mut |r| {
-            recovered.apply(r)
-        })?;
+        let parts = index_parts(&*storage, &dir, from)?;
+        let (opened, index) = std::thread::scope(|scope| {
+            let mut builder = IndexBuilder::start(scope, index, parts);
+            let opened = Log::open(Arc::clone(&storage), &dir, &options, from, &mut |r| {
+                recovered.apply(r, &mut builder)
+            });
+            (opened, builder.finish())
+        });
+        let (log, scan) = opened?;
         for torn in scan.torn.iter().chain(&scan.incomplete_segment) {
             log::warn!("dropped a torn tail: {torn}");
         }
@@ -297,7 +305,7 @@ impl<M: Model> Db<M> {
             storage,
             model,
             log,
-            index: RwLock::new(recovered.index),
+            index: RwLock::new(index),
             gate: RwLock::new(()),
             deletion: RwLock::new(()),
             seal: AtomicU64::new(recovered.seal),
@@ -596,10 +604,31 @@ impl<M: Model> Iterator for Scan<'_, M> {
     }
 }
 
-/// The index and counters rebuilt by recovery.
+/// How many threads rebuild the index: one per core (at most 4) when the log to replay from
+/// `from` holds at least [`PARALLEL_FROM_BYTES`], else one.
+fn index_parts(storage: &dyn Storage, dir: &Path, from: RecordLocation) -> Result<usize> {
+    let wal = dir.join(WAL_DIR);
+    if !storage.exists(&wal).map_err(|e| Error::io(&wal, e))? {
+        return Ok(1); // A new database.
+    }
+    let mut bytes = 0u64;
+    for id in list_segments(storage, &wal)?
+        .into_iter()
+        .filter(|&id| id >= from.segment)
+    {
+        let path = segment_path(&wal, id);
+        bytes += storage.file_len(&path).map_err(|e| Error::io(&path, e))?;
+    }
+    let replayed = bytes.saturating_sub(from.offset);
+    if replayed < PARALLEL_FROM_BYTES {
+        return Ok(1);
+    }
+    Ok(std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
+}
+
+/// The counters rebuilt by recovery (the index is built by an [`IndexBuilder`]).
 #[derive(Default)]
 struct Recovered {
-    index: Index,
     seal: u64,
     max_seq: u64,
     batches: u64,
@@ -609,7 +638,6 @@ struct Recovered {
 impl Recovered {
     fn from_checkpoint(meta: &CheckpointMeta) -> Self {
         Recovered {
-            index: Index::default(),
             seal: meta.seal,
             max_seq: meta.max_seq,
             batches: meta.batches,
@@ -618,10 +646,10 @@ impl Recovered {
     }
 
     /// Applies one replayed record.
-    fn apply(&mut self, record: &LogRecord<'_>) {
+    fn apply(&mut self, record: &LogRecord<'_>, index: &mut IndexBuilder<'_>) {
         match record {
             LogRecord::Batch(batch) => {
-                index_batch(&mut self.index, batch);
+                index.deltas(delta_refs(batch));
                 let top = batch.deltas.iter().map(|d| d.seq).max().unwrap_or(0);
                 self.max_seq = self.max_seq.max(top);
             }
@@ -637,7 +665,7 @@ impl Recovered {
                     horizon: body.horizon,
                     max_seq: body.max_seq,
                 };
-                self.index.install_state(body.aggregate, state);
+                index.state(body.aggregate, state);
                 self.max_seq = self.max_seq.max(body.max_seq);
             }
             LogRecord::Seal { seal, .. } => self.seal = self.seal.max(*seal),
@@ -647,7 +675,12 @@ impl Recovered {
 
 /// Adds every delta of a committed batch record to the index.
 fn index_batch(index: &mut Index, record: &BatchRecord<'_>) {
-    let refs = record.deltas.iter().enumerate().map(|(position, delta)| {
+    index.insert_all(delta_refs(record));
+}
+
+/// The index references of a batch record's deltas, with their aggregates.
+fn delta_refs<'a>(record: &'a BatchRecord<'_>) -> impl Iterator<Item = (&'a str, DeltaRef)> {
+    record.deltas.iter().enumerate().map(|(position, delta)| {
         let len = (delta.aggregate.len() + delta.body.len() + 19) as u32;
         let delta_ref = DeltaRef {
             seq: delta.seq,
@@ -659,8 +692,7 @@ fn index_batch(index: &mut Index, record: &BatchRecord<'_>) {
             len,
         };
         (delta.aggregate, delta_ref)
-    });
-    index.insert_all(refs);
+    })
 }
 
 fn validate_options(options: &Options) -> Result<()> {

@@ -356,24 +356,66 @@ impl Index {
         };
         index.entries.reserve(chains.len());
         let (entries, hasher) = (&index.entries, &index.hasher);
-        index
-            .slots
-            .reserve(chains.len(), |&s| hasher.hash_one(entries[s as usize].id.as_str()));
+        index.slots.reserve(chains.len(), |&s| {
+            hasher.hash_one(entries[s as usize].id.as_str())
+        });
         for (id, chain) in chains {
-            if let Some(base) = chain.base {
-                *index.live_bytes.entry(base.segment).or_default() += u64::from(base.len);
-            }
-            for d in &chain.deltas {
-                *index.live_bytes.entry(d.segment).or_default() += u64::from(d.len);
-            }
-            match index.slot_of(&id) {
-                Some(slot) => index.entries[slot].chain = chain,
-                None => {
-                    index.add_aggregate(&id, chain);
-                }
-            }
+            index.adopt(&id, chain);
         }
         index
+    }
+
+    /// Takes `chain` as the chain of `aggregate` (replacing any) and counts its live bytes.
+    fn adopt(&mut self, aggregate: &str, chain: Chain) {
+        if let Some(base) = chain.base {
+            *self.live_bytes.entry(base.segment).or_default() += u64::from(base.len);
+        }
+        for d in &chain.deltas {
+            *self.live_bytes.entry(d.segment).or_default() += u64::from(d.len);
+        }
+        match self.slot_of(aggregate) {
+            Some(slot) => self.entries[slot].chain = chain,
+            None => {
+                self.add_aggregate(aggregate, chain);
+            }
+        }
+    }
+
+    /// Splits the index into `parts` indexes by `part_of(id)` (taken modulo `parts`), for
+    /// building them on separate threads; the counters go to the first part.
+    pub fn split(self, parts: usize, part_of: impl Fn(&str) -> usize) -> Vec<Index> {
+        let parts = parts.max(1);
+        let mut out: Vec<Index> = (0..parts).map(|_| Index::default()).collect();
+        out[0].counters = self.counters;
+        for entry in self.entries {
+            out[part_of(&entry.id) % parts].adopt(&entry.id, entry.chain);
+        }
+        out
+    }
+
+    /// Merges `other`, an index over other aggregates (a part of [`Index::split`]), into this
+    /// one; counters add up. An aggregate in both (not produced by `split`) gets the other's
+    /// deltas inserted and its base installed, as if they had been replayed here.
+    pub fn absorb(&mut self, other: Index) {
+        // The other's counters already count its deltas, wherever they land here.
+        let (mine, theirs) = (self.counters, other.counters);
+        for entry in other.entries {
+            let Some(slot) = self.slot_of(&entry.id) else {
+                self.adopt(&entry.id, entry.chain);
+                continue;
+            };
+            for delta in entry.chain.deltas {
+                self.insert_at(slot, delta);
+            }
+            if let Some(base) = entry.chain.base {
+                self.install_state(&entry.id, base);
+            }
+        }
+        self.counters = IndexCounters {
+            deltas: mine.deltas.saturating_add(theirs.deltas),
+            duplicates: mine.duplicates.saturating_add(theirs.duplicates),
+            conflicts: mine.conflicts.saturating_add(theirs.conflicts),
+        };
     }
 
     /// Estimated heap bytes of the index from capacities: entries, hash slots (4 bytes and a

@@ -47,6 +47,7 @@ pub mod db;
 pub mod error;
 pub mod fuzzing;
 pub mod index;
+pub(crate) mod index_builder;
 pub mod jsonl;
 pub(crate) mod maintenance;
 pub(crate) mod materialize;

@@ -98,3 +98,57 @@ fn the_first_error_of_visit_stops_it_and_is_returned() {
         "each worker stops at its first error"
     );
 }
+
+/// A log long enough for open to rebuild the index on several threads (16 MiB or more), with
+/// duplicates, conflicts and compaction state records in it: the reopened database has the
+/// states, counters and chains the live one had.
+#[test]
+fn a_long_log_reopens_to_the_same_states_and_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || {
+        Options::default()
+            .background_compaction(false)
+            .checkpoint_every_bytes(0)
+            .sync(aggrelog::SyncMode::Never)
+    };
+    let db = Db::open(dir.path(), options()).unwrap();
+    let filler = "f".repeat(600);
+    for b in 0..300u64 {
+        let mut batch = Batch::new();
+        for d in 0..200u64 {
+            // Every tenth batch repeats the ids and seqs of an earlier one: conflicts.
+            let like = if b % 10 == 9 { b - 5 } else { b };
+            let id = format!("agg-{}", (like * 37 + d * 11) % 3000);
+            let seq = like * 1000 + d;
+            let patch = json!({"p": {"b": b % 3, "f": filler}, "d": d});
+            batch.patch(&id, seq, &patch).unwrap();
+        }
+        db.write(&batch).unwrap();
+        if b == 60 {
+            db.compact().unwrap();
+        }
+    }
+    let before = scanned(&db);
+    let stats = db.stats();
+    assert!(stats.log_bytes >= 16 << 20, "{} bytes", stats.log_bytes);
+    assert!(stats.duplicates + stats.conflicts > 0);
+    db.close().unwrap();
+    let db = Db::open(dir.path(), options()).unwrap();
+    assert_eq!(scanned(&db), before);
+    let after = db.stats();
+    assert_eq!(
+        (
+            after.deltas,
+            after.duplicates,
+            after.conflicts,
+            after.unfolded_deltas
+        ),
+        (
+            stats.deltas,
+            stats.duplicates,
+            stats.conflicts,
+            stats.unfolded_deltas
+        )
+    );
+    assert_eq!(after.live_bytes, stats.live_bytes);
+}
