@@ -607,20 +607,9 @@ impl<M: Model> Iterator for Scan<'_, M> {
 /// How many threads rebuild the index: one per core (at most 4) when the log to replay from
 /// `from` holds at least [`PARALLEL_FROM_BYTES`], else one.
 fn index_parts(storage: &dyn Storage, dir: &Path, from: RecordLocation) -> Result<usize> {
-    let wal = dir.join(WAL_DIR);
-    if !storage.exists(&wal).map_err(|e| Error::io(&wal, e))? {
-        return Ok(1); // A new database.
-    }
-    let mut bytes = 0u64;
-    for id in list_segments(storage, &wal)?
-        .into_iter()
-        .filter(|&id| id >= from.segment)
-    {
-        let path = segment_path(&wal, id);
-        bytes += storage.file_len(&path).map_err(|e| Error::io(&path, e))?;
-    }
-    let replayed = bytes.saturating_sub(from.offset);
-    if replayed < PARALLEL_FROM_BYTES {
+    let lengths = segment_lengths(storage, dir)?;
+    let bytes: u64 = lengths.range(from.segment..).map(|(_, len)| len).sum();
+    if bytes.saturating_sub(from.offset) < PARALLEL_FROM_BYTES {
         return Ok(1);
     }
     Ok(std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
