@@ -7,15 +7,18 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::model::DeltaKind;
 use crate::options::RecoveryMode;
 use crate::storage::ReadView;
 use crate::wal::batch::{decompress_payload_into, BatchDecoder, Checksums};
-use crate::wal::format::{RecordType, FLAG_ZSTD, SEGMENT_HEADER_BYTES};
-use crate::wal::scan::{FrameScanner, ScanEvent};
+use crate::wal::format::{RecordType, FLAG_ZSTD, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::wal::scan::{DamagedRange, FrameScanner, ScanEvent};
 use crate::wal::{Log, RecordLocation};
 
 /// One delta as stored, with where it sits in the log.
@@ -165,6 +168,132 @@ pub struct Replay {
     pending: VecDeque<ReplayedDelta>,
     failed: bool,
     totals: ReplayTotals,
+    /// The thread checking frames ahead of the reader, if one was started.
+    checker: Option<Checker>,
+}
+
+/// One step of walking a segment, as the frame checks found it.
+enum Checked {
+    /// A frame whose header and CRC checked out, at `offset..end` of the segment.
+    Frame {
+        offset: u64,
+        end: u64,
+        record_type: RecordType,
+        flags: u8,
+    },
+    /// Damaged bytes.
+    Damage(DamagedRange),
+    /// The segment is done.
+    SegmentEnd,
+}
+
+impl Checked {
+    fn from_scan(event: ScanEvent<'_>) -> Checked {
+        match event {
+            ScanEvent::Frame(frame) => Checked::Frame {
+                offset: frame.offset,
+                end: frame.end(),
+                record_type: frame.header.record_type,
+                flags: frame.header.flags,
+            },
+            ScanEvent::Damage(damage) => Checked::Damage(damage),
+        }
+    }
+}
+
+/// Replays of at least this many bytes check frames on a second thread.
+const CHECK_AHEAD_FROM_BYTES: u64 = 4 << 20;
+
+/// Checks every frame's header and CRC on its own thread, ahead of the reader, and sends what
+/// it found in log order (in chunks, over a bounded channel): the reader then only parses the
+/// batches. Checking includes the first touch of every page, which costs about as much as the
+/// CRC itself, so this takes most of a replay's cost to the other core.
+struct Checker {
+    found: Receiver<Vec<Checked>>,
+    ready: VecDeque<Checked>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The checker sends what it found once it covers this many bytes (or [`CHECKED_CHUNK`]
+/// events): small enough that the reader follows within a few hundred kilobytes, while the
+/// pages are still in the cache.
+const CHECKED_CHUNK_BYTES: u64 = 256 << 10;
+
+/// Events per chunk sent by the checker at most.
+const CHECKED_CHUNK: usize = 64;
+
+/// Chunks in flight between the checker and the reader.
+const CHECKED_CHUNKS_AHEAD: usize = 4;
+
+impl Checker {
+    /// Starts checking `segments`: (id, view, start, end), in order.
+    fn start(segments: Vec<(u64, Option<ReadView>, usize, usize)>) -> Option<Checker> {
+        let (sender, found) = sync_channel(CHECKED_CHUNKS_AHEAD);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("aggrelog-replay-check".into())
+            .spawn(move || check_segments(&segments, &sender, &stopping))
+            .ok()?;
+        Some(Checker {
+            found,
+            ready: VecDeque::new(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The next event; `None` if the thread is gone (it stops only when told to).
+    fn next(&mut self) -> Option<Checked> {
+        if self.ready.is_empty() {
+            self.ready.extend(self.found.recv().ok()?);
+        }
+        self.ready.pop_front()
+    }
+}
+
+/// The checker thread: scans each segment and sends the events.
+fn check_segments(
+    segments: &[(u64, Option<ReadView>, usize, usize)],
+    sender: &SyncSender<Vec<Checked>>,
+    stop: &AtomicBool,
+) {
+    for (id, view, start, end) in segments {
+        let mut chunk = Vec::with_capacity(CHECKED_CHUNK);
+        let mut chunk_start = *start as u64;
+        if let Some(view) = view {
+            for event in FrameScanner::new(&view[..*end], *id, *start) {
+                let event_end = match &event {
+                    ScanEvent::Frame(frame) => frame.end(),
+                    ScanEvent::Damage(damage) => damage.offset + damage.bytes,
+                };
+                chunk.push(Checked::from_scan(event));
+                if chunk.len() == CHECKED_CHUNK || event_end - chunk_start >= CHECKED_CHUNK_BYTES {
+                    chunk_start = event_end;
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHECKED_CHUNK));
+                    if stop.load(Ordering::Relaxed) || sender.send(full).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        chunk.push(Checked::SegmentEnd);
+        if stop.load(Ordering::Relaxed) || sender.send(chunk).is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Unblock a send in progress, then wait for the thread.
+        while self.found.try_recv().is_ok() {}
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Where the next batch's payload is, found by [`Replay::find_batch`].
@@ -185,6 +314,20 @@ impl Replay {
             .filter(|(id, _, _)| *id >= from.segment)
             .map(|(id, path, len)| (id, path, log.view(id, len), len))
             .collect();
+        let to_check: Vec<_> = segments
+            .iter()
+            .map(|(id, _, view, len)| {
+                let view = view.as_ref().ok().cloned();
+                let end = view.as_ref().map_or(0, |v| (*len as usize).min(v.len()));
+                (*id, view, Self::start_offset(from, *id).min(end), end)
+            })
+            .collect();
+        let bytes: usize = to_check.iter().map(|(_, _, start, end)| end - start).sum();
+        let checker = if bytes as u64 >= CHECK_AHEAD_FROM_BYTES {
+            Checker::start(to_check)
+        } else {
+            None
+        };
         Replay {
             segments,
             from,
@@ -194,6 +337,7 @@ impl Replay {
             pending: VecDeque::new(),
             failed: false,
             totals: ReplayTotals::default(),
+            checker,
         }
     }
 
@@ -277,40 +421,62 @@ impl Replay {
         Ok(true)
     }
 
+    /// The next frame check of the current segment: from the checker thread, or done here.
+    fn next_checked(&mut self) -> Checked {
+        if let Some(checker) = &mut self.checker {
+            // The thread stops only when told to; if it is gone, check here from now on.
+            if let Some(checked) = checker.next() {
+                return checked;
+            }
+            self.checker = None;
+        }
+        let Some(cursor) = &self.current else {
+            return Checked::SegmentEnd;
+        };
+        FrameScanner::new(&cursor.view[..cursor.end], cursor.id, cursor.offset)
+            .next()
+            .map_or(Checked::SegmentEnd, Checked::from_scan)
+    }
+
     /// Reads the next frame of the current segment: a batch found, `None` after any other
     /// record or damage skipped (the segment is closed at its end).
     fn read_frame(&mut self) -> Result<Option<Found>> {
+        let checked = self.next_checked();
         let Some(cursor) = &mut self.current else {
             return Ok(None);
         };
-        let Some(event) =
-            FrameScanner::new(&cursor.view[..cursor.end], cursor.id, cursor.offset).next()
-        else {
-            self.current = None;
-            return Ok(None);
-        };
-        match event {
-            ScanEvent::Frame(frame) => {
+        match checked {
+            Checked::SegmentEnd => {
+                self.current = None;
+                Ok(None)
+            }
+            Checked::Frame {
+                offset,
+                end,
+                record_type,
+                flags,
+            } => {
                 let location = RecordLocation {
                     segment: cursor.id,
-                    offset: frame.offset,
+                    offset,
                 };
-                let body_start = frame.end() as usize - frame.body.len();
-                cursor.offset = frame.end() as usize;
-                self.totals.bytes += frame.end() - frame.offset;
-                if frame.header.record_type != RecordType::Batch {
+                cursor.offset = end as usize;
+                self.totals.bytes += end - offset;
+                if record_type != RecordType::Batch {
                     self.totals.other_records += 1;
                     return Ok(None);
                 }
                 self.totals.batches += 1;
-                if frame.header.flags & FLAG_ZSTD == 0 {
+                let body_start = offset as usize + FRAME_HEADER_BYTES;
+                if flags & FLAG_ZSTD == 0 {
                     return Ok(Some(Found::Mapped(location, body_start, cursor.offset)));
                 }
-                decompress_payload_into(frame.body, &mut self.scratch)
-                    .map_err(|reason| Error::corruption(&cursor.path, frame.offset, reason))?;
+                let body = &cursor.view[body_start..cursor.offset];
+                decompress_payload_into(body, &mut self.scratch)
+                    .map_err(|reason| Error::corruption(&cursor.path, offset, reason))?;
                 Ok(Some(Found::Scratch(location)))
             }
-            ScanEvent::Damage(damage) => {
+            Checked::Damage(damage) => {
                 if self.mode == RecoveryMode::Strict {
                     return Err(Error::corruption(
                         &cursor.path,

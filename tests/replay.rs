@@ -203,3 +203,52 @@ fn a_malformed_batch_behind_a_valid_crc_is_a_corruption_error() {
     }
     assert!(db.replay(RecordLocation::START).any(|d| d.is_err()));
 }
+
+/// Replays of 4 MiB or more check frames on a second thread: the same deltas, the same
+/// totals, and damage reported at the same place as when the reader checks them itself.
+#[test]
+fn a_long_replay_checked_ahead_on_another_thread_reads_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), options(false).segment_size_bytes(1 << 20)).unwrap();
+    let filler = "z".repeat(3000);
+    for b in 0..80u64 {
+        let mut batch = Batch::new();
+        for d in 0..25u64 {
+            let patch = json!({"cabin": {"note": filler, "d": d}});
+            batch
+                .patch(&format!("a{}", (b + d) % 13), b * 100 + d, &patch)
+                .unwrap();
+        }
+        db.write(&batch).unwrap();
+    }
+    assert!(db.stats().log_bytes >= 5 << 20, "{}", db.stats().log_bytes);
+    let a = owned(&db, RecordLocation::START);
+    assert_eq!(a.len(), 2000);
+    assert_eq!(borrowed(&db, RecordLocation::START), a);
+    let mut replay = db.replay(RecordLocation::START);
+    replay.by_ref().for_each(drop);
+    assert_eq!(replay.totals().bytes, db.stats().log_bytes);
+
+    // Damage in the third segment: the error names it, after the first two were read.
+    let victim = segment_files(dir.path())[2].clone();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let at = SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES + 100;
+    bytes[at] ^= 0x01;
+    std::fs::write(&victim, &bytes).unwrap();
+    let mut replay = db.replay(RecordLocation::START);
+    let mut read = 0;
+    let error = loop {
+        match replay.next_batch() {
+            Some(Ok(batch)) => read += batch.len(),
+            Some(Err(error)) => break error,
+            None => panic!("the damage was not found"),
+        }
+    };
+    match error {
+        Error::Corruption { file, offset, .. } => {
+            assert_eq!((file, offset), (victim, SEGMENT_HEADER_BYTES as u64));
+        }
+        other => panic!("expected a corruption error, got {other}"),
+    }
+    assert!(read > 0 && read < 2000, "{read} deltas before the damage");
+}
