@@ -185,7 +185,11 @@ impl Index {
     /// only counted, so the count never depends on which copy arrived first.
     pub fn insert(&mut self, aggregate: &str, delta: DeltaRef) -> Insertion {
         let slot = self.slot_or_new(aggregate);
-        self.insert_at(slot, delta)
+        let outcome = self.insert_at(slot, delta);
+        if outcome != Insertion::AlreadyIndexed {
+            *self.live_bytes.entry(delta.segment).or_default() += u64::from(delta.len);
+        }
+        outcome
     }
 
     /// Adds several deltas, as [`Index::insert`] would one by one, in two passes: first the
@@ -196,8 +200,26 @@ impl Index {
         let mut slotted = std::mem::take(&mut self.scratch);
         slotted.clear();
         slotted.extend(deltas.map(|(aggregate, delta)| (self.slot_or_new(aggregate), delta)));
+        // Live bytes per segment, summed over runs of deltas in one segment (a batch is one).
+        let mut run: Option<(u32, u64)> = None;
         for &(slot, delta) in &slotted {
-            self.insert_at(slot, delta);
+            if self.insert_at(slot, delta) == Insertion::AlreadyIndexed {
+                continue;
+            }
+            match &mut run {
+                Some((segment, bytes)) if *segment == delta.segment => {
+                    *bytes += u64::from(delta.len)
+                }
+                _ => {
+                    if let Some((segment, bytes)) = run.take() {
+                        *self.live_bytes.entry(segment).or_default() += bytes;
+                    }
+                    run = Some((delta.segment, u64::from(delta.len)));
+                }
+            }
+        }
+        if let Some((segment, bytes)) = run {
+            *self.live_bytes.entry(segment).or_default() += bytes;
         }
         self.scratch = slotted;
     }
@@ -216,6 +238,7 @@ impl Index {
         }
     }
 
+    /// Inserts into the chain in `slot` and counts; the caller counts the live bytes.
     fn insert_at(&mut self, slot: usize, delta: DeltaRef) -> Insertion {
         let chain = &mut self.entries[slot].chain;
         // Deltas mostly arrive in stamp order: appending past the last one needs neither a
@@ -238,7 +261,6 @@ impl Index {
             chain.deltas.insert(at, delta);
             outcome
         };
-        *self.live_bytes.entry(delta.segment).or_default() += u64::from(delta.len);
         // Counters may come from a checkpoint file: never overflow on untrusted values.
         self.counters.deltas = self.counters.deltas.saturating_add(1);
         match outcome {
@@ -400,12 +422,12 @@ impl Index {
         // The other's counters already count its deltas, wherever they land here.
         let (mine, theirs) = (self.counters, other.counters);
         for entry in other.entries {
-            let Some(slot) = self.slot_of(&entry.id) else {
+            if self.slot_of(&entry.id).is_none() {
                 self.adopt(&entry.id, entry.chain);
                 continue;
-            };
+            }
             for delta in entry.chain.deltas {
-                self.insert_at(slot, delta);
+                self.insert(&entry.id, delta);
             }
             if let Some(base) = entry.chain.base {
                 self.install_state(&entry.id, base);
