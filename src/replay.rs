@@ -81,7 +81,9 @@ pub struct ReplayedBatch<'a> {
 impl<'a> ReplayedBatch<'a> {
     /// Number of deltas the batch holds.
     pub fn len(&self) -> usize {
-        BatchDecoder::count(self.payload) as usize
+        // The declared count, if it can fit in the payload (else `deltas` reports the damage).
+        BatchDecoder::with_checksums(self.payload, Checksums::CoveredByFrame)
+            .map_or(0, |decoder| decoder.remaining() as usize)
     }
 
     /// Whether the batch holds no delta.
@@ -381,12 +383,13 @@ impl Replay {
             Some(cursor) => cursor.path.as_path(),
             None => return None,
         };
-        self.totals.deltas += u64::from(BatchDecoder::count(payload));
-        Some(Ok(ReplayedBatch {
+        let batch = ReplayedBatch {
             location,
             path,
             payload,
-        }))
+        };
+        self.totals.deltas += batch.len() as u64;
+        Some(Ok(batch))
     }
 
     /// Advances to the next batch record, decompressing it into `scratch` if needed.

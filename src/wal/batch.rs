@@ -169,7 +169,13 @@ impl<'a> BatchDecoder<'a> {
         }
     }
 
-    /// Number of deltas the batch declares.
+    /// Number of deltas left to decode (the declared count at first, which `new` checked
+    /// against the payload's length).
+    pub fn remaining(&self) -> u32 {
+        self.remaining
+    }
+
+    /// Number of deltas the batch declares (unchecked: see [`BatchDecoder::remaining`]).
     pub fn count(payload: &[u8]) -> u32 {
         payload.get(..4).map_or(0, LittleEndian::read_u32)
     }
