@@ -25,7 +25,7 @@ use crate::reader::DeltaReader;
 use crate::replay::Replay;
 use crate::stats::{self, Stats};
 use crate::storage::{DirLock, FsStorage, Storage};
-use crate::wal::batch::{compress_payload, BatchDecoder};
+use crate::wal::batch::{compress_payload, BatchDecoder, Checksums};
 use crate::wal::format::{RecordType, FLAG_ZSTD, FRAME_HEADER_BYTES};
 use crate::wal::log::{lock, NewRecord};
 use crate::wal::records::encode_seal_body;
@@ -349,7 +349,8 @@ impl<M: Model> Db<M> {
         }
         let shared = &*self.shared;
         let payload = batch.payload();
-        let deltas = BatchDecoder::new(payload)
+        // `Batch` wrote these records and their CRCs itself: decode the structure only.
+        let deltas = BatchDecoder::with_checksums(payload, Checksums::CoveredByFrame)
             .and_then(|d| d.collect::<Result<Vec<_>, _>>())
             .map_err(Error::InvalidInput)?;
         let (flags, body) = match shared.options.compression {
