@@ -70,6 +70,20 @@ pub struct LoggedDelta<'a> {
     pub body: &'a [u8],
 }
 
+impl LoggedDelta<'_> {
+    /// An owned copy of this delta of the batch record at `location`.
+    pub fn to_owned_at(&self, location: RecordLocation) -> ReplayedDelta {
+        ReplayedDelta {
+            location,
+            position: self.position,
+            aggregate: self.aggregate.to_owned(),
+            seq: self.seq,
+            kind: self.kind,
+            body: self.body.to_vec(),
+        }
+    }
+}
+
 /// One batch record lent by [`Replay::next_batch`]; its frame CRC was verified.
 pub struct ReplayedBatch<'a> {
     /// Where the batch record starts.
@@ -504,15 +518,7 @@ impl Replay {
         let location = batch.location;
         let mut owned = Vec::with_capacity(batch.len());
         for delta in batch.deltas() {
-            let delta = delta?;
-            owned.push(ReplayedDelta {
-                location,
-                position: delta.position,
-                aggregate: delta.aggregate.to_owned(),
-                seq: delta.seq,
-                kind: delta.kind,
-                body: delta.body.to_vec(),
-            });
+            owned.push(delta?.to_owned_at(location));
         }
         self.pending.extend(owned);
         Ok(true)

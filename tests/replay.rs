@@ -55,15 +55,7 @@ fn borrowed(db: &Db, from: RecordLocation) -> Vec<ReplayedDelta> {
         let location = batch.location;
         let before = out.len();
         for delta in batch.deltas() {
-            let delta = delta.unwrap();
-            out.push(ReplayedDelta {
-                location,
-                position: delta.position,
-                aggregate: delta.aggregate.to_owned(),
-                seq: delta.seq,
-                kind: delta.kind,
-                body: delta.body.to_vec(),
-            });
+            out.push(delta.unwrap().to_owned_at(location));
         }
         assert_eq!(out.len() - before, batch.len());
     }
