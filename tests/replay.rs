@@ -220,6 +220,14 @@ fn a_long_replay_checked_ahead_on_another_thread_reads_the_same() {
     let mut replay = db.replay(RecordLocation::START);
     replay.by_ref().for_each(drop);
     assert_eq!(replay.totals().bytes, db.stats().log_bytes);
+    // Dropped after one batch, or before any: the checker thread stops.
+    for batches in [0, 1] {
+        let mut replay = db.replay(RecordLocation::START);
+        for _ in 0..batches {
+            replay.next_batch().unwrap().unwrap();
+        }
+        drop(replay);
+    }
 
     // Damage in the third segment: the error names it, after the first two were read.
     let victim = segment_files(dir.path())[2].clone();
