@@ -269,12 +269,52 @@ pub(super) fn join(state: &mut PatchState, bytes: &[u8]) -> Result<(), ModelErro
 /// The output of the state record `bytes` alone, read straight from it: what joining it into
 /// an empty state and rendering gives (validates all of it first).
 pub(super) fn render(bytes: &[u8]) -> Result<Option<Value>, ModelError> {
-    let Some((mut reader, root)) = Reader::validated(bytes)? else {
+    let mut reader = Reader::open(bytes)?;
+    let Some(ctx) = reader.table.len().checked_sub(1) else {
+        reader.finish()?;
         return Ok(None);
     };
-    let output = reader.render_subtree(&root)?;
-    debug_assert_eq!(reader.pos, bytes.len());
+    let root = reader.read_root(ctx)?;
+    let (output, _) = reader.render_subtree(&root, None, 0)?;
+    reader.finish()?;
     Ok(output)
+}
+
+/// The checks on `node` before its children (`kill`: the newest replace of its strict
+/// ancestors); returns the kill for its children.
+fn enter_node(
+    node: &Header<'_>,
+    kill: Option<Stamp>,
+    depth: usize,
+) -> Result<Option<Stamp>, ModelError> {
+    if node
+        .replace_stamp()
+        .is_some_and(|stamp| Some(stamp) <= kill)
+    {
+        return Err(ModelError::new(node.at, "dead replace kept"));
+    }
+    if node.assert_stamp().is_some_and(|stamp| Some(stamp) <= kill) {
+        return Err(ModelError::new(node.at, "dead assert kept"));
+    }
+    if node.children > 0 && depth >= MAX_DEPTH {
+        return Err(ModelError::new(node.at, "nesting deeper than MAX_DEPTH"));
+    }
+    Ok(kill.max(node.replace_stamp()))
+}
+
+/// The check on `node` after its children (the newest stamp below it); returns the newest
+/// stamp of its subtree.
+fn leave_node(node: &Header<'_>, newest_below: Option<Stamp>) -> Result<Option<Stamp>, ModelError> {
+    if newest_below > node.assert_stamp() {
+        return Err(ModelError::new(
+            node.at,
+            "a child is newer than its parent's assert",
+        ));
+    }
+    Ok(node
+        .assert_stamp()
+        .max(node.replace_stamp())
+        .max(newest_below))
 }
 
 /// A replace's leaf as it sits in the record.
@@ -607,19 +647,7 @@ impl<'a> Reader<'a> {
         kill: Option<Stamp>,
         depth: usize,
     ) -> Result<Option<Stamp>, ModelError> {
-        if node
-            .replace_stamp()
-            .is_some_and(|stamp| Some(stamp) <= kill)
-        {
-            return Err(ModelError::new(node.at, "dead replace kept"));
-        }
-        if node.assert_stamp().is_some_and(|stamp| Some(stamp) <= kill) {
-            return Err(ModelError::new(node.at, "dead assert kept"));
-        }
-        if node.children > 0 && depth >= MAX_DEPTH {
-            return Err(ModelError::new(node.at, "nesting deeper than MAX_DEPTH"));
-        }
-        let kill = kill.max(node.replace_stamp());
+        let kill = enter_node(node, kill, depth)?;
         let mut newest_below = None;
         let mut previous = None;
         for _ in 0..node.children {
@@ -627,16 +655,60 @@ impl<'a> Reader<'a> {
             let newest = self.check_subtree(&child, kill, depth + 1)?;
             newest_below = newest_below.max(newest);
         }
-        if newest_below > node.assert_stamp() {
-            return Err(ModelError::new(
-                node.at,
-                "a child is newer than its parent's assert",
-            ));
+        leave_node(node, newest_below)
+    }
+
+    /// [`Reader::check_subtree`] that also renders the subtree as [`Node::render`] does, in the
+    /// same pass (a render has no effect to undo if a later check fails). The record being in
+    /// canonical form, no event in it is dead: a replace at least as new as the assert gives its
+    /// value (and then the node has no children: they would be older than the replace),
+    /// otherwise an assert gives the object of the rendered children.
+    fn render_subtree(
+        &mut self,
+        node: &Header<'a>,
+        kill: Option<Stamp>,
+        depth: usize,
+    ) -> Result<(Option<Value>, Option<Stamp>), ModelError> {
+        let kill = enter_node(node, kill, depth)?;
+        let mut newest_below = None;
+        let mut previous = None;
+        let mut entries = Vec::with_capacity(node.children);
+        for _ in 0..node.children {
+            let (key, child) = self.child(node, &mut previous)?;
+            let (value, newest) = self.render_subtree(&child, kill, depth + 1)?;
+            newest_below = newest_below.max(newest);
+            entries.extend(value.map(|value| (key.to_owned(), value)));
         }
-        Ok(node
-            .assert_stamp()
-            .max(node.replace_stamp())
-            .max(newest_below))
+        let newest = leave_node(node, newest_below)?;
+        let replace_wins = node
+            .replace_stamp()
+            .is_some_and(|stamp| Some(stamp) >= node.assert_stamp());
+        let value = match node.replaced {
+            _ if !replace_wins => node
+                .asserted
+                .map(|_| Value::Object(Map::from_iter(entries))),
+            Some((_, LeafBytes::Value(bytes))) => Some(binary::decode_value(bytes)?),
+            Some((_, LeafBytes::Scalar(tag, payload))) => {
+                self.scratch.clear();
+                self.scratch.push(tag);
+                self.scratch.extend_from_slice(payload);
+                Some(binary::decode_value(&self.scratch)?)
+            }
+            Some((_, LeafBytes::Removed)) | None => None,
+        };
+        Ok((value, newest))
+    }
+
+    /// Reads the root's header, which must not hold a value.
+    fn read_root(&mut self, ctx: usize) -> Result<Header<'a>, ModelError> {
+        let root = self.read_node(ctx)?;
+        if matches!(
+            root.replaced,
+            Some((_, LeafBytes::Value(_) | LeafBytes::Scalar(..)))
+        ) {
+            return Err(ModelError::new(root.at, "the root holds a value"));
+        }
+        Ok(root)
     }
 
     /// Validates the whole record; returns a reader positioned after the root's header, and
@@ -648,50 +720,13 @@ impl<'a> Reader<'a> {
             reader.finish()?;
             return Ok(None);
         };
-        let root = reader.read_node(ctx)?;
-        if matches!(
-            root.replaced,
-            Some((_, LeafBytes::Value(_) | LeafBytes::Scalar(..)))
-        ) {
-            return Err(ModelError::new(root.at, "the root holds a value"));
-        }
+        let root = reader.read_root(ctx)?;
         reader.check_subtree(&root, None, 0)?;
         reader.finish()?;
         // Valid: rewind for the caller's walk.
         reader.pos = root_at;
         let root = reader.read_node(ctx)?;
         Ok(Some((reader, root)))
-    }
-
-    /// Renders the (validated) subtree of `node` as [`Node::render`] does. The record is in
-    /// canonical form, so no event in it is dead: a replace at least as new as the assert gives
-    /// its value (and then the node has no children: they would be older than the replace),
-    /// otherwise an assert gives the object of the rendered children.
-    fn render_subtree(&mut self, node: &Header<'a>) -> Result<Option<Value>, ModelError> {
-        let replace_wins = node
-            .replace_stamp()
-            .is_some_and(|stamp| Some(stamp) >= node.assert_stamp());
-        let mut object = Map::new();
-        let mut previous = None;
-        for _ in 0..node.children {
-            let (key, child) = self.child(node, &mut previous)?;
-            if let Some(value) = self.render_subtree(&child)? {
-                object.insert(key.to_owned(), value);
-            }
-        }
-        if replace_wins {
-            return match node.replaced {
-                Some((_, LeafBytes::Value(bytes))) => binary::decode_value(bytes).map(Some),
-                Some((_, LeafBytes::Scalar(tag, payload))) => {
-                    self.scratch.clear();
-                    self.scratch.push(tag);
-                    self.scratch.extend_from_slice(payload);
-                    binary::decode_value(&self.scratch).map(Some)
-                }
-                Some((_, LeafBytes::Removed)) | None => Ok(None),
-            };
-        }
-        Ok(node.asserted.map(|_| Value::Object(object)))
     }
 
     /// Joins the (validated) subtree of `theirs` into `mine`, as [`Node::join`] does.
