@@ -67,8 +67,23 @@ fn benches(c: &mut Criterion) {
     group.bench_function("replay_20k_deltas", |b| {
         b.iter(|| black_box(db.replay(RecordLocation::START).count()))
     });
+    group.bench_function("replay_20k_deltas_borrowed", |b| {
+        b.iter(|| {
+            let mut replay = db.replay(RecordLocation::START);
+            let mut seen = 0u64;
+            while let Some(batch) = replay.next_batch() {
+                for delta in batch.expect("batch").deltas() {
+                    seen += delta.expect("delta").seq;
+                }
+            }
+            black_box(seen)
+        })
+    });
     group.bench_function("materialize_all_aggregates", |b| {
         b.iter(|| black_box(db.scan().count()))
+    });
+    group.bench_function("materialize_all_aggregates_2_threads", |b| {
+        b.iter(|| black_box(db.materialize(2, |_, _| Ok(())).expect("materialize")))
     });
     group.throughput(Throughput::Elements(1));
     group.bench_function("get_hot_aggregate", |b| {
