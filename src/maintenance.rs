@@ -189,10 +189,19 @@ struct ReferenceCheck<'a> {
 }
 
 impl ReferenceCheck<'_> {
+    /// The frame at `segment`/`offset`, checked once and remembered (batch frames are referred
+    /// to by each of their deltas).
     fn frame(&mut self, segment: u32, offset: u32) -> Result<FoundFrame, String> {
         if let Some(found) = self.frames.get(&(segment, offset)) {
             return Ok(*found);
         }
+        let found = self.read_frame(segment, offset)?;
+        self.frames.insert((segment, offset), found);
+        Ok(found)
+    }
+
+    /// Reads and checks the frame header at `segment`/`offset`.
+    fn read_frame(&mut self, segment: u32, offset: u32) -> Result<FoundFrame, String> {
         let id = u64::from(segment);
         let len = *self
             .lengths
@@ -230,13 +239,11 @@ impl ReferenceCheck<'_> {
                 "refers to segment {id} offset {offset}, after its own position"
             ));
         }
-        let found = FoundFrame {
+        Ok(FoundFrame {
             end,
             length: header.length,
             compressed: header.flags & FLAG_ZSTD != 0,
-        };
-        self.frames.insert((segment, offset), found);
-        Ok(found)
+        })
     }
 
     /// Every segment up to the checkpoint's position, except the log's last, was sealed: its
@@ -269,13 +276,26 @@ impl ReferenceCheck<'_> {
         Ok(())
     }
 
-    fn chain(&mut self, id: &str, chain: &Chain) -> Result<(), String> {
-        if let Some(base) = &chain.base {
-            let frame = self.frame(base.segment, base.record_offset)?;
-            if frame.end != u64::from(base.record_offset) + u64::from(base.len) {
+    /// Checks every chain's base: state records, each referred to once, read in log order.
+    fn bases(&mut self, chains: &[(Box<str>, Chain)]) -> Result<(), String> {
+        let mut bases: Vec<(u32, u32, u32, usize)> = chains
+            .iter()
+            .enumerate()
+            .filter_map(|(at, (_, c))| c.base.map(|b| (b.segment, b.record_offset, b.len, at)))
+            .collect();
+        bases.sort_unstable();
+        for (segment, offset, len, at) in bases {
+            let frame = self.read_frame(segment, offset)?;
+            if frame.end != u64::from(offset) + u64::from(len) {
+                let id = &chains[at].0;
                 return Err(format!("the state of {id:?} has the wrong length"));
             }
         }
+        Ok(())
+    }
+
+    /// Checks the deltas of a chain.
+    fn deltas(&mut self, id: &str, chain: &Chain) -> Result<(), String> {
         for d in &chain.deltas {
             let frame = self.frame(d.segment, d.record_offset)?;
             let delta_end = u64::from(d.delta_offset) + u64::from(d.len);
@@ -321,8 +341,9 @@ fn validate_against_log(
         frames: Default::default(),
     };
     check.sealed_segments_end_with_end_records().map_err(bad)?;
+    check.bases(&checkpoint.chains).map_err(bad)?;
     for (id, chain) in &checkpoint.chains {
-        check.chain(id, chain).map_err(bad)?;
+        check.deltas(id, chain).map_err(bad)?;
     }
     Ok(())
 }
