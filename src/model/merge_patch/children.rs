@@ -80,6 +80,7 @@ impl Children {
     }
 }
 
+#[cfg(test)]
 impl std::ops::Index<&str> for Children {
     type Output = Node;
 
