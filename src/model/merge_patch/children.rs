@@ -24,6 +24,7 @@ impl Children {
     }
 
     /// The child at `key`, if any.
+    #[cfg(test)]
     pub fn get(&self, key: &str) -> Option<&Node> {
         self.find(key).ok().map(|at| &self.0[at].1)
     }
