@@ -423,102 +423,110 @@ fn print_table(f: &Figures, args: &BenchArgs) {
         f.deltas, args.aggregates, args.seed, args.compress
     );
     println!("{:<44} {:>18} {:>12}", "figure", "value", "vs ceiling");
-    let row = |name: &str, key: &str, unit: &str, ratio: bool| {
+    let threads = format!("({} threads)", f.threads);
+    // (figure, JSON key, unit, shown as a ratio of the ceiling)
+    let rows: &[(&str, &str, &str, bool)] = &[
+        ("ingest, fsync per batch", "ingest_sync_mb_s", "MB/s", false),
+        (
+            "ingest, fsync per batch",
+            "ingest_sync_deltas_s",
+            "deltas/s",
+            false,
+        ),
+        ("ingest, no fsync", "ingest_mb_s", "MB/s", false),
+        ("open, full replay", "open_ms", "ms", false),
+        (
+            "open, from a checkpoint (uncompacted)",
+            "open_checkpoint_ms",
+            "ms",
+            false,
+        ),
+        (
+            "raw ceiling: read + crc32 of the segments",
+            "ceiling_mb_s",
+            "MB/s",
+            true,
+        ),
+        (
+            "full-log replay (every CRC checked)",
+            "replay_mb_s",
+            "MB/s",
+            true,
+        ),
+        ("full-log replay", "replay_deltas_s", "deltas/s", false),
+        (
+            "full-log replay again (pages mapped)",
+            "replay_mapped_mb_s",
+            "MB/s",
+            true,
+        ),
+        (
+            "materialize every aggregate, scan (1 thread)",
+            "scan_deltas_s",
+            "deltas/s",
+            false,
+        ),
+        (
+            "materialize every aggregate",
+            "materialize_aggregates_s",
+            "aggr/s",
+            false,
+        ),
+        (
+            "materialize every aggregate",
+            "materialize_deltas_s",
+            "deltas/s",
+            false,
+        ),
+        ("point get p50", "get_p50_us", "us", false),
+        ("point get p99", "get_p99_us", "us", false),
+        (
+            "index memory (estimated)",
+            "index_bytes_per_aggregate",
+            "B/aggr",
+            false,
+        ),
+        ("full compaction", "compact_s", "s", false),
+        (
+            "open, from a checkpoint (compacted)",
+            "open_compacted_checkpoint_ms",
+            "ms",
+            false,
+        ),
+        (
+            "point get p50 (compacted)",
+            "get_compacted_p50_us",
+            "us",
+            false,
+        ),
+        (
+            "point get p99 (compacted)",
+            "get_compacted_p99_us",
+            "us",
+            false,
+        ),
+        (
+            "index memory (compacted, estimated)",
+            "index_compacted_bytes_per_aggregate",
+            "B/aggr",
+            false,
+        ),
+        ("peak RSS", "peak_rss_mb", "MB", false),
+    ];
+    for &(name, key, unit, ratio) in rows {
         let value = j[key].as_f64().unwrap_or(0.0);
         let vs = if ratio && ceiling > 0.0 {
             format!("{:.2}x", value / ceiling)
         } else {
             String::new()
         };
+        let name = if key.starts_with("materialize_") {
+            format!("{name} {threads}")
+        } else {
+            name.to_owned()
+        };
         println!("{name:<44} {:>18} {vs:>12}", format!("{value} {unit}"));
-    };
-    row("ingest, fsync per batch", "ingest_sync_mb_s", "MB/s", false);
-    row(
-        "ingest, fsync per batch",
-        "ingest_sync_deltas_s",
-        "deltas/s",
-        false,
-    );
-    row("ingest, no fsync", "ingest_mb_s", "MB/s", false);
-    row("open, full replay", "open_ms", "ms", false);
-    row(
-        "open, from a checkpoint (uncompacted)",
-        "open_checkpoint_ms",
-        "ms",
-        false,
-    );
-    row(
-        "raw ceiling: read + crc32 of the segments",
-        "ceiling_mb_s",
-        "MB/s",
-        true,
-    );
-    row(
-        "full-log replay (every CRC checked)",
-        "replay_mb_s",
-        "MB/s",
-        true,
-    );
-    row("full-log replay", "replay_deltas_s", "deltas/s", false);
-    row(
-        "full-log replay again (pages mapped)",
-        "replay_mapped_mb_s",
-        "MB/s",
-        true,
-    );
-    row(
-        "materialize every aggregate, scan (1 thread)",
-        "scan_deltas_s",
-        "deltas/s",
-        false,
-    );
-    let threads = f.threads;
-    row(
-        &format!("materialize every aggregate ({threads} threads)"),
-        "materialize_aggregates_s",
-        "aggr/s",
-        false,
-    );
-    row(
-        &format!("materialize every aggregate ({threads} threads)"),
-        "materialize_deltas_s",
-        "deltas/s",
-        false,
-    );
-    row("point get p50", "get_p50_us", "us", false);
-    row("point get p99", "get_p99_us", "us", false);
-    row(
-        "index memory (estimated)",
-        "index_bytes_per_aggregate",
-        "B/aggr",
-        false,
-    );
-    row("full compaction", "compact_s", "s", false);
-    row(
-        "open, from a checkpoint (compacted)",
-        "open_compacted_checkpoint_ms",
-        "ms",
-        false,
-    );
-    row(
-        "point get p50 (compacted)",
-        "get_compacted_p50_us",
-        "us",
-        false,
-    );
-    row(
-        "point get p99 (compacted)",
-        "get_compacted_p99_us",
-        "us",
-        false,
-    );
-    row(
-        "index memory (compacted, estimated)",
-        "index_compacted_bytes_per_aggregate",
-        "B/aggr",
-        false,
-    );
-    row("peak RSS", "peak_rss_mb", "MB", false);
+    }
     let per_payload = |bytes: u64| format!("{:.2}", bytes as f64 / f.payload_bytes.max(1) as f64);
     println!(
         "{:<44} {:>18}",
