@@ -163,20 +163,31 @@ impl<M: Model> Shared<M> {
         base: &StateRef,
         reader: &mut DeltaReader<'_>,
     ) -> Result<Option<M::Output>> {
-        let output = {
-            let body = reader.read_state(aggregate, base)?;
-            self.model.output_encoded_state(body.state)
-        };
-        output.map_err(|e| self.bad_state(aggregate, base, e))
+        self.with_state_record(aggregate, base, reader, |encoded| {
+            self.model.output_encoded_state(encoded)
+        })
     }
 
-    /// The error for a state record the model rejected.
-    fn bad_state(&self, aggregate: &str, base: &StateRef, error: ModelError) -> Error {
-        Error::corruption(
-            self.log.segment_path(u64::from(base.segment)),
-            u64::from(base.record_offset),
-            format!("state record of {aggregate:?}: {error}"),
-        )
+    /// Reads the state record `base` of `aggregate` and passes its encoded state to `use_it`;
+    /// a model error is a corruption error at the record.
+    fn with_state_record<T>(
+        &self,
+        aggregate: &str,
+        base: &StateRef,
+        reader: &mut DeltaReader<'_>,
+        use_it: impl FnOnce(&[u8]) -> std::result::Result<T, ModelError>,
+    ) -> Result<T> {
+        let used = {
+            let body = reader.read_state(aggregate, base)?;
+            use_it(body.state)
+        };
+        used.map_err(|error| {
+            Error::corruption(
+                self.log.segment_path(u64::from(base.segment)),
+                u64::from(base.record_offset),
+                format!("state record of {aggregate:?}: {error}"),
+            )
+        })
     }
 
     /// Joins the state record `base` into `state`.
@@ -187,11 +198,9 @@ impl<M: Model> Shared<M> {
         state: &mut M::State,
         reader: &mut DeltaReader<'_>,
     ) -> Result<()> {
-        let joined = {
-            let body = reader.read_state(aggregate, base)?;
-            self.model.join_encoded_state(state, body.state)
-        };
-        joined.map_err(|e| self.bad_state(aggregate, base, e))
+        self.with_state_record(aggregate, base, reader, |encoded| {
+            self.model.join_encoded_state(state, encoded)
+        })
     }
 
     /// Folds one delta into `state`.
