@@ -458,7 +458,6 @@ fn decode_payloads(bytes: &[u8]) {
 /// of a frame whose CRC they verified), and with every delta's CRC verified, in which case a
 /// payload that decodes must re-encode to the same bytes.
 fn decode_payload(payload: &[u8]) {
-    let _ = BatchDecoder::count(payload);
     if let Ok(deltas) = decode_batch(payload) {
         let declared = BatchDecoder::new(payload).map_or(0, |d| d.remaining());
         assert_eq!(

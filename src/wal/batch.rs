@@ -174,11 +174,6 @@ impl<'a> BatchDecoder<'a> {
     pub fn remaining(&self) -> u32 {
         self.remaining
     }
-
-    /// Number of deltas the batch declares (unchecked: see [`BatchDecoder::remaining`]).
-    pub fn count(payload: &[u8]) -> u32 {
-        payload.get(..4).map_or(0, LittleEndian::read_u32)
-    }
 }
 
 impl<'a> Iterator for BatchDecoder<'a> {
