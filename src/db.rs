@@ -16,9 +16,7 @@ use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, Index, StateRef};
 use crate::index_builder::{IndexBuilder, PARALLEL_FROM_BYTES};
 use crate::maintenance::{self, Maintenance, MaintenanceStats, Worker};
-use crate::materialize::{
-    FoldBuffers, FoldSet, Materialize, PARTITION_AGGREGATES, PARTITION_BYTES,
-};
+use crate::materialize::{take_partition, FoldBuffers, FoldSet, Materialize};
 use crate::model::{DeltaView, MergePatch, Model, ModelError, Stamp};
 use crate::options::{Options, MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES};
 use crate::reader::DeltaReader;
@@ -560,33 +558,14 @@ impl<M: Model> Scan<'_, M> {
     /// Folds the next partition into `ready`; false when no aggregate is left.
     fn fold_next_partition(&mut self) -> Result<bool> {
         let _reading = self.shared.reading();
-        let members: Vec<(String, Chain)> = {
-            let index = self.shared.index_read();
-            let mut bytes = 0;
-            index
-                .iter_after(self.after.as_deref())
-                .take(PARTITION_AGGREGATES)
-                .take_while(|(_, chain)| {
-                    let more = bytes < PARTITION_BYTES;
-                    bytes += chain.unfolded_bytes();
-                    more
-                })
-                .map(|(id, chain)| (id.to_owned(), chain.clone()))
-                .collect()
-        };
+        let members = take_partition(self.shared.index_read().iter_after(self.after.as_deref()));
         let Some((last, _)) = members.last() else {
             return Ok(false);
         };
         self.after = Some(last.clone());
         let mut set = FoldSet::<M>::new(members);
         set.fold(self.shared, |_| true, &mut self.reader, &mut self.buffers)?;
-        let folded = set.ids.into_iter().zip(&set.states).zip(set.seqs);
-        for ((id, state), seq) in folded {
-            let (Some(seq), Some(state)) = (seq, self.shared.model.output(state)) else {
-                continue;
-            };
-            self.ready.push_back((id, AggregateState { seq, state }));
-        }
+        self.ready.extend(set.outputs(&self.shared.model));
         Ok(true)
     }
 }

@@ -25,10 +25,27 @@ use crate::model::{DeltaKind, DeltaView, Model, Stamp};
 use crate::reader::DeltaReader;
 
 /// Unfolded delta bytes per partition at most (a partition takes at least one aggregate).
-pub(crate) const PARTITION_BYTES: u64 = 32 << 20;
+const PARTITION_BYTES: u64 = 32 << 20;
 
 /// Aggregates per partition at most.
-pub(crate) const PARTITION_AGGREGATES: usize = 16_384;
+const PARTITION_AGGREGATES: usize = 16_384;
+
+/// The first of `chains` that make a partition: at most [`PARTITION_AGGREGATES`], taken while
+/// less than [`PARTITION_BYTES`] of unfolded deltas are (a partition has at least one).
+pub(crate) fn take_partition<'a>(
+    chains: impl Iterator<Item = (&'a str, &'a Chain)>,
+) -> Vec<(String, Chain)> {
+    let mut bytes = 0;
+    chains
+        .take(PARTITION_AGGREGATES)
+        .take_while(|(_, chain)| {
+            let room = bytes < PARTITION_BYTES;
+            bytes += chain.unfolded_bytes();
+            room
+        })
+        .map(|(id, chain)| (id.to_owned(), chain.clone()))
+        .collect()
+}
 
 /// Shared work of one materialization.
 pub(crate) struct Materialize<'db, M: Model> {
@@ -116,6 +133,21 @@ impl<M: Model> FoldSet<M> {
         Ok(())
     }
 
+    /// Each aggregate with something folded and a visible state, with its state.
+    pub fn outputs<'m>(
+        self,
+        model: &'m M,
+    ) -> impl Iterator<Item = (String, AggregateState<M::Output>)> + 'm
+    where
+        M::State: 'm,
+    {
+        let folded = self.ids.into_iter().zip(self.states).zip(self.seqs);
+        folded.filter_map(move |((id, state), seq)| {
+            let state = model.output(&state)?;
+            Some((id, AggregateState { seq: seq?, state }))
+        })
+    }
+
     /// Reads the included deltas in log order into `buffers` (bodies copied).
     fn gather(
         &self,
@@ -190,11 +222,14 @@ impl<'db, M: Model> Materialize<'db, M> {
     {
         let mut reader = DeltaReader::new(&self.shared.log);
         let mut buffers = FoldBuffers::default();
-        while let Some(slots) = self.claim() {
+        loop {
+            // Compaction deletes no segment from copying a partition's chains to its last read.
+            let _reading = self.shared.reading();
+            let Some(members) = self.claim() else { return };
             if self.failed() {
                 return;
             }
-            if let Err(error) = self.partition(slots, &mut reader, &mut buffers, visit) {
+            if let Err(error) = self.partition(members, &mut reader, &mut buffers, visit) {
                 let mut first = self.error.lock().unwrap_or_else(PoisonError::into_inner);
                 first.get_or_insert(error);
                 return;
@@ -202,21 +237,14 @@ impl<'db, M: Model> Materialize<'db, M> {
         }
     }
 
-    /// The next partition: slots from the first unclaimed one, up to the byte and count bounds.
-    fn claim(&self) -> Option<Range<usize>> {
+    /// The next partition's aggregates and chains, from the first unclaimed slot.
+    fn claim(&self) -> Option<Vec<(String, Chain)>> {
         let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
-        let start = *next;
-        if start >= self.total {
-            return None;
-        }
         let index = self.shared.index_read();
-        let (mut end, mut bytes) = (start, 0);
-        while end < self.total && end - start < PARTITION_AGGREGATES && bytes < PARTITION_BYTES {
-            bytes += index.entry_at(end).map_or(0, |(_, c)| c.unfolded_bytes());
-            end += 1;
-        }
-        *next = end;
-        Some(start..end)
+        let slots = *next..self.total;
+        let members = take_partition(slots.map_while(|slot| index.entry_at(slot)));
+        *next += members.len();
+        (!members.is_empty()).then_some(members)
     }
 
     fn failed(&self) -> bool {
@@ -226,10 +254,10 @@ impl<'db, M: Model> Materialize<'db, M> {
             .is_some()
     }
 
-    /// Folds and visits the aggregates of `slots`.
+    /// Folds and visits the aggregates of one partition.
     fn partition<F>(
         &self,
-        slots: Range<usize>,
+        members: Vec<(String, Chain)>,
         reader: &mut DeltaReader<'_>,
         buffers: &mut FoldBuffers,
         visit: &F,
@@ -237,31 +265,11 @@ impl<'db, M: Model> Materialize<'db, M> {
     where
         F: Fn(&str, AggregateState<M::Output>) -> Result<()>,
     {
-        // Compaction deletes no segment while the partition's chains are being read.
-        let _reading = self.shared.reading();
-        let members = {
-            let index = self.shared.index_read();
-            slots
-                .filter_map(|slot| index.entry_at(slot))
-                .map(|(id, chain)| (id.to_owned(), chain.clone()))
-                .collect()
-        };
         let mut set = FoldSet::new(members);
         set.fold(self.shared, |_| true, reader, buffers)?;
-        self.visit_all(set, visit)
-    }
-
-    fn visit_all<F>(&self, set: FoldSet<M>, visit: &F) -> Result<()>
-    where
-        F: Fn(&str, AggregateState<M::Output>) -> Result<()>,
-    {
-        let model = &self.shared.model;
-        for ((id, state), seq) in set.ids.iter().zip(&set.states).zip(&set.seqs) {
-            let Some(seq) = *seq else { continue };
-            if let Some(state) = model.output(state) {
-                self.visited.fetch_add(1, Ordering::Relaxed);
-                visit(id, AggregateState { seq, state })?;
-            }
+        for (id, state) in set.outputs(&self.shared.model) {
+            self.visited.fetch_add(1, Ordering::Relaxed);
+            visit(&id, state)?;
         }
         Ok(())
     }
