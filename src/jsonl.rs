@@ -8,6 +8,11 @@
 //! `aggregate` is a string of 1 to 1024 bytes, `seq` an unsigned 64-bit integer, and exactly one
 //! of `patch` (a JSON object) or `"delete": true` is present. Other fields are rejected, so a typo
 //! cannot silently drop data. Blank lines are ignored.
+//!
+//! Numbers come back exactly as given: a float is parsed correctly rounded (serde_json's
+//! `float_roundtrip`) and rendered shortest-round-trip, so every finite double keeps its bits;
+//! an integer literal outside the `i64`/`u64` range (which serde_json would silently turn into
+//! a float) and a float outside the double range are rejected with the literal named.
 
 use std::io::BufRead;
 
@@ -39,6 +44,7 @@ pub struct DeltaLine {
 /// Parses one line of the format.
 pub fn parse_line(line: &str) -> Result<DeltaLine, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
+    check_integer_literals(line)?;
     let Value::Object(mut fields) = value else {
         return Err("a line must be a JSON object".into());
     };
@@ -68,6 +74,50 @@ pub fn parse_line(line: &str) -> Result<DeltaLine, String> {
         seq,
         patch,
     })
+}
+
+/// Rejects an integer literal (no fraction, no exponent) that fits neither `i64` nor `u64`:
+/// serde_json would read it as the nearest double, changing its value. `line` is valid JSON.
+fn check_integer_literals(line: &str) -> Result<(), String> {
+    let bytes = line.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => at = string_end(bytes, at),
+            b'-' | b'0'..=b'9' => {
+                let start = at;
+                at += 1;
+                while at < bytes.len()
+                    && matches!(bytes[at], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    at += 1;
+                }
+                let literal = &line[start..at];
+                let is_integer = !literal.contains(['.', 'e', 'E']);
+                if is_integer && literal.parse::<i64>().is_err() && literal.parse::<u64>().is_err()
+                {
+                    return Err(format!(
+                        "the integer {literal} does not fit in 64 bits (i64 or u64)"
+                    ));
+                }
+            }
+            _ => at += 1,
+        }
+    }
+    Ok(())
+}
+
+/// The offset just past the string literal that opens at `start` (a `"`).
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut at = start + 1;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'\\' => at += 2,
+            b'"' => return at + 1,
+            _ => at += 1,
+        }
+    }
+    at
 }
 
 fn take_aggregate(fields: &mut Map<String, Value>) -> Result<String, String> {
@@ -173,6 +223,46 @@ mod tests {
             "x".repeat(1025)
         );
         assert!(parse_line(&long_id).unwrap_err().contains("1024"));
+    }
+
+    #[test]
+    fn integers_outside_64_bits_and_floats_outside_doubles_are_rejected() {
+        for (value, expected) in [
+            ("18446744073709551616", "does not fit in 64 bits"),
+            ("-9223372036854775809", "does not fit in 64 bits"),
+            ("1e400", "out of range"),
+        ] {
+            let line = format!(r#"{{"aggregate":"a","seq":1,"patch":{{"v":{value}}}}}"#);
+            let reason = parse_line(&line).unwrap_err();
+            assert!(reason.contains(expected), "{value}: {reason}");
+        }
+        for value in [
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1.8446744073709552e19",
+        ] {
+            let line = format!(
+                r#"{{"aggregate":"a","seq":1,"patch":{{"v":{value},"s":"-99999999999999999999\"9"}}}}"#
+            );
+            assert!(parse_line(&line).is_ok(), "{value}");
+        }
+    }
+
+    #[test]
+    fn doubles_round_trip_bit_for_bit() {
+        let mut rng = crate::rng::Rng::new(0x5eed);
+        let mut checked = 0;
+        while checked < 100_000 {
+            let number = f64::from_bits(rng.next_u64());
+            if !number.is_finite() {
+                continue;
+            }
+            let line = render_line("a", 1, Some(&serde_json::json!({ "v": number })));
+            let parsed = parse_line(&line).unwrap().patch.unwrap();
+            let back = parsed["v"].as_f64().unwrap();
+            assert_eq!(back.to_bits(), number.to_bits(), "{line}");
+            checked += 1;
+        }
     }
 
     #[test]

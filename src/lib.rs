@@ -55,6 +55,7 @@ pub mod model;
 pub mod options;
 pub mod reader;
 pub mod replay;
+pub mod rng;
 pub mod simulation;
 pub mod stats;
 pub mod storage;

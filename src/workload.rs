@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::batch::Batch;
 use crate::error::Result;
+use crate::rng::Rng;
 
 const COMPONENTS: [(&str, [&str; 8]); 6] = [
     (
@@ -84,27 +85,6 @@ const COMPONENTS: [(&str, [&str; 8]); 6] = [
 ];
 const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ0123456789-";
 
-/// A deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 /// The shape of a generated workload.
 #[derive(Clone, Copy, Debug)]
 pub struct WorkloadSpec {
@@ -179,7 +159,7 @@ fn aggregate(rng: &mut Rng, aggregates: u64) -> String {
 fn arrival_order(spec: &WorkloadSpec) -> Vec<u64> {
     let batches = spec.deltas.div_ceil(spec.batch_size.max(1));
     let mut order: Vec<u64> = (1..=batches).collect();
-    let mut rng = Rng(spec.seed);
+    let mut rng = Rng::new(spec.seed);
     for i in 0..order.len() {
         if rng.unit() < 0.05 {
             let j = (i + 1 + rng.below(10) as usize).min(order.len() - 1);
@@ -191,7 +171,7 @@ fn arrival_order(spec: &WorkloadSpec) -> Vec<u64> {
 
 /// The deltas of batch `seq` in batch order: aggregate id and patch (`None` = delete).
 fn batch_deltas(spec: &WorkloadSpec, seq: u64) -> Vec<(String, Option<Value>)> {
-    let mut rng = Rng(spec.seed.wrapping_mul(1_000_003).wrapping_add(seq));
+    let mut rng = Rng::new(spec.seed.wrapping_mul(1_000_003).wrapping_add(seq));
     let count = spec
         .batch_size
         .min(spec.deltas - (seq - 1) * spec.batch_size);
