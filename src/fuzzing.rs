@@ -17,7 +17,8 @@
 //! ```
 //! A segment in [`SEG_RECORDS`] mode is a *record script*: records `ctrl: u8, len: u16 LE, body`,
 //! each written as a well-formed frame (right CRC, right offset) of the type `ctrl & 3`
-//! ([`REC_RAW`] writes the body unframed), so that body decoders see fuzz bytes behind valid
+//! ([`REC_RAW`] writes the body unframed, or with [`REC_DELTAS`] as the body of a commit record),
+//! so that body decoders see fuzz bytes behind valid
 //! CRCs. With [`REC_DELTAS`] a batch body is a *delta script* (`id_len: u8, id, seq: u16 LE,
 //! kind: u8` (bit 0 = delete), and for a patch `body_len: u16 LE, body`) re-encoded with correct
 //! per-delta CRCs.
@@ -45,6 +46,7 @@ use crate::varint;
 use crate::wal::batch::{compress_payload, decompress_payload, validate_aggregate_id};
 use crate::wal::batch::{BatchDecoder, BatchEncoder};
 use crate::wal::format::{encode_segment_header, write_frame, RecordType, FLAG_ZSTD};
+use crate::wal::format::{FORMAT_VERSION, OLDEST_READ_VERSION};
 use crate::wal::records::{decode_seal_body, decode_state_body, encode_state_body};
 use crate::wal::recovery::{batch_payload, decode_batch};
 use crate::wal::scan::{frame_at, Frame, FrameScanner, ScanEvent};
@@ -57,6 +59,9 @@ pub const SEG_VALID_HEADER: u8 = 1;
 pub const SEG_RECORDS: u8 = 2;
 /// Segment mode: leave a gap of one id before this segment.
 pub const SEG_GAP: u8 = 4;
+/// Segment mode: the valid header says format version 1 (no commit records) instead of the
+/// current one.
+pub const SEG_VERSION_1: u8 = 8;
 /// Checkpoint mode: wrap the contents in a valid magic, version, header length and CRC.
 pub const CKPT_ENVELOPE: u8 = 1;
 /// Record type: the body is written as is, without a frame.
@@ -67,7 +72,8 @@ pub const REC_BATCH: u8 = 1;
 pub const REC_STATE: u8 = 2;
 /// Record type: a seal frame.
 pub const REC_SEAL: u8 = 3;
-/// Record flag: a batch body is a delta script.
+/// Record flag: a batch body is a delta script; on a [`REC_RAW`] record, write the body as the
+/// body of a commit record instead.
 pub const REC_DELTAS: u8 = 4;
 /// Record flag: compress the batch payload and set the zstd flag.
 pub const REC_COMPRESS: u8 = 8;
@@ -252,7 +258,12 @@ fn checkpoint_file(mode: u8, contents: &[u8]) -> Vec<u8> {
 fn segment_file(id: u64, mode: u8, contents: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     if mode & SEG_VALID_HEADER != 0 {
-        out.extend_from_slice(&encode_segment_header(id));
+        let version = if mode & SEG_VERSION_1 != 0 {
+            OLDEST_READ_VERSION
+        } else {
+            FORMAT_VERSION
+        };
+        out.extend_from_slice(&encode_segment_header(id, version));
     }
     if mode & SEG_RECORDS == 0 {
         out.extend_from_slice(contents);
@@ -273,6 +284,7 @@ fn append_record(id: u64, ctrl: u8, body: &[u8], out: &mut Vec<u8>) {
         REC_BATCH => RecordType::Batch,
         REC_STATE => RecordType::State,
         REC_SEAL => RecordType::Seal,
+        _ if ctrl & REC_DELTAS != 0 => RecordType::Commit,
         _ => return out.extend_from_slice(body),
     };
     let mut body = body.to_vec();
@@ -396,7 +408,7 @@ fn wrap_in_frame(selector: u8, segment_id: u64, body: &[u8]) -> Vec<u8> {
         body = compress_payload(&body, 1).unwrap_or(body);
         flags = FLAG_ZSTD;
     }
-    let mut segment = encode_segment_header(segment_id).to_vec();
+    let mut segment = encode_segment_header(segment_id, FORMAT_VERSION).to_vec();
     write_frame(&mut segment, segment_id, 32, record_type, flags, &body);
     segment
 }
@@ -437,6 +449,9 @@ fn decode_frame_body(frame: &Frame<'_>) {
         RecordType::State => decode_state(frame.body),
         RecordType::Seal => {
             let _ = decode_seal_body(frame.body);
+        }
+        RecordType::Commit => {
+            let _ = crate::wal::format::decode_commit_body(frame.body);
         }
         RecordType::End => {}
     }

@@ -125,7 +125,9 @@ fn a_model_error_is_reported_with_file_and_offset() {
     db.write(&batch).unwrap();
     let err = db.get("k").unwrap_err().to_string();
     assert!(
-        err.contains("00000000000000000001.seg") && err.contains("offset 32"),
+        // The batch's frame follows the 32-byte segment header and its write's 20-byte commit
+        // record.
+        err.contains("00000000000000000001.seg") && err.contains("offset 52"),
         "{err}"
     );
     assert!(err.contains("longer than 64 bytes"), "{err}");

@@ -56,6 +56,7 @@ const TYPE_BATCH: u8 = 1;
 const TYPE_STATE: u8 = 2;
 const TYPE_SEAL: u8 = 3;
 const TYPE_END: u8 = 4;
+const TYPE_COMMIT: u8 = 5;
 /// What the engine says of a sealed segment whose end record is missing.
 const UNSEALED: &str = "ends without its end record";
 
@@ -75,6 +76,8 @@ struct FrameInfo {
     batch: Option<usize>,
     /// For a state record: its aggregate.
     aggregate: Option<String>,
+    /// For a commit record: the offset up to which the segment was durable (section 3.4).
+    durable_through: Option<u64>,
 }
 
 impl FrameInfo {
@@ -190,7 +193,7 @@ fn read_layout(
             let length = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as u64;
             let kind = bytes[at + 8];
             assert!(
-                (TYPE_BATCH..=TYPE_END).contains(&kind),
+                (TYPE_BATCH..=TYPE_COMMIT).contains(&kind),
                 "{name}@{at}: record type {kind}"
             );
             let location = RecordLocation {
@@ -203,6 +206,13 @@ fn read_layout(
                 assert!(body[0] < 0x80);
                 String::from_utf8(body[1..1 + body[0] as usize].to_vec()).unwrap()
             });
+            let durable_through = (kind == TYPE_COMMIT).then(|| {
+                assert_eq!(length, 8, "{name}@{at}: commit record");
+                let body = bytes[at + 12..at + 20].try_into().unwrap();
+                let durable = u64::from_le_bytes(body);
+                assert!(durable <= at as u64, "{name}@{at}: durable past itself");
+                durable
+            });
             frames.push(FrameInfo {
                 segment: id,
                 offset: at as u64,
@@ -210,6 +220,7 @@ fn read_layout(
                 kind,
                 batch: locations.iter().position(|l| *l == location),
                 aggregate,
+                durable_through,
             });
             if kind == TYPE_END {
                 // Body: the next segment's id.
@@ -464,6 +475,15 @@ impl Fixture {
 
     fn last_segment(&self) -> u64 {
         self.segments.last().unwrap().0
+    }
+
+    /// Section 5, rule 1: damage at frame `f` is a torn tail when it lies in the last segment
+    /// and no commit record after it says it was durable.
+    fn unsynced_at(&self, f: &FrameInfo) -> bool {
+        f.segment == self.last_segment()
+            && !self.frames_of(f.segment).iter().any(|later| {
+                later.offset > f.offset && later.durable_through.is_some_and(|d| d > f.offset)
+            })
     }
 
     /// A sealed segment after the newest checkpoint's position.
@@ -942,7 +962,7 @@ fn reference_verdict(c: &CheckpointMeta, f: &FrameInfo, bytes: &[u8]) -> Verdict
     let Some(header) = bytes.get(at..at + FRAME_HEADER as usize) else {
         return Verdict::Stale;
     };
-    let decodes = (TYPE_BATCH..=TYPE_END).contains(&header[8])
+    let decodes = (TYPE_BATCH..=TYPE_COMMIT).contains(&header[8])
         && header[9] & !0x01 == 0
         && header[10..12] == [0, 0];
     if !decodes {
@@ -1070,6 +1090,7 @@ fn frame_case(
     match f.kind {
         TYPE_SEAL => case.lost = "full state (only the seal record is lost)".into(),
         TYPE_END => case.lost = "full state (an end record holds no delta)".into(),
+        TYPE_COMMIT => case.lost = "full state (a commit record holds no delta)".into(),
         TYPE_STATE if fx.compacted_before > 0 => {
             // A full compaction reclaimed the deltas it folded: they are lost with it.
             let aggregate = f.aggregate.clone().unwrap();
@@ -1088,7 +1109,8 @@ fn frame_case(
             end: f.end(),
             min_failures,
         })
-    } else if f.segment == fx.last_segment() && is_last_frame {
+    } else if fx.unsynced_at(f) {
+        let lost = fx.batches_from(f.segment, f.offset);
         case.outcome(Outcome::Torn {
             file,
             offset: f.offset,
@@ -1129,6 +1151,7 @@ fn type_name(kind: u8) -> String {
         TYPE_STATE => "state 2".into(),
         TYPE_SEAL => "seal 3".into(),
         TYPE_END => "end 4".into(),
+        TYPE_COMMIT => "commit 5".into(),
         other => format!("unknown {other}"),
     }
 }
@@ -1154,7 +1177,7 @@ impl Field {
             }
             Field::LengthHigh => (7, 0x40, "length field (high bit: past the file end)".into()),
             Field::Type => (8, 0x02, retype(0x02)),
-            Field::TypeUnknown => (8, 0x04, retype(0x04)),
+            Field::TypeUnknown => (8, 0x08, retype(0x08)),
             Field::Flags => (9, 0x01, "flags (zstd bit set)".into()),
             Field::FlagsUnknown => (9, 0x80, "flags (unknown bit)".into()),
             Field::Reserved => (10, 0x01, "reserved bytes".into()),
@@ -1232,9 +1255,9 @@ fn mid_end(fx: &'static Fixture) -> FrameInfo {
     fx.end_record(fx.middle_segment())
 }
 
-/// The second frame of the last segment (valid frames follow it).
+/// The second batch of the last segment (valid frames follow it).
 fn last_mid(fx: &'static Fixture) -> FrameInfo {
-    fx.frames_of(fx.last_segment())[1].clone()
+    fx.batch_frames_of(fx.last_segment())[1].clone()
 }
 
 /// The last frame of the last segment (a batch: the last segment is not sealed).
@@ -2304,6 +2327,70 @@ fn zero_tail_of_last_segment() -> Case {
     .lose(&fx.batches_from(seg, f.offset))
 }
 
+fn zero_last_commit_record() -> Case {
+    // The commit record that opens the last write is zeros and the batch after it is intact:
+    // the shape a crash leaves when the write's sectors persisted out of order. No commit
+    // record after it proves it durable, so rule 1 makes it a torn tail, batch included.
+    let fx = plain();
+    let seg = fx.last_segment();
+    let frames = fx.frames_of(seg);
+    let f = frames
+        .iter()
+        .rev()
+        .find(|f| f.kind == TYPE_COMMIT)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        frames.last().unwrap().kind,
+        TYPE_BATCH,
+        "a batch follows it"
+    );
+    Case::new(
+        fx,
+        format!("zero {} bytes", f.len),
+        "commit record of the last write (its batch intact after it)",
+    )
+    .op(Op::Zero {
+        file: segment_rel(seg),
+        offset: f.offset,
+        len: f.len,
+    })
+    .outcome(Outcome::Torn {
+        file: segment_rel(seg),
+        offset: f.offset,
+    })
+    .lose(&fx.batches_from(seg, f.offset))
+}
+
+fn zero_mid_commit_record() -> Case {
+    // The commit record of an earlier write of the last segment: the next write's commit
+    // record says it was durable, so it is corruption.
+    let fx = plain();
+    let seg = fx.last_segment();
+    let f = fx
+        .frames_of(seg)
+        .into_iter()
+        .filter(|f| f.kind == TYPE_COMMIT)
+        .nth(1)
+        .unwrap();
+    assert!(!fx.unsynced_at(&f));
+    Case::new(
+        fx,
+        format!("zero {} bytes", f.len),
+        "commit record of an earlier write of the last segment",
+    )
+    .op(Op::Zero {
+        file: segment_rel(seg),
+        offset: f.offset,
+        len: f.len,
+    })
+    .outcome(Outcome::Corrupt {
+        file: segment_rel(seg),
+        offset: f.offset,
+        bytes: f.len,
+    })
+}
+
 fn zero_header_middle() -> Case {
     let fx = plain();
     let seg = fx.middle_segment();
@@ -2573,7 +2660,7 @@ fn truncate_covered_after_oldest_checkpoint() -> Case {
     // ends with its end record: both are rejected, and the full replay meets the damaged end of
     // a sealed segment followed by a segment with a valid header.
     let fx = plain();
-    let f = fx.frames_of(1)[6].clone();
+    let f = fx.batch_frames_of(1)[6].clone();
     assert!(f.location() > fx.checkpoints[0].position);
     let cut = f.offset + 50;
     let case = Case::new(
@@ -2900,7 +2987,7 @@ fn checkpoint_deleted_exposes_damage() -> Case {
 
 fn checkpoint_flipped_exposes_damage() -> Case {
     let fx = plain();
-    let f = fx.frames_of(1)[6].clone();
+    let f = fx.batch_frames_of(1)[6].clone();
     assert!(f.location() > fx.checkpoints[0].position);
     flip_frame(
         fx,
@@ -2990,6 +3077,8 @@ cases! {
     zero_end_record_mid,
     zero_tail_of_middle_segment,
     zero_tail_of_last_segment,
+    zero_last_commit_record,
+    zero_mid_commit_record,
     zero_header_middle,
     flip_header_magic_middle = header_flip(middle, "magic", 2, 0x01),
     flip_header_version_middle = header_flip(middle, "version", 8, 0x02),

@@ -9,7 +9,7 @@ use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use aggrelog::fuzzing::{self, REC_BATCH, REC_COMPRESS, REC_DELTAS, REC_SEAL, REC_STATE};
+use aggrelog::fuzzing::{self, REC_BATCH, REC_COMPRESS, REC_DELTAS, REC_RAW, REC_SEAL, REC_STATE};
 use aggrelog::fuzzing::{CKPT_ENVELOPE, SEG_GAP, SEG_RECORDS, SEG_VALID_HEADER};
 use aggrelog::model::binary;
 use aggrelog::model::merge_patch::encode_patch;
@@ -210,6 +210,7 @@ fn record_script(id: u64, segment: &[u8], deltas: bool) -> Vec<u8> {
             RecordType::End => continue,
             RecordType::State => (REC_STATE, frame.body.to_vec()),
             RecordType::Seal => (REC_SEAL, frame.body.to_vec()),
+            RecordType::Commit => (REC_RAW | REC_DELTAS, frame.body.to_vec()),
             RecordType::Batch => {
                 let payload = batch_payload(&frame).expect("payload").into_owned();
                 let compress = if frame.header.flags & FLAG_ZSTD != 0 {

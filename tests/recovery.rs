@@ -6,7 +6,8 @@ mod common;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use aggrelog::{Db, Error, Options, RecordLocation, RecoveryMode};
+use aggrelog::wal::format::COMMIT_FRAME_BYTES;
+use aggrelog::{Db, Error, Options, RecordLocation, RecoveryMode, SyncMode};
 use common::{batch_of, oracle, patch, scan_all, TestDelta};
 use serde_json::json;
 
@@ -113,9 +114,10 @@ fn a_bit_flip_before_valid_records_fails_strict_naming_file_and_offset() {
     let stats = db.stats();
     assert_eq!(stats.skipped.len(), 1);
     assert_eq!(stats.skipped[0].offset, locations[0].offset);
+    // Up to the next valid frame: the commit record that opens the second batch's write.
     assert_eq!(
         stats.skipped[0].bytes,
-        locations[1].offset - locations[0].offset
+        locations[1].offset - COMMIT_FRAME_BYTES as u64 - locations[0].offset
     );
     assert_eq!(stats.torn_bytes_dropped, 0);
     assert_eq!(scan_all(&db), oracle(&all[1..]));
@@ -271,4 +273,67 @@ fn files_are_owner_only() {
             .open(segment(&path, 1))
             .unwrap(),
     );
+}
+
+/// The crash LazyFS found: writes that were never synced persisted out of order (page-cache
+/// writeback), leaving zeros, then a valid frame, then a torn tail. None of it was acknowledged,
+/// so it is a torn tail: Strict open keeps every acknowledged batch and drops the rest. The
+/// same zeros inside acknowledged data, which a later commit record proves durable, are
+/// corruption.
+#[test]
+fn unsynced_writes_persisted_out_of_order_are_a_torn_tail_not_corruption() {
+    let template = tempfile::tempdir().unwrap();
+    let acknowledged = batches();
+    let acked_at = write_all(template.path(), &Options::default(), &acknowledged);
+    let seg = segment(template.path(), 1);
+    let durable_len = fs::metadata(&seg).unwrap().len() as usize;
+    // Three more writes, none of them synced before the crash (SyncMode::Never).
+    let late: Vec<Vec<TestDelta>> = (4..=6)
+        .map(|seq| vec![patch("a", seq, json!({"late": seq}))])
+        .collect();
+    let never = Options::default().sync(SyncMode::Never);
+    let late_at = write_all(template.path(), &never, &late);
+    let written = fs::read(&seg).unwrap();
+    let write_start = |at: RecordLocation| at.offset as usize - COMMIT_FRAME_BYTES;
+
+    // What the crash left: the first unsynced write lost (zeros), the second persisted, the
+    // third cut short.
+    let mut crashed = written.clone();
+    crashed[durable_len..write_start(late_at[1])].fill(0);
+    crashed.truncate(write_start(late_at[2]) + 30);
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("wal")).unwrap();
+    fs::write(segment(dir.path(), 1), &crashed).unwrap();
+
+    let report = aggrelog::check(dir.path()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+    let torn = report.torn.expect("a torn tail");
+    assert_eq!(torn.offset, durable_len as u64);
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(scan_all(&db), oracle(&acknowledged));
+    let dropped = (crashed.len() - durable_len) as u64;
+    assert_eq!(db.stats().torn_bytes_dropped, dropped);
+    // The log goes on after the truncation, and reopens.
+    db.write(&batch_of(&late[0])).unwrap();
+    db.close().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let mut expected = acknowledged.clone();
+    expected.push(late[0].clone());
+    assert_eq!(scan_all(&db), oracle(&expected));
+    db.close().unwrap();
+
+    // Zeros inside the last acknowledged batch: the first late write's commit record says the
+    // segment was durable past them, so this is damage, named with file and offset.
+    let mut damaged = written;
+    let victim = acked_at[2].offset as usize;
+    damaged[victim + 16..victim + 40].fill(0);
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("wal")).unwrap();
+    fs::write(segment(dir.path(), 1), &damaged).unwrap();
+    match Db::open(dir.path(), Options::default()).err().unwrap() {
+        Error::Corruption { file, offset, .. } => {
+            assert_eq!((file, offset), (segment(dir.path(), 1), victim as u64));
+        }
+        other => panic!("expected corruption, got {other}"),
+    }
 }

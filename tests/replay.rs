@@ -4,7 +4,13 @@
 
 use std::path::Path;
 
-use aggrelog::wal::format::{frame_crc, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use aggrelog::wal::format::{
+    frame_crc, COMMIT_FRAME_BYTES, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
+
+/// Where a segment's first batch frame starts: after the header and the commit record that
+/// opens the write.
+const FIRST_BATCH: usize = SEGMENT_HEADER_BYTES + COMMIT_FRAME_BYTES;
 use aggrelog::{Batch, Compression, Db, Error, Options, RecordLocation, ReplayedDelta};
 use serde_json::json;
 
@@ -129,7 +135,7 @@ fn a_bit_flip_is_an_error_naming_the_file_and_offset() {
     fill(&db);
     let victim = segment_files(dir.path())[0].clone();
     let mut bytes = std::fs::read(&victim).unwrap();
-    let at = SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES + 40;
+    let at = FIRST_BATCH + FRAME_HEADER_BYTES + 40;
     bytes[at] ^= 0x10;
     std::fs::write(&victim, &bytes).unwrap();
     // The running database maps the file: a fresh replay sees the flipped byte.
@@ -140,7 +146,7 @@ fn a_bit_flip_is_an_error_naming_the_file_and_offset() {
     match batch {
         Err(Error::Corruption { file, offset, .. }) => {
             assert_eq!(file, victim);
-            assert_eq!(offset, SEGMENT_HEADER_BYTES as u64);
+            assert_eq!(offset, FIRST_BATCH as u64);
         }
         Err(other) => panic!("expected a corruption error, got {other}"),
         Ok(_) => panic!("a damaged frame was lent"),
@@ -164,7 +170,7 @@ fn a_malformed_batch_behind_a_valid_crc_is_a_corruption_error() {
     }
     let victim = segment_files(dir.path())[0].clone();
     let mut bytes = std::fs::read(&victim).unwrap();
-    let frame = SEGMENT_HEADER_BYTES;
+    let frame = FIRST_BATCH;
     let body = frame + FRAME_HEADER_BYTES;
     let length = u32::from_le_bytes(bytes[frame + 4..frame + 8].try_into().unwrap()) as usize;
     // The first delta's id length (after the 4-byte count) now runs past the payload.
@@ -232,7 +238,7 @@ fn a_long_replay_checked_ahead_on_another_thread_reads_the_same() {
     // Damage in the third segment: the error names it, after the first two were read.
     let victim = segment_files(dir.path())[2].clone();
     let mut bytes = std::fs::read(&victim).unwrap();
-    let at = SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES + 100;
+    let at = FIRST_BATCH + FRAME_HEADER_BYTES + 100;
     bytes[at] ^= 0x01;
     std::fs::write(&victim, &bytes).unwrap();
     let mut replay = db.replay(RecordLocation::START);
@@ -246,7 +252,7 @@ fn a_long_replay_checked_ahead_on_another_thread_reads_the_same() {
     };
     match error {
         Error::Corruption { file, offset, .. } => {
-            assert_eq!((file, offset), (victim, SEGMENT_HEADER_BYTES as u64));
+            assert_eq!((file, offset), (victim, FIRST_BATCH as u64));
         }
         other => panic!("expected a corruption error, got {other}"),
     }

@@ -3,8 +3,10 @@
 //! It models what real disks and kernels do to data that was not made durable (DESIGN.md, "Fault
 //! model"):
 //! - every file has a *synced length*: bytes up to it survive a crash; the unsynced tail survives
-//!   independently per file, wholly, not at all, or torn at a byte or 512-byte-sector boundary,
-//!   sometimes followed by zeros up to the length the file had (delayed allocation);
+//!   independently per file, wholly, not at all, torn at a byte or 512-byte-sector boundary, or
+//!   with *holes*: any subset of its sectors persisted (page-cache writeback in any order), the
+//!   others read as zeros; a cut tail is sometimes followed by zeros up to the length the file
+//!   had (delayed allocation);
 //! - creations, removals and renames are durable only once their directory is synced; at a
 //!   crash any subset of the pending ones survives (in order);
 //! - faults on demand: short writes (part of the data written, then an error), a full disk
@@ -353,13 +355,18 @@ impl SimState {
         };
         let (synced, len) = (file.synced_len.min(file.data.len()), file.data.len());
         let tail = len - synced;
-        let kept = match self.rng.below(4) {
+        let kept = match self.rng.below(5) {
             0 => 0,
             1 => tail,
             2 => self.rng.below(tail as u64 + 1) as usize,
-            _ => {
+            3 => {
                 let sectors = tail / SECTOR_BYTES;
                 self.rng.below(sectors as u64 + 1) as usize * SECTOR_BYTES
+            }
+            _ => {
+                let kept = self.rng.below(tail as u64 + 1) as usize;
+                self.punch_holes(inode, synced, synced + kept);
+                kept
             }
         };
         let zero_fill = kept < tail && self.rng.below(4) == 0;
@@ -372,6 +379,24 @@ impl SimState {
             file.synced_len = file.data.len();
         }
         self.stats.bytes_lost += lost;
+    }
+
+    /// Zeroes a random subset of the 512-byte sectors (aligned to the file's start) that overlap
+    /// `from..to`, never touching bytes before `from` (they were synced).
+    fn punch_holes(&mut self, inode: u64, from: usize, to: usize) {
+        let mut sector_start = from - from % SECTOR_BYTES;
+        let mut zeroed = 0u64;
+        while sector_start < to {
+            let range = sector_start.max(from)..(sector_start + SECTOR_BYTES).min(to);
+            if self.rng.below(2) == 0 {
+                if let Some(file) = self.inodes.get_mut(&inode) {
+                    file.data[range.clone()].fill(0);
+                    zeroed += range.len() as u64;
+                }
+            }
+            sector_start += SECTOR_BYTES;
+        }
+        self.stats.bytes_lost += zeroed;
     }
 }
 
@@ -608,8 +633,9 @@ mod tests {
     }
 
     #[test]
-    fn synced_data_survives_and_unsynced_data_survives_as_a_prefix() {
-        for seed in 0..200 {
+    fn synced_data_survives_and_unsynced_sectors_survive_in_any_subset() {
+        let mut holes = 0;
+        for seed in 0..400 {
             let storage = SimStorage::new(seed);
             let path = Path::new("/d/f");
             storage.write_file(path, b"");
@@ -618,14 +644,24 @@ mod tests {
             storage.crash();
             let data = storage.read_file(path).unwrap();
             assert!(data.starts_with(b"durable"), "seed {seed}");
-            let tail = &data[7..];
-            let written = tail.iter().take_while(|&&b| b == 7).count();
-            assert!(
-                tail[written..].iter().all(|&b| b == 0),
-                "only zeros after the kept prefix"
-            );
             assert!(data.len() <= 2007);
+            // Every unsynced byte reads as written or as zero, and zeros come in whole
+            // sectors (or the part of one after the synced bytes, or before a cut).
+            let tail = &data[7..];
+            assert!(tail.iter().all(|&b| b == 7 || b == 0), "seed {seed}");
+            let kept = tail.iter().rposition(|&b| b == 7).map_or(0, |p| p + 1);
+            let hole = tail[..kept].iter().position(|&b| b == 0);
+            if let Some(start) = hole {
+                holes += 1;
+                let sector_end = (start + 7).next_multiple_of(SECTOR_BYTES) - 7;
+                let zeros = &tail[start..sector_end.min(kept)];
+                assert!(
+                    zeros.iter().all(|&b| b == 0),
+                    "seed {seed}: a partial sector"
+                );
+            }
         }
+        assert!(holes > 0, "some crash persisted sectors out of order");
     }
 
     #[test]

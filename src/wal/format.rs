@@ -3,8 +3,8 @@
 //! ```text
 //! segment header (32 bytes)        frame header (12 bytes), then `length` body bytes
 //!  0  8 magic "AGGRLOG\0"          0  4 crc32 (see `frame_crc`)
-//!  8  4 format version (u32 = 1)   4  4 length of the body as stored (u32)
-//! 12  4 header length (u32 = 32)   8  1 record type (1 batch, 2 state, 3 seal, 4 end)
+//!  8  4 format version (u32 = 2)   4  4 length of the body as stored (u32)
+//! 12  4 header length (u32 = 32)   8  1 record type (1 batch, 2 state, 3 seal, 4 end, 5 commit)
 //! 16  8 segment id (u64)           9  1 flags (bit 0: body is zstd-compressed)
 //! 24  4 reserved (0)              10  2 reserved (0)
 //! 28  4 crc32 of bytes 0..28
@@ -15,8 +15,11 @@ use byteorder::{ByteOrder, LittleEndian};
 
 /// Magic bytes opening every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"AGGRLOG\0";
-/// Version of the segment format this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the segment format this code writes: version 2 opens every write with a commit
+/// record.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest segment format version this code reads (version 1 has no commit records).
+pub const OLDEST_READ_VERSION: u32 = 1;
 /// Size of the segment header in bytes.
 pub const SEGMENT_HEADER_BYTES: usize = 32;
 /// Size of a frame header in bytes.
@@ -36,20 +39,26 @@ pub enum RecordType {
     /// The last record of every sealed segment (body: the next segment's id, u64): a sealed
     /// segment that does not end with it was truncated.
     End = 4,
+    /// Opens every write (format version 2): body = `durable_through` (u64), the offset up to
+    /// which the writer knew the segment durable when it issued the write.
+    Commit = 5,
 }
 
 /// Bytes of an end-of-segment frame (header + the next segment id).
 pub const END_FRAME_BYTES: usize = FRAME_HEADER_BYTES + 8;
+/// Bytes of a commit frame (header + `durable_through`).
+pub const COMMIT_FRAME_BYTES: usize = FRAME_HEADER_BYTES + 8;
 
 /// Frame flag: the body is `[u32 uncompressed length][zstd frame]`.
 pub const FLAG_ZSTD: u8 = 0b0000_0001;
 const KNOWN_FLAGS: u8 = FLAG_ZSTD;
 
-/// Encodes the header of segment `segment_id`.
-pub fn encode_segment_header(segment_id: u64) -> [u8; SEGMENT_HEADER_BYTES] {
+/// Encodes the header of segment `segment_id` in format `version` (the current one is
+/// [`FORMAT_VERSION`]; tests and fuzzers write older ones).
+pub fn encode_segment_header(segment_id: u64, version: u32) -> [u8; SEGMENT_HEADER_BYTES] {
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
     header[0..8].copy_from_slice(&SEGMENT_MAGIC);
-    LittleEndian::write_u32(&mut header[8..12], FORMAT_VERSION);
+    LittleEndian::write_u32(&mut header[8..12], version);
     LittleEndian::write_u32(&mut header[12..16], SEGMENT_HEADER_BYTES as u32);
     LittleEndian::write_u64(&mut header[16..24], segment_id);
     let crc = crc32fast::hash(&header[0..28]);
@@ -57,8 +66,17 @@ pub fn encode_segment_header(segment_id: u64) -> [u8; SEGMENT_HEADER_BYTES] {
     header
 }
 
-/// Validates a segment header and returns the segment id it names.
-pub fn decode_segment_header(bytes: &[u8]) -> Result<u64, String> {
+/// What a valid segment header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// The segment id it names.
+    pub id: u64,
+    /// Its format version (`OLDEST_READ_VERSION..=FORMAT_VERSION`).
+    pub version: u32,
+}
+
+/// Validates a segment header.
+pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
     if bytes.len() < SEGMENT_HEADER_BYTES {
         return Err(format!(
             "segment header truncated: {} of {SEGMENT_HEADER_BYTES} bytes",
@@ -74,14 +92,17 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<u64, String> {
         return Err("segment header checksum mismatch".into());
     }
     let version = LittleEndian::read_u32(&header[8..12]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(format!("unsupported segment format version {version}"));
     }
     let header_len = LittleEndian::read_u32(&header[12..16]);
     if header_len as usize != SEGMENT_HEADER_BYTES {
         return Err(format!("unexpected segment header length {header_len}"));
     }
-    Ok(LittleEndian::read_u64(&header[16..24]))
+    Ok(SegmentHeader {
+        id: LittleEndian::read_u64(&header[16..24]),
+        version,
+    })
 }
 
 /// A decoded, not yet checksum-verified frame header.
@@ -104,6 +125,7 @@ pub fn decode_frame_header(bytes: &[u8; FRAME_HEADER_BYTES]) -> Result<FrameHead
         2 => RecordType::State,
         3 => RecordType::Seal,
         4 => RecordType::End,
+        5 => RecordType::Commit,
         other => return Err(format!("unknown record type {other}")),
     };
     let flags = bytes[9];
@@ -135,6 +157,14 @@ pub fn frame_crc(segment_id: u64, offset: u64, header_tail: &[u8], body: &[u8]) 
     hasher.finalize()
 }
 
+/// Decodes the body of a commit record: `durable_through`.
+pub fn decode_commit_body(body: &[u8]) -> Result<u64, String> {
+    let bytes: [u8; 8] = body
+        .try_into()
+        .map_err(|_| format!("commit record of {} bytes", body.len()))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
 /// Appends a complete frame (header + body) for a record at `offset` of segment `segment_id`.
 pub fn write_frame(
     out: &mut Vec<u8>,
@@ -160,14 +190,26 @@ mod tests {
 
     #[test]
     fn segment_header_round_trips_and_rejects_damage() {
-        let header = encode_segment_header(42);
-        assert_eq!(decode_segment_header(&header), Ok(42));
+        let header = encode_segment_header(42, FORMAT_VERSION);
+        let expected = SegmentHeader {
+            id: 42,
+            version: FORMAT_VERSION,
+        };
+        assert_eq!(decode_segment_header(&header), Ok(expected));
         for byte in 0..SEGMENT_HEADER_BYTES {
             let mut damaged = header;
             damaged[byte] ^= 0x10;
             assert!(decode_segment_header(&damaged).is_err(), "byte {byte}");
         }
         assert!(decode_segment_header(&header[..31]).is_err());
+        let older = encode_segment_header(42, OLDEST_READ_VERSION);
+        assert_eq!(decode_segment_header(&older).map(|h| h.version), Ok(1));
+        for unknown in [0, FORMAT_VERSION + 1] {
+            let header = encode_segment_header(42, unknown);
+            assert!(decode_segment_header(&header)
+                .unwrap_err()
+                .contains("version"));
+        }
     }
 
     #[test]
@@ -186,7 +228,7 @@ mod tests {
     fn unknown_type_flags_and_reserved_bits_are_rejected() {
         let mut frame = Vec::new();
         write_frame(&mut frame, 1, 32, RecordType::Batch, 0, b"");
-        for (byte, value) in [(8, 5u8), (9, 0x80), (10, 1), (11, 1)] {
+        for (byte, value) in [(8, 6u8), (8, 0), (9, 0x80), (10, 1), (11, 1)] {
             let mut header: [u8; FRAME_HEADER_BYTES] = frame[..12].try_into().unwrap();
             header[byte] = value;
             assert!(decode_frame_header(&header).is_err());

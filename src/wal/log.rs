@@ -14,7 +14,8 @@ use std::thread;
 use std::time::Duration;
 
 use super::format::{
-    write_frame, RecordType, END_FRAME_BYTES, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+    write_frame, RecordType, COMMIT_FRAME_BYTES, END_FRAME_BYTES, FORMAT_VERSION,
+    FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
 use super::recovery::{scan_log, LogRecord, LogScan, ScanPolicy};
 use super::segment::{create_segment, WAL_DIR};
@@ -110,8 +111,38 @@ struct Appender {
     path: PathBuf,
     file: Box<dyn AppendFile>,
     len: u64,
-    unsynced: bool,
+    /// Bytes of the segment known durable: its length at the last successful `sync_data` (the
+    /// header's length right after creation). Every write's commit record carries it.
+    durable_len: u64,
     buffer: Vec<u8>,
+}
+
+impl Appender {
+    /// An appender at the end of `len` bytes of segment `segment`, all of them durable.
+    fn synced(segment: u64, path: PathBuf, file: Box<dyn AppendFile>, len: u64) -> Self {
+        Appender {
+            segment,
+            path,
+            file,
+            len,
+            durable_len: len,
+            buffer: Vec::new(),
+        }
+    }
+
+    fn unsynced(&self) -> bool {
+        debug_assert!(self.durable_len <= self.len, "durable bytes past the end");
+        self.durable_len < self.len
+    }
+
+    /// Syncs the segment's data; on success every byte written so far is durable.
+    fn sync_data(&mut self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.durable_len = self.len;
+        Ok(())
+    }
 }
 
 struct SegmentState {
@@ -187,16 +218,24 @@ impl Log {
             segments: RwLock::new(segments),
             stop_sync_thread: Mutex::new(None),
         });
+        // Appends go to segments of the current format only: an older last segment is sealed
+        // and continued in a new one.
+        let older_last = scan.segments.last();
+        if older_last.is_some_and(|e| !e.sealed && e.version < FORMAT_VERSION) {
+            log.rotate(&mut lock(&log.appender))?;
+        }
         if let SyncMode::Interval(interval) = options.sync {
             start_sync_thread(&log, interval)?;
         }
         Ok((log, scan))
     }
 
-    /// The largest record body a segment can hold.
+    /// The largest record body a segment can hold (after its header, a commit record and the
+    /// room kept for its end record).
     pub fn max_record_body_bytes(&self) -> u64 {
         self.segment_size_bytes
-            - (SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES + END_FRAME_BYTES) as u64
+            - (SEGMENT_HEADER_BYTES + COMMIT_FRAME_BYTES + FRAME_HEADER_BYTES + END_FRAME_BYTES)
+                as u64
     }
 
     /// Appends one batch record and returns once it is committed under the sync mode (durable
@@ -301,24 +340,36 @@ impl Log {
             let mut placed = Vec::with_capacity(pending.records.len());
             for record in &pending.records {
                 let frame_bytes = (FRAME_HEADER_BYTES + record.body.len()) as u64;
-                let room_needed = frame_bytes + END_FRAME_BYTES as u64;
+                let commit_bytes = if buffer.is_empty() {
+                    COMMIT_FRAME_BYTES
+                } else {
+                    0
+                };
+                let room_needed = frame_bytes + (commit_bytes + END_FRAME_BYTES) as u64;
                 if app.len + buffer.len() as u64 + room_needed > self.segment_size_bytes {
                     self.flush(&mut app, &buffer)?;
                     buffer.clear();
                     self.rotate(&mut app)?;
+                }
+                if buffer.is_empty() {
+                    open_write(&app, &mut buffer);
                 }
                 let offset = app.len + buffer.len() as u64;
                 let segment = app.segment;
                 let (kind, flags) = (record.record_type, record.flags);
                 write_frame(&mut buffer, segment, offset, kind, flags, &record.body);
                 placed.push(RecordLocation { segment, offset });
+                debug_assert!(
+                    app.len + buffer.len() as u64 + END_FRAME_BYTES as u64
+                        <= self.segment_size_bytes,
+                    "a frame must fit its segment with room for the end record"
+                );
             }
             locations.push(placed);
         }
         self.flush(&mut app, &buffer)?;
         if self.sync == SyncMode::Always && group.iter().any(|p| p.durable) {
-            app.file.sync_data().map_err(|e| Error::io(&app.path, e))?;
-            app.unsynced = false;
+            app.sync_data()?;
         }
         app.buffer = buffer;
         Ok(locations)
@@ -333,7 +384,6 @@ impl Log {
             .append(bytes)
             .map_err(|e| Error::io(&app.path, e))?;
         app.len += bytes.len() as u64;
-        app.unsynced = true;
         let mut segments = self
             .segments
             .write()
@@ -358,7 +408,7 @@ impl Log {
             &next.to_le_bytes(),
         );
         self.flush(app, &end)?;
-        app.file.sync_data().map_err(|e| Error::io(&app.path, e))?;
+        app.sync_data()?;
         let (path, file) = create_segment(&*self.storage, &self.wal_dir, next)?;
         let state = SegmentState {
             path: path.clone(),
@@ -369,14 +419,9 @@ impl Log {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(next, state);
-        *app = Appender {
-            segment: next,
-            path,
-            file,
-            len: SEGMENT_HEADER_BYTES as u64,
-            unsynced: false,
-            buffer: mem::take(&mut app.buffer),
-        };
+        let buffer = mem::take(&mut app.buffer);
+        *app = Appender::synced(next, path, file, SEGMENT_HEADER_BYTES as u64);
+        app.buffer = buffer;
         Ok(())
     }
 
@@ -445,13 +490,12 @@ impl Log {
     /// Syncs the active segment if it has unsynced appends.
     pub fn sync(&self) -> Result<()> {
         let mut app = lock(&self.appender);
-        if !app.unsynced {
+        if !app.unsynced() {
             return Ok(());
         }
-        let result = app.file.sync_data().map_err(|e| Error::io(&app.path, e));
-        match &result {
-            Ok(()) => app.unsynced = false,
-            Err(e) => self.refuse(Refusal::Failed(e.to_string())),
+        let result = app.sync_data();
+        if let Err(e) = &result {
+            self.refuse(Refusal::Failed(e.to_string()));
         }
         result
     }
@@ -581,14 +625,7 @@ fn open_appender(
         // get to create the next one: continue in a new segment.
         if !sealed_last {
             let id = segments.keys().next_back().copied().unwrap_or(1);
-            return Ok(Appender {
-                segment: id,
-                path: state.path.clone(),
-                file,
-                len: state.len,
-                unsynced: false,
-                buffer: Vec::new(),
-            });
+            return Ok(Appender::synced(id, state.path.clone(), file, state.len));
         }
     }
     let next_id = match segments.keys().next_back() {
@@ -606,14 +643,23 @@ fn open_appender(
             view: None,
         },
     );
-    Ok(Appender {
-        segment: id,
-        path,
-        file,
-        len,
-        unsynced: false,
-        buffer: Vec::new(),
-    })
+    Ok(Appender::synced(id, path, file, len))
+}
+
+/// Opens a write to the active segment in `buffer` (empty): its commit record, which says how
+/// much of the segment was durable when the write was issued (DESIGN.md, section 3.4).
+fn open_write(app: &Appender, buffer: &mut Vec<u8>) {
+    debug_assert!(buffer.is_empty(), "a commit record opens a write");
+    let durable_through = app.durable_len.to_le_bytes();
+    let (segment, offset) = (app.segment, app.len);
+    write_frame(
+        buffer,
+        segment,
+        offset,
+        RecordType::Commit,
+        0,
+        &durable_through,
+    );
 }
 
 /// Starts the thread that syncs every `interval` under [`SyncMode::Interval`]; it stops when the

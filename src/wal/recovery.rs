@@ -15,7 +15,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::batch::{decompress_payload, BatchDecoder, Checksums, DeltaRecord};
-use super::format::{decode_segment_header, RecordType, FLAG_ZSTD, SEGMENT_HEADER_BYTES};
+use super::format::{
+    decode_commit_body, decode_segment_header, RecordType, FLAG_ZSTD, FORMAT_VERSION,
+    SEGMENT_HEADER_BYTES,
+};
 use super::log::RecordLocation;
 use super::records::{decode_seal_body, decode_state_body, StateBody};
 use super::scan::{Frame, FrameScanner, ScanEvent};
@@ -108,6 +111,8 @@ pub struct SegmentExtent {
     pub file_len: u64,
     /// Whether its last valid frame is the end-of-segment record.
     pub sealed: bool,
+    /// Its format version (the current one when its header is damaged).
+    pub version: u32,
 }
 
 /// The outcome of a whole-log scan.
@@ -205,16 +210,18 @@ impl Scanner<'_> {
             bytes,
             reason,
         };
+        let mut version = FORMAT_VERSION;
         match decode_segment_header(&view) {
-            Ok(found) if found == id => {
+            Ok(found) if found.id == id => {
                 // Rotation syncs a segment's end record before creating the next: a later
                 // segment with a valid header means an earlier segment that does not end with
                 // its end record (torn or cut short) was damaged, not left by a crash.
                 self.resolve_pending_as_corruption()?;
+                version = found.version;
             }
             Ok(found) => {
                 self.resolve_pending_tail()?;
-                let reason = format!("header names segment {found}");
+                let reason = format!("header names segment {}", found.id);
                 self.corruption(damage(0, SEGMENT_HEADER_BYTES as u64, reason))?
             }
             Err(_) if is_last && file_len <= SEGMENT_HEADER_BYTES as u64 => {
@@ -230,7 +237,7 @@ impl Scanner<'_> {
         }
         let Some(start) = start else {
             // Covered by a checkpoint: only the header is checked here.
-            self.push_extent(id, path, file_len, file_len);
+            self.push_extent(id, path, file_len, file_len, version);
             return Ok(());
         };
         // A file shorter than its header (already reported) has nothing more to scan; a
@@ -251,10 +258,24 @@ impl Scanner<'_> {
                         self.corruption(damage(frame.offset, bytes, reason))?;
                     }
                 }
-                ScanEvent::Damage(d) if !d.followed_by_valid => {
+                ScanEvent::Damage(d)
+                    if !d.followed_by_valid
+                        || (is_last
+                            && !proven_durable(
+                                &view,
+                                id,
+                                version,
+                                d.offset,
+                                d.offset + d.bytes,
+                            )) =>
+                {
+                    // Nothing after the damage proves it durable: unsynced bytes that persisted
+                    // in any order, up to the end of the segment (DESIGN.md, section 5, rule 1).
                     self.resolve_pending_tail()?;
-                    self.pending_tail = Some(damage(d.offset, d.bytes, d.reason));
+                    let bytes = file_len - d.offset;
+                    self.pending_tail = Some(damage(d.offset, bytes, d.reason));
                     sealed = true;
+                    break;
                 }
                 ScanEvent::Damage(d) => {
                     valid_len = d.offset + d.bytes;
@@ -269,20 +290,21 @@ impl Scanner<'_> {
             self.pending_unsealed = Some(damage(valid_len, 0, reason));
         }
         let ends_with_end_record = sealed && self.pending_tail.is_none();
-        self.push_extent(id, path, valid_len, file_len);
+        self.push_extent(id, path, valid_len, file_len, version);
         if let Some(extent) = self.scan.segments.last_mut() {
             extent.sealed = ends_with_end_record;
         }
         Ok(())
     }
 
-    fn push_extent(&mut self, id: u64, path: &Path, valid_len: u64, file_len: u64) {
+    fn push_extent(&mut self, id: u64, path: &Path, valid_len: u64, file_len: u64, version: u32) {
         self.scan.segments.push(SegmentExtent {
             id,
             path: path.to_path_buf(),
             valid_len,
             file_len,
             sealed: false,
+            version,
         });
     }
 
@@ -325,9 +347,35 @@ impl Scanner<'_> {
                     return Err(format!("end record of {} bytes", frame.body.len()));
                 }
             }
+            RecordType::Commit => {
+                let durable_through = decode_commit_body(frame.body)?;
+                if durable_through > frame.offset {
+                    return Err(format!(
+                        "commit record claims {durable_through} durable bytes before its own offset"
+                    ));
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// Whether a record after damage at `damage_offset` of the last segment proves those bytes were
+/// durable before the crash, scanning the segment from `resume`: in a version 1 segment any
+/// valid frame does; in later versions only a commit record with `durable_through >
+/// damage_offset` (a write issued after those bytes were synced). Earlier segments need no
+/// proof: rotation synced them before it created the next one.
+fn proven_durable(view: &[u8], id: u64, version: u32, damage_offset: u64, resume: u64) -> bool {
+    if version < 2 {
+        return true;
+    }
+    FrameScanner::new(view, id, resume as usize).any(|event| match event {
+        ScanEvent::Frame(frame) => {
+            frame.header.record_type == RecordType::Commit
+                && decode_commit_body(frame.body).is_ok_and(|durable| durable > damage_offset)
+        }
+        ScanEvent::Damage(_) => false,
+    })
 }
 
 /// Scans the segments in `wal_dir` in order from `from` (segments before it, covered by a

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::format::encode_segment_header;
+use super::format::{encode_segment_header, FORMAT_VERSION};
 use crate::error::{Error, Result};
 use crate::storage::{AppendFile, Storage};
 
@@ -51,7 +51,7 @@ pub fn create_segment(
 ) -> Result<(PathBuf, Box<dyn AppendFile>)> {
     let path = segment_path(wal_dir, id);
     let mut file = storage.create_new(&path).map_err(|e| Error::io(&path, e))?;
-    file.append(&encode_segment_header(id))
+    file.append(&encode_segment_header(id, FORMAT_VERSION))
         .and_then(|()| file.sync_data())
         .map_err(|e| Error::io(&path, e))?;
     storage

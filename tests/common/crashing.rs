@@ -1,5 +1,7 @@
 //! A storage that "crashes" at its k-th mutating operation: that operation and every later
 //! one fail without touching the disk, as if the process had died there. Reads still work.
+//! It wraps the real file system by default, or any other storage (the simulated one, whose
+//! `crash()` then turns the process death into a power loss).
 
 use std::io;
 use std::path::Path;
@@ -8,8 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use aggrelog::storage::{AppendFile, DirLock, FsStorage, ReadView, Storage};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Crashing {
+    /// The storage underneath.
+    pub inner: Arc<dyn Storage>,
     /// Mutating operations performed so far.
     pub performed: Arc<AtomicU64>,
     /// The operation number (1-based) at which to crash; 0 = never.
@@ -18,7 +22,23 @@ pub struct Crashing {
     pub journal: Arc<Mutex<Vec<String>>>,
 }
 
+impl Default for Crashing {
+    fn default() -> Self {
+        Crashing::over(Arc::new(FsStorage))
+    }
+}
+
 impl Crashing {
+    /// A crashing storage over `inner`.
+    pub fn over(inner: Arc<dyn Storage>) -> Self {
+        Crashing {
+            inner,
+            performed: Arc::default(),
+            crash_at: Arc::default(),
+            journal: Arc::default(),
+        }
+    }
+
     fn step(&self, what: impl FnOnce() -> String) -> io::Result<()> {
         step(&self.performed, &self.crash_at, &self.journal, what)
     }
@@ -85,47 +105,47 @@ impl Crashing {
 
 impl Storage for Crashing {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        if !dir.exists() {
+        if !self.inner.exists(dir)? {
             self.step(|| format!("mkdir {}", name(dir)))?;
         }
-        FsStorage.create_dir_all(dir)
+        self.inner.create_dir_all(dir)
     }
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        FsStorage.list_dir(dir)
+        self.inner.list_dir(dir)
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
-        FsStorage.exists(path)
+        self.inner.exists(path)
     }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
         self.step(|| format!("create {}", name(path)))?;
-        Ok(self.wrap(path, FsStorage.create_new(path)?))
+        Ok(self.wrap(path, self.inner.create_new(path)?))
     }
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        Ok(self.wrap(path, FsStorage.open_append(path)?))
+        Ok(self.wrap(path, self.inner.open_append(path)?))
     }
     fn file_len(&self, path: &Path) -> io::Result<u64> {
-        FsStorage.file_len(path)
+        self.inner.file_len(path)
     }
     fn read_view(&self, path: &Path, len: u64) -> io::Result<ReadView> {
-        FsStorage.read_view(path, len)
+        self.inner.read_view(path, len)
     }
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         self.step(|| format!("truncate {} to {len}", name(path)))?;
-        FsStorage.truncate(path, len)
+        self.inner.truncate(path, len)
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
         self.step(|| format!("remove {}", name(path)))?;
-        FsStorage.remove(path)
+        self.inner.remove(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.step(|| format!("rename {} to {}", name(from), name(to)))?;
-        FsStorage.rename(from, to)
+        self.inner.rename(from, to)
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.step(|| format!("sync dir {}", name(dir)))?;
-        FsStorage.sync_dir(dir)
+        self.inner.sync_dir(dir)
     }
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn DirLock>>> {
-        FsStorage.try_lock(path)
+        self.inner.try_lock(path)
     }
 }
