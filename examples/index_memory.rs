@@ -8,7 +8,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aggrelog::index::{DeltaRef, Index};
+use aggrelog::testing::internals::{DeltaRef, Index};
 
 struct Counting;
 

@@ -383,8 +383,6 @@ impl<M: Model> Db<M> {
             let record = BatchRecord {
                 segment: location.segment,
                 offset: location.offset,
-                compressed: flags != 0,
-                stored_bytes,
                 deltas: &deltas,
             };
             index_batch(&mut shared.index_write(), &record);

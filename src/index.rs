@@ -80,14 +80,6 @@ impl Chain {
     pub fn unfolded_bytes(&self) -> u64 {
         self.deltas.iter().map(|d| u64::from(d.len)).sum()
     }
-
-    /// Segments this chain points into.
-    pub fn segments(&self) -> impl Iterator<Item = u32> + '_ {
-        self.base
-            .iter()
-            .map(|b| b.segment)
-            .chain(self.deltas.iter().map(|d| d.segment))
-    }
 }
 
 /// What inserting a delta found.
@@ -314,14 +306,9 @@ impl Index {
             .map(|slot| &self.entries[slot].chain)
     }
 
-    /// The first aggregate id strictly after `after` (or the first of all), with its chain.
-    /// The first call after a new aggregate arrived sorts the ids (O(n log n)); later calls are
-    /// a binary search.
-    pub fn next_after(&self, after: Option<&str>) -> Option<(&str, &Chain)> {
-        self.iter_after(after).next()
-    }
-
-    /// The aggregates with ids strictly after `after` (all if `None`), in id order.
+    /// The aggregates with ids strictly after `after` (all if `None`), in id order. The first
+    /// call after a new aggregate arrived sorts the ids (O(n log n)); later calls are a binary
+    /// search.
     pub fn iter_after(&self, after: Option<&str>) -> impl Iterator<Item = (&str, &Chain)> {
         let order = self.order();
         let at = match after {
@@ -461,14 +448,6 @@ impl Index {
             })
             .sum();
         entries + slots + order + chains + self.live_bytes.len() as u64 * 24
-    }
-
-    /// Number of deltas not folded into a base.
-    pub fn unfolded_deltas(&self) -> u64 {
-        self.entries
-            .iter()
-            .map(|e| e.chain.deltas.len() as u64)
-            .sum()
     }
 }
 
@@ -620,14 +599,14 @@ mod tests {
     }
 
     #[test]
-    fn next_after_walks_ids_in_order() {
+    fn iter_after_walks_ids_in_order() {
         let mut index = Index::default();
         for id in ["b", "a", "c"] {
             index.insert(id, delta(1, 0, 0));
         }
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
-        while let Some((id, _)) = index.next_after(cursor.as_deref()) {
+        while let Some((id, _)) = index.iter_after(cursor.as_deref()).next() {
             seen.push(id.to_owned());
             cursor = Some(id.to_owned());
         }

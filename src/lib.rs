@@ -39,29 +39,33 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-pub mod batch;
-pub mod check;
-pub mod checkpoint;
-pub mod compaction;
-pub mod db;
-pub mod error;
-pub mod fuzzing;
-pub mod index;
-pub(crate) mod index_builder;
+// The public API is the `pub use` list below plus the `jsonl`, `model` and `storage` modules;
+// every other module is private. DESIGN.md, section 1, maps them.
+mod batch;
+mod check;
+mod checkpoint;
+mod compaction;
+mod db;
+mod error;
+mod index;
+mod index_builder;
 pub mod jsonl;
-pub(crate) mod maintenance;
-pub(crate) mod materialize;
+mod maintenance;
+mod materialize;
 pub mod model;
-pub mod options;
-pub mod reader;
-pub mod replay;
-pub mod rng;
-pub mod simulation;
-pub mod stats;
+mod options;
+mod reader;
+mod replay;
+#[cfg(feature = "workload")]
+mod rng;
+mod stats;
 pub mod storage;
-pub(crate) mod text;
-pub mod varint;
-pub mod wal;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod text;
+mod varint;
+mod wal;
+#[cfg(feature = "workload")]
 pub mod workload;
 
 pub use batch::Batch;
@@ -70,10 +74,15 @@ pub use checkpoint::CheckpointMeta;
 pub use compaction::CompactionReport;
 pub use db::{AggregateState, Db, Scan, WriteReceipt};
 pub use error::{Error, Result};
-pub use options::{CompactionOptions, Compression, History, Options, RecoveryMode, SyncMode};
+pub use model::{DeltaKind, DeltaView, MergePatch, Model, ModelError, Stamp};
+pub use options::{
+    CompactionOptions, Compression, History, Options, RecoveryMode, SyncMode,
+    MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES,
+};
 pub use replay::{BatchDeltas, LoggedDelta, Replay, ReplayTotals, ReplayedBatch, ReplayedDelta};
-pub use stats::{CheckpointStats, Stats};
-pub use wal::{Damage, RecordLocation};
+pub use stats::{CheckpointStats, Stats, CHAIN_BUCKETS};
+pub use storage::{AppendFile, DirLock, FsStorage, ReadView, Storage};
+pub use wal::{Damage, RecordLocation, MAX_AGGREGATE_ID_BYTES};
 
 /// Compiles the README's examples as doctests.
 #[cfg(doctest)]

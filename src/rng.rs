@@ -11,6 +11,7 @@ impl Rng {
         Rng(seed)
     }
 
+    #[cfg(feature = "testing")]
     /// A generator for `seed` mixed with `salt`, so that users of one seed draw independent
     /// streams.
     pub fn salted(seed: u64, salt: u64) -> Self {
@@ -33,6 +34,12 @@ impl Rng {
         } else {
             self.next_u64() % n
         }
+    }
+
+    #[cfg(feature = "testing")]
+    /// True with probability `p` (never when `p` is 0).
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.unit() < p
     }
 
     /// A number in `[0, 1)`.

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use aggrelog::model::MergePatch;
-use aggrelog::storage::SimStorage;
+use aggrelog::testing::SimStorage;
 use aggrelog::{Db, Options, SyncMode};
 use common::crashing::Crashing;
 use common::{batch_of, delete, oracle, patch, scan_all, TestDelta};

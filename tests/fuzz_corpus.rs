@@ -1,5 +1,5 @@
 //! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`) and crash reproducers
-//! (`fuzz/regressions/<target>/`) through the fuzz target bodies of `aggrelog::fuzzing`, so that
+//! (`fuzz/regressions/<target>/`) through the fuzz target bodies of `aggrelog::testing::fuzzing`, so that
 //! CI exercises them without a fuzzer.
 //!
 //! `cargo test --test fuzz_corpus -- --ignored write_seed_corpora` regenerates the seed inputs
@@ -9,14 +9,16 @@ use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use aggrelog::fuzzing::{self, REC_BATCH, REC_COMPRESS, REC_DELTAS, REC_RAW, REC_SEAL, REC_STATE};
-use aggrelog::fuzzing::{CKPT_ENVELOPE, SEG_GAP, SEG_RECORDS, SEG_VALID_HEADER};
 use aggrelog::model::binary;
-use aggrelog::model::merge_patch::encode_patch;
 use aggrelog::model::{DeltaKind, DeltaView, MergePatch, Model, PatchState, Stamp};
-use aggrelog::wal::format::{RecordType, FLAG_ZSTD, SEGMENT_HEADER_BYTES};
-use aggrelog::wal::recovery::{batch_payload, decode_batch};
-use aggrelog::wal::scan::{Frame, FrameScanner, ScanEvent};
+use aggrelog::testing::fuzzing::{
+    self, REC_BATCH, REC_COMPRESS, REC_DELTAS, REC_RAW, REC_SEAL, REC_STATE,
+};
+use aggrelog::testing::fuzzing::{CKPT_ENVELOPE, SEG_GAP, SEG_RECORDS, SEG_VALID_HEADER};
+use aggrelog::testing::internals::encode_patch;
+use aggrelog::testing::internals::format::{RecordType, FLAG_ZSTD, SEGMENT_HEADER_BYTES};
+use aggrelog::testing::internals::recovery::{batch_payload, decode_batch};
+use aggrelog::testing::internals::scan::{Frame, FrameScanner, ScanEvent};
 use aggrelog::{Batch, Compression, Db, Options};
 use serde_json::{json, Value};
 

@@ -4,7 +4,7 @@
 
 use aggrelog::jsonl::{read_batch, render_line};
 use aggrelog::model::{binary, DeltaKind};
-use aggrelog::rng::Rng;
+use aggrelog::testing::Rng;
 use aggrelog::{Db, Options, RecordLocation, SyncMode};
 use serde_json::{json, Value};
 

@@ -6,7 +6,7 @@ mod common;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use aggrelog::wal::format::COMMIT_FRAME_BYTES;
+use aggrelog::testing::internals::format::COMMIT_FRAME_BYTES;
 use aggrelog::{Db, Error, Options, RecordLocation, RecoveryMode, SyncMode};
 use common::{batch_of, oracle, patch, scan_all, TestDelta};
 use serde_json::json;

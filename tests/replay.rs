@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use aggrelog::wal::format::{
+use aggrelog::testing::internals::format::{
     frame_crc, COMMIT_FRAME_BYTES, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
 

@@ -1,12 +1,12 @@
 //! Deterministic simulation: many seeds, each a random scenario of writes (duplicated, out of
 //! order), reads, checkpoints, compactions, seals, injected faults (short writes, ENOSPC, failing
 //! fsync and reads) and crashes over the simulated storage, checked after every recovery
-//! (see `aggrelog::simulation`).
+//! (see `aggrelog::testing::simulation`).
 //!
 //! `SIM_SEEDS=N` sets how many seeds run (default 2000, of `SIM_STEPS` = 100 steps), `SIM_FIRST_SEED=S` where they start, and
 //! `SIM_SEED=S` runs exactly one seed: a failure prints the command that reproduces it.
 
-use aggrelog::simulation::{random_scenario, run, Outcome};
+use aggrelog::testing::simulation::{random_scenario, run, Outcome};
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())

@@ -1,7 +1,7 @@
-//! Fuzz target: see `aggrelog::fuzzing::open_arbitrary`.
+//! Fuzz target: see `aggrelog::testing::fuzzing::open_arbitrary`.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| aggrelog::fuzzing::open_arbitrary(data));
+fuzz_target!(|data: &[u8]| aggrelog::testing::fuzzing::open_arbitrary(data));

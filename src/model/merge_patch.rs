@@ -21,7 +21,7 @@
 //! the state stays small, and two states holding the same deltas are equal (`==`). See
 //! DESIGN.md, "Merge semantics", for the proof that this equals the sequential definition.
 //!
-//! Compaction writes a state as a *state record* ([`state_record`] has the format), which keeps
+//! Compaction writes a state as a *state record* (`state_record.rs` has the format; DESIGN.md, section 7), which keeps
 //! every event and stamp, so that joining it with later deltas (late ones included) is exact.
 //! Once no delta with `seq < seal` can arrive any more,
 //! [`forget_below`](Model::forget_below) drops the tombstones and stale events older than the
@@ -36,7 +36,7 @@ use super::binary::{self, ObjectReader, ValueRef, MAX_DEPTH};
 use super::{DeltaKind, DeltaView, Model, ModelError, Stamp};
 
 mod children;
-pub mod state_record;
+pub(crate) mod state_record;
 
 use children::Children;
 
@@ -395,7 +395,7 @@ impl Model for MergePatch {
         state.root.render(None)
     }
 
-    /// Appends the state record of `state` (format: [`state_record`]).
+    /// Appends the state record of `state` (format: DESIGN.md, section 7, "State records").
     fn encode_state(&self, state: &PatchState, out: &mut Vec<u8>) {
         state_record::encode(state, out);
     }

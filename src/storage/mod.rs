@@ -1,14 +1,12 @@
 //! The storage seam: every byte aggrelog reads or writes goes through [`Storage`].
 //!
 //! [`FsStorage`] is the real implementation (files, `fdatasync`, mmap'd reads, `flock`). Tests can
-//! supply another implementation (a simulated disk that loses unsynced writes, tears writes or
-//! fails syncs) without the engine noticing.
+//! supply another implementation (the `testing` feature's simulated disk, which loses unsynced
+//! writes, tears writes or fails syncs) without the engine noticing.
 
 mod fs;
-pub mod sim;
 
 pub use fs::FsStorage;
-pub use sim::SimStorage;
 
 use std::fmt;
 use std::io;

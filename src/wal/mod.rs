@@ -12,5 +12,5 @@ pub mod scan;
 pub mod segment;
 
 pub use self::log::{Log, RecordLocation};
-pub use batch::{BatchDecoder, BatchEncoder, DeltaRecord, MAX_AGGREGATE_ID_BYTES};
-pub use recovery::{BatchRecord, Damage, LogScan, ScanPolicy};
+pub use batch::MAX_AGGREGATE_ID_BYTES;
+pub use recovery::{BatchRecord, Damage, ScanPolicy};

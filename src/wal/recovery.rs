@@ -68,10 +68,6 @@ pub struct BatchRecord<'a> {
     pub segment: u64,
     /// Offset of the frame in the segment.
     pub offset: u64,
-    /// Whether the body is stored compressed.
-    pub compressed: bool,
-    /// Stored body length in bytes.
-    pub stored_bytes: u64,
     /// The batch's deltas in order.
     pub deltas: &'a [DeltaRecord<'a>],
 }
@@ -91,8 +87,6 @@ pub enum LogRecord<'a> {
     },
     /// A seal.
     Seal {
-        /// Where it starts.
-        location: RecordLocation,
         /// The sealed seq.
         seal: u64,
     },
@@ -105,8 +99,6 @@ pub struct SegmentExtent {
     pub id: u64,
     /// Its file.
     pub path: PathBuf,
-    /// Bytes up to the end of its last valid frame (the header for an empty segment).
-    pub valid_len: u64,
     /// Length of the file as found.
     pub file_len: u64,
     /// Whether its last valid frame is the end-of-segment record.
@@ -237,7 +229,7 @@ impl Scanner<'_> {
         }
         let Some(start) = start else {
             // Covered by a checkpoint: only the header is checked here.
-            self.push_extent(id, path, file_len, file_len, version);
+            self.push_extent(id, path, file_len, version);
             return Ok(());
         };
         // A file shorter than its header (already reported) has nothing more to scan; a
@@ -290,18 +282,17 @@ impl Scanner<'_> {
             self.pending_unsealed = Some(damage(valid_len, 0, reason));
         }
         let ends_with_end_record = sealed && self.pending_tail.is_none();
-        self.push_extent(id, path, valid_len, file_len, version);
+        self.push_extent(id, path, file_len, version);
         if let Some(extent) = self.scan.segments.last_mut() {
             extent.sealed = ends_with_end_record;
         }
         Ok(())
     }
 
-    fn push_extent(&mut self, id: u64, path: &Path, valid_len: u64, file_len: u64, version: u32) {
+    fn push_extent(&mut self, id: u64, path: &Path, file_len: u64, version: u32) {
         self.scan.segments.push(SegmentExtent {
             id,
             path: path.to_path_buf(),
-            valid_len,
             file_len,
             sealed: false,
             version,
@@ -321,8 +312,6 @@ impl Scanner<'_> {
                 let record = BatchRecord {
                     segment,
                     offset: frame.offset,
-                    compressed: frame.header.flags & FLAG_ZSTD != 0,
-                    stored_bytes: frame.body.len() as u64,
                     deltas: &deltas,
                 };
                 (self.on_record)(&LogRecord::Batch(record));
@@ -340,7 +329,7 @@ impl Scanner<'_> {
             }
             RecordType::Seal => {
                 let seal = decode_seal_body(frame.body)?;
-                (self.on_record)(&LogRecord::Seal { location, seal });
+                (self.on_record)(&LogRecord::Seal { seal });
             }
             RecordType::End => {
                 if frame.body.len() != 8 {

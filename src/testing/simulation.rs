@@ -17,12 +17,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
+use super::sim_storage::{FaultConfig, SimStorage};
 use crate::batch::Batch;
 use crate::db::Db;
 use crate::error::Error;
 use crate::model::MergePatch;
 use crate::options::{Compression, Options, SyncMode};
-use crate::storage::sim::{FaultConfig, Rng, SimStorage};
+use crate::rng::Rng;
 
 /// Where the simulated database lives on the simulated disk.
 const DB_PATH: &str = "/sim/db";
@@ -210,7 +211,7 @@ pub fn scenario_from_bytes(data: &[u8]) -> Scenario {
         .iter()
         .take(256)
         .map(|&b| {
-            let mut op_rng = scenario_rng(u64::from(b) ^ rng.next());
+            let mut op_rng = scenario_rng(u64::from(b) ^ rng.next_u64());
             random_op(&mut op_rng, count)
         })
         .collect();

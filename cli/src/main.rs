@@ -1,4 +1,5 @@
-//! Command-line interface. Output formats are an interface scripts rely on: keep them exact.
+//! The `aggrelog` command-line tool (see `aggrelog --help` and README.md). Output formats are an
+//! interface scripts rely on: keep them exact.
 //!
 //! Exit status: 0 success, 1 `get` of an absent aggregate, 2 usage errors, bad input, damage
 //! and every other failure. Errors are one sentence on stderr.
@@ -132,7 +133,12 @@ impl<E: std::fmt::Display> From<E> for Failure {
 }
 
 /// Runs the CLI and returns the process exit status.
-pub fn run() -> i32 {
+fn main() {
+    std::process::exit(run());
+}
+
+/// Runs the command line and returns the exit status.
+fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -359,7 +365,7 @@ fn stats(db: &Path) -> Result<(), Failure> {
             "age_secs": c.age_secs,
         })
     });
-    let histogram: Vec<Value> = aggrelog::stats::CHAIN_BUCKETS
+    let histogram: Vec<Value> = aggrelog::CHAIN_BUCKETS
         .iter()
         .zip(stats.chain_histogram)
         .map(|(&bound, count)| {

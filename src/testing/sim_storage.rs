@@ -23,7 +23,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{AppendFile, DirLock, ReadView, Storage};
+use crate::rng::Rng;
+use crate::storage::{AppendFile, DirLock, ReadView, Storage};
 
 /// Sector size used for sector-granular tears.
 const SECTOR_BYTES: usize = 512;
@@ -56,45 +57,8 @@ pub struct SimStats {
     pub dir_ops_lost: u64,
 }
 
-/// A small deterministic generator (xorshift64*), shared with `crate::simulation`.
-#[derive(Clone, Debug)]
-pub(crate) struct Rng(u64);
-
 /// Salt of the storage's own generator.
 const STORAGE_SALT: u64 = 0x9E37_79B9_7F4A_7C15;
-
-impl Rng {
-    /// A generator for `seed`, mixed with `salt` so that users of one seed draw independent
-    /// streams.
-    pub(crate) fn salted(seed: u64, salt: u64) -> Self {
-        Rng(seed.wrapping_mul(salt) | 1)
-    }
-
-    fn new(seed: u64) -> Self {
-        Rng::salted(seed, STORAGE_SALT)
-    }
-
-    /// The next 64 random bits.
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `0..n` (0 when `n` is 0).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-}
 
 #[derive(Clone, Debug, Default)]
 struct Inode {
@@ -176,7 +140,7 @@ impl SimStorage {
         let mut namespace = BTreeMap::new();
         namespace.insert(PathBuf::from("/"), Entry::Dir);
         let state = SimState {
-            rng: Rng::new(seed),
+            rng: Rng::salted(seed, STORAGE_SALT),
             generation: 0,
             inodes: HashMap::new(),
             next_inode: 1,

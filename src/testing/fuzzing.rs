@@ -39,9 +39,9 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::sim_storage::SimStorage;
 use crate::checkpoint;
 use crate::model::{binary, DeltaKind, DeltaView, MergePatch, Model, PatchState, Stamp};
-use crate::storage::SimStorage;
 use crate::varint;
 use crate::wal::batch::{compress_payload, decompress_payload, validate_aggregate_id};
 use crate::wal::batch::{BatchDecoder, BatchEncoder};
@@ -112,8 +112,8 @@ pub fn decode_frame(data: &[u8]) {
 
 /// Runs the crash-simulation scenario decoded from `data`; panics if it violates an invariant.
 pub fn ops_with_crash(data: &[u8]) {
-    let scenario = crate::simulation::scenario_from_bytes(data);
-    if let Err(e) = crate::simulation::run(&scenario) {
+    let scenario = super::simulation::scenario_from_bytes(data);
+    if let Err(e) = super::simulation::run(&scenario) {
         panic!("invariant violated: {e}")
     }
 }
