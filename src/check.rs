@@ -2,12 +2,11 @@
 
 use std::path::Path;
 
-use crate::db::take_lock;
 use crate::error::{Error, Result};
+use crate::layout::{segment_path, take_lock, WAL_DIR};
 use crate::model::{binary, DeltaKind};
 use crate::storage::{FsStorage, Storage};
 use crate::wal::recovery::{scan_log, LogRecord};
-use crate::wal::segment::WAL_DIR;
 use crate::wal::{Damage, RecordLocation, ScanPolicy};
 
 /// What [`check`] found.
@@ -69,14 +68,16 @@ pub fn check(path: impl AsRef<Path>) -> Result<CheckReport> {
     let mut damage = scan.damage;
     for (segment, offset, delta_offset, e) in bad_bodies {
         damage.push(Damage {
-            file: crate::wal::segment::segment_path(&wal_dir, segment),
+            file: segment_path(&wal_dir, segment),
             offset,
             bytes: 0,
             reason: format!("patch body of the delta at payload offset {delta_offset}: {e}"),
         });
     }
     let mut stale_checkpoints = Vec::new();
-    for (file, problem, is_damage) in crate::maintenance::checkpoint_problems(&storage, dir)? {
+    for (file, problem, is_damage) in
+        crate::checkpoint::validate::checkpoint_problems(&storage, dir)?
+    {
         if is_damage {
             damage.push(Damage {
                 file,

@@ -15,22 +15,22 @@
 //!    them can no longer be used and are removed.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
-use std::sync::PoisonError;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::db::{maintenance_lock, Shared};
+use crate::checkpoint::validate::drop_unusable_checkpoints;
+use crate::checkpoint::write::write_checkpoint_locked;
+use crate::engine::{Engine, Maintenance};
 use crate::error::Result;
+use crate::fold::{FoldBuffers, FoldSet};
 use crate::index::{Chain, DeltaRef, StateRef};
-use crate::maintenance::{drop_unusable_checkpoints, write_checkpoint_locked, Maintenance};
-use crate::materialize::{FoldBuffers, FoldSet};
+use crate::layout::index_location;
 use crate::model::Model;
 use crate::options::History;
-use crate::reader::DeltaReader;
 use crate::wal::format::{RecordType, FRAME_HEADER_BYTES};
-use crate::wal::log::{lock, NewRecord};
-use crate::wal::records::{encode_seal_body, encode_state_body, StateBody};
+use crate::wal::log::NewRecord;
+use crate::wal::reader::DeltaReader;
+use crate::wal::records::{encode_state_body, StateBody};
 
 /// Aggregates installed per exclusive-gate section (short, so writers wait little).
 const STEP_AGGREGATES: usize = 256;
@@ -78,35 +78,35 @@ struct Folded<S> {
 
 /// Runs one compaction. `rate` limits bytes read plus written per second.
 pub(crate) fn compact<M: Model>(
-    shared: &Shared<M>,
+    engine: &Engine<M>,
     scope: Scope,
     rate: Option<u64>,
 ) -> Result<CompactionReport> {
-    let mut maintenance = maintenance_lock(shared);
-    shared.log.check_writable()?;
+    let mut maintenance = engine.maintenance();
+    engine.log().check_writable()?;
     let started = Instant::now();
     let mut report = CompactionReport::default();
-    if let Some(horizon) = fold_horizon(shared) {
+    if let Some(horizon) = fold_horizon(engine) {
         if scope == Scope::Full {
-            shared.log.rotate_now()?;
+            engine.log().rotate_now()?;
         }
-        let candidates = plan(shared, scope, horizon);
+        let candidates = plan(engine, scope, horizon);
         'rounds: for round in candidates.chunks(ROUND_AGGREGATES) {
-            let mut folded = fold_step(shared, round, horizon, &mut report)?;
+            let mut folded = fold_step(engine, round, horizon, &mut report)?;
             while !folded.is_empty() {
-                if scope == Scope::Policy && shared.closing.load(Ordering::SeqCst) {
+                if scope == Scope::Policy && engine.is_closing() {
                     // The handle is closing: stop between steps; the next open resumes it.
                     break 'rounds;
                 }
                 let step: Vec<_> = folded.drain(..STEP_AGGREGATES.min(folded.len())).collect();
-                install(shared, step, horizon, &mut report)?;
+                install(engine, step, horizon, &mut report)?;
                 throttle(rate, started, report.bytes_read + report.bytes_written);
             }
         }
     }
-    reclaim(shared, &mut maintenance, &mut report)?;
+    reclaim(engine, &mut maintenance, &mut report)?;
     report.duration_ms = started.elapsed().as_millis() as u64;
-    let mut stats = lock(&shared.maintenance_stats);
+    let mut stats = engine.maintenance_stats();
     stats.compaction_runs += 1;
     stats.bytes_rewritten += report.bytes_written;
     stats.segments_deleted += report.segments_deleted;
@@ -114,13 +114,11 @@ pub(crate) fn compact<M: Model>(
 }
 
 /// Deltas with `seq <= horizon` may be folded; `None` when history keeps every delta.
-fn fold_horizon<M: Model>(shared: &Shared<M>) -> Option<u64> {
-    match shared.options.history {
+fn fold_horizon<M: Model>(engine: &Engine<M>) -> Option<u64> {
+    match engine.options().history {
         History::None => Some(u64::MAX),
         History::All => None,
-        History::Window(window) => {
-            Some(shared.max_seq.load(Ordering::SeqCst).saturating_sub(window))
-        }
+        History::Window(window) => Some(engine.max_seq().saturating_sub(window)),
     }
 }
 
@@ -136,12 +134,12 @@ fn throttle(rate: Option<u64>, started: Instant, bytes: u64) {
 }
 
 /// The aggregates to fold.
-fn plan<M: Model>(shared: &Shared<M>, scope: Scope, horizon: u64) -> Vec<String> {
-    let active = shared.log.active_segment();
-    let policy = &shared.options.compaction;
-    let index = shared.index_read();
-    let reclaimable: BTreeSet<u32> = shared
-        .log
+fn plan<M: Model>(engine: &Engine<M>, scope: Scope, horizon: u64) -> Vec<String> {
+    let active = engine.log().active_segment();
+    let policy = &engine.options().compaction;
+    let index = engine.index_read();
+    let reclaimable: BTreeSet<u32> = engine
+        .log()
         .segments()
         .into_iter()
         .filter(|(id, _, len)| {
@@ -176,19 +174,19 @@ fn plan<M: Model>(shared: &Shared<M>, scope: Scope, horizon: u64) -> Vec<String>
 /// deltas are read in log order (see `materialize.rs`), so a compressed batch is decompressed
 /// once per step rather than once per delta.
 fn fold_step<M: Model>(
-    shared: &Shared<M>,
+    engine: &Engine<M>,
     aggregates: &[String],
     horizon: u64,
     report: &mut CompactionReport,
 ) -> Result<Vec<Folded<M::State>>> {
     let members = aggregates
         .iter()
-        .filter_map(|id| Some((id.clone(), shared.chain(id)?)))
+        .filter_map(|id| Some((id.clone(), engine.chain(id)?)))
         .collect();
     let mut set = FoldSet::<M>::new(members);
-    let mut reader = DeltaReader::new(&shared.log);
+    let mut reader = DeltaReader::new(engine.log());
     let included = |d: &DeltaRef| d.seq <= horizon;
-    set.fold(shared, included, &mut reader, &mut FoldBuffers::default())?;
+    set.fold(engine, included, &mut reader, &mut FoldBuffers::default())?;
     for chain in &set.chains {
         report.bytes_read += chain.base.map_or(0, |b| u64::from(b.len));
         let deltas = chain.deltas.iter().filter(|d| included(d));
@@ -223,21 +221,18 @@ fn fold_step<M: Model>(
 /// Completes the folds with deltas that arrived meanwhile, writes the state records and
 /// installs them, all under the exclusive commit gate.
 fn install<M: Model>(
-    shared: &Shared<M>,
+    engine: &Engine<M>,
     folded: Vec<Folded<M::State>>,
     horizon: u64,
     report: &mut CompactionReport,
 ) -> Result<()> {
-    let _gate = shared.gate_exclusive();
-    let forget_below = shared
-        .seal
-        .load(Ordering::SeqCst)
-        .min(horizon.saturating_add(1));
-    let mut reader = DeltaReader::new(&shared.log);
+    let _gate = engine.gate_exclusive();
+    let forget_below = engine.seal().min(horizon.saturating_add(1));
+    let mut reader = DeltaReader::new(engine.log());
     let mut records = Vec::with_capacity(folded.len());
     let mut installs = Vec::with_capacity(folded.len());
     for mut f in folded {
-        let Some(current) = shared.chain(&f.aggregate) else {
+        let Some(current) = engine.chain(&f.aggregate) else {
             continue;
         };
         let arrived = current
@@ -245,16 +240,16 @@ fn install<M: Model>(
             .iter()
             .filter(|d| d.seq <= horizon && !f.snapshot.deltas.contains(d));
         for delta in arrived {
-            shared.fold_delta(&f.aggregate, delta, &mut f.state, &mut reader)?;
+            engine.fold_delta(&f.aggregate, delta, &mut f.state, &mut reader)?;
             f.max_seq = f.max_seq.max(Some(delta.seq));
             f.folded += 1;
         }
         let Some(max_seq) = f.max_seq else { continue };
         if forget_below > 0 {
-            shared.model.forget_below(&mut f.state, forget_below);
+            engine.model().forget_below(&mut f.state, forget_below);
         }
         let mut state = Vec::new();
-        shared.model.encode_state(&f.state, &mut state);
+        engine.model().encode_state(&f.state, &mut state);
         let mut body = Vec::with_capacity(state.len() + f.aggregate.len() + 22);
         let fields = StateBody {
             aggregate: &f.aggregate,
@@ -272,12 +267,13 @@ fn install<M: Model>(
         });
         installs.push((f.aggregate, max_seq, len));
     }
-    let locations = shared.log.append_records(records, false)?;
-    let mut index = shared.index_write();
+    let locations = engine.log().append_records(records, false)?;
+    let mut index = engine.index_write();
     for ((aggregate, max_seq, len), location) in installs.into_iter().zip(locations) {
+        let (segment, record_offset) = index_location(location.segment, location.offset);
         let state = StateRef {
-            segment: location.segment as u32,
-            record_offset: location.offset as u32,
+            segment,
+            record_offset,
             len,
             horizon,
             max_seq,
@@ -291,15 +287,15 @@ fn install<M: Model>(
 
 /// Deletes sealed segments that nothing points into, after making that safe (module docs).
 fn reclaim<M: Model>(
-    shared: &Shared<M>,
+    engine: &Engine<M>,
     maintenance: &mut Maintenance,
     report: &mut CompactionReport,
 ) -> Result<()> {
-    let active = shared.log.active_segment();
+    let active = engine.log().active_segment();
     let dead: Vec<(u64, u64)> = {
-        let index = shared.index_read();
-        shared
-            .log
+        let index = engine.index_read();
+        engine
+            .log()
             .segments()
             .into_iter()
             .filter(|(id, _, _)| *id < active && !index.live_bytes().contains_key(&(*id as u32)))
@@ -309,26 +305,20 @@ fn reclaim<M: Model>(
     if dead.is_empty() {
         return Ok(());
     }
-    let seal = shared.seal.load(Ordering::SeqCst);
+    let seal = engine.seal();
     if seal > 0 {
         // The seal record may sit in a dead segment: record it again before deleting.
-        let record = NewRecord {
-            record_type: RecordType::Seal,
-            flags: 0,
-            body: encode_seal_body(seal),
-        };
-        shared.log.append_records(vec![record], true)?;
+        engine
+            .log()
+            .append_records(vec![NewRecord::seal(seal)], true)?;
     }
-    write_checkpoint_locked(shared, maintenance)?;
-    let _no_readers = shared
-        .deletion
-        .write()
-        .unwrap_or_else(PoisonError::into_inner);
+    write_checkpoint_locked(engine, maintenance)?;
+    let _no_readers = engine.deleting();
     for (id, len) in dead {
-        shared.log.delete_segment(id)?;
+        engine.log().delete_segment(id)?;
         report.segments_deleted += 1;
         report.bytes_reclaimed += len;
     }
     drop(_no_readers);
-    drop_unusable_checkpoints(shared)
+    drop_unusable_checkpoints(engine.storage(), engine.dir())
 }

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -9,8 +10,9 @@ use thiserror::Error;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in aggrelog. Messages are one sentence and name the file and byte
-/// offset whenever the cause is on disk.
+/// offset whenever the cause is on disk. New variants may be added in any release.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An operating-system I/O error on `path`.
     #[error("I/O error on {path}: {source}")]
@@ -47,14 +49,38 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// A caller-supplied value was rejected (bad id, oversized batch, ...).
+    /// A caller-supplied value was rejected (bad id, oversized batch, bad options, ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
-    /// A previous write or sync failed, so durability of later writes cannot be promised.
-    /// Reopen the database to recover from the log.
+    /// A checkpoint file decodes but cannot be trusted against the log (it refers to records
+    /// the log no longer holds, or past its end). Open falls back to an older checkpoint or a
+    /// full replay; `check` lists it as stale.
+    #[error("checkpoint {number} rejected: {reason}")]
+    CheckpointRejected {
+        /// The checkpoint's number.
+        number: u64,
+        /// What does not match the log.
+        reason: String,
+    },
+
+    /// A previous write, sync or rotation failed (the cause is kept), so durability of later
+    /// writes cannot be promised. Reopen the database to recover from the log.
     #[error("database refuses writes after an earlier failure ({0}); reopen it to recover")]
-    Poisoned(String),
+    Poisoned(#[source] Arc<Error>),
+
+    /// A limit of the format was reached (the last segment id was used).
+    #[error("the database reached a limit of its format: {0}")]
+    Exhausted(String),
+
+    /// Compressing a batch failed.
+    #[error("compressing a batch failed: {0}")]
+    Compression(#[source] io::Error),
+
+    /// An internal invariant did not hold: a bug in aggrelog, never caused by input or disk
+    /// contents. The operation was refused; nothing was written.
+    #[error("internal error (a bug in aggrelog, please report it): {0}")]
+    Internal(String),
 
     /// A delta's seq is below the seal: such deltas are no longer accepted.
     #[error("delta for {aggregate:?} has seq {seq}, below the seal at {seal}; it is rejected")]

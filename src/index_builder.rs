@@ -17,12 +17,38 @@ use compact_str::CompactString;
 use hashbrown::DefaultHashBuilder;
 
 use crate::index::{DeltaRef, Index, StateRef};
+use crate::layout::index_location;
+use crate::wal::BatchRecord;
 
 /// Logs shorter than this are indexed on the replaying thread (threads would cost more).
 pub(crate) const PARALLEL_FROM_BYTES: u64 = 16 << 20;
 
 /// Messages in flight per part (each about one batch): bounds the builder's memory.
 const CHANNEL_DEPTH: usize = 32;
+
+/// The index references of a batch record's deltas, with their aggregates.
+pub(crate) fn delta_refs<'a>(
+    record: &'a BatchRecord<'_>,
+) -> impl Iterator<Item = (&'a str, DeltaRef)> {
+    let (segment, record_offset) = index_location(record.segment, record.offset);
+    record
+        .deltas
+        .iter()
+        .enumerate()
+        .map(move |(position, delta)| {
+            let len = (delta.aggregate.len() + delta.body.len() + 19) as u32;
+            let delta_ref = DeltaRef {
+                seq: delta.seq,
+                segment,
+                position: position as u32,
+                checksum: delta.checksum,
+                record_offset,
+                delta_offset: delta.offset,
+                len,
+            };
+            (delta.aggregate, delta_ref)
+        })
+}
 
 /// What a part's thread applies, in log order.
 pub(crate) enum Work {

@@ -46,18 +46,21 @@ mod check;
 mod checkpoint;
 mod compaction;
 mod db;
+mod engine;
 mod error;
+mod fold;
 mod index;
 mod index_builder;
 pub mod jsonl;
-mod maintenance;
+mod layout;
+mod locks;
 mod materialize;
 pub mod model;
+mod open;
 mod options;
-mod reader;
-mod replay;
 #[cfg(feature = "workload")]
 mod rng;
+mod scan;
 mod stats;
 pub mod storage;
 #[cfg(feature = "testing")]
@@ -65,6 +68,7 @@ pub mod testing;
 mod text;
 mod varint;
 mod wal;
+mod worker;
 #[cfg(feature = "workload")]
 pub mod workload;
 
@@ -72,16 +76,20 @@ pub use batch::Batch;
 pub use check::{check, CheckReport};
 pub use checkpoint::CheckpointMeta;
 pub use compaction::CompactionReport;
-pub use db::{AggregateState, Db, Scan, WriteReceipt};
+pub use db::{Db, WriteReceipt};
+pub use engine::AggregateState;
 pub use error::{Error, Result};
 pub use model::{DeltaKind, DeltaView, MergePatch, Model, ModelError, Stamp};
 pub use options::{
     CompactionOptions, Compression, History, Options, RecoveryMode, SyncMode,
     MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES,
 };
-pub use replay::{BatchDeltas, LoggedDelta, Replay, ReplayTotals, ReplayedBatch, ReplayedDelta};
+pub use scan::Scan;
 pub use stats::{CheckpointStats, Stats, CHAIN_BUCKETS};
 pub use storage::{AppendFile, DirLock, FsStorage, ReadView, Storage};
+pub use wal::replay::{
+    BatchDeltas, LoggedDelta, Replay, ReplayTotals, ReplayedBatch, ReplayedDelta,
+};
 pub use wal::{Damage, RecordLocation, MAX_AGGREGATE_ID_BYTES};
 
 /// Compiles the README's examples as doctests.

@@ -1,12 +1,8 @@
 //! [`Stats`]: what a database handle reports about itself.
 
-use std::sync::atomic::Ordering;
-
 use crate::checkpoint::CheckpointMeta;
-use crate::db::Shared;
-use crate::maintenance::unix_ms;
+use crate::engine::{unix_ms, Engine};
 use crate::model::Model;
-use crate::wal::log::lock;
 use crate::wal::{Damage, RecordLocation};
 
 /// Upper bounds (inclusive) of the chain-length histogram buckets; the last is open-ended.
@@ -94,9 +90,9 @@ fn checkpoint_stats(meta: &CheckpointMeta) -> CheckpointStats {
     }
 }
 
-/// Gathers the stats of `shared`.
-pub(crate) fn collect<M: Model>(shared: &Shared<M>) -> Stats {
-    let segments = shared.log.segments();
+/// Gathers the stats of `engine`.
+pub(crate) fn collect<M: Model>(engine: &Engine<M>) -> Stats {
+    let segments = engine.log().segments();
     let log_bytes: u64 = segments.iter().map(|(_, _, len)| len).sum();
     let mut stats = Stats {
         segments: segments.len() as u64,
@@ -104,7 +100,7 @@ pub(crate) fn collect<M: Model>(shared: &Shared<M>) -> Stats {
         ..Stats::default()
     };
     {
-        let index = shared.index_read();
+        let index = engine.index_read();
         stats.live_bytes = index.live_bytes().values().sum();
         let counters = index.counters();
         stats.aggregates = index.aggregates();
@@ -121,11 +117,11 @@ pub(crate) fn collect<M: Model>(shared: &Shared<M>) -> Stats {
     }
     stats.dead_bytes = log_bytes.saturating_sub(stats.live_bytes);
     stats.space_amplification = ratio(log_bytes, stats.live_bytes);
-    stats.batches = shared.batches.load(Ordering::Relaxed);
-    stats.seal = shared.seal.load(Ordering::SeqCst);
-    stats.bytes_appended = shared.bytes_appended.load(Ordering::Relaxed);
+    stats.batches = engine.batches();
+    stats.seal = engine.seal();
+    stats.bytes_appended = engine.bytes_appended();
     {
-        let maintenance = lock(&shared.maintenance_stats);
+        let maintenance = engine.maintenance_stats();
         stats.compaction_runs = maintenance.compaction_runs;
         stats.bytes_rewritten = maintenance.bytes_rewritten;
         stats.segments_deleted = maintenance.segments_deleted;
@@ -136,8 +132,9 @@ pub(crate) fn collect<M: Model>(shared: &Shared<M>) -> Stats {
         stats.bytes_appended + stats.bytes_rewritten,
         stats.bytes_appended,
     );
-    stats.torn_bytes_dropped = shared.open_report.torn_bytes_dropped;
-    stats.skipped = shared.open_report.skipped.clone();
-    stats.checkpoints_rejected = shared.open_report.checkpoints_rejected.clone();
+    let report = engine.open_report();
+    stats.torn_bytes_dropped = report.torn_bytes_dropped;
+    stats.skipped = report.skipped.clone();
+    stats.checkpoints_rejected = report.checkpoints_rejected.clone();
     stats
 }

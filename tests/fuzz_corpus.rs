@@ -17,8 +17,8 @@ use aggrelog::testing::fuzzing::{
 use aggrelog::testing::fuzzing::{CKPT_ENVELOPE, SEG_GAP, SEG_RECORDS, SEG_VALID_HEADER};
 use aggrelog::testing::internals::encode_patch;
 use aggrelog::testing::internals::format::{RecordType, FLAG_ZSTD, SEGMENT_HEADER_BYTES};
+use aggrelog::testing::internals::frame::{Frame, FrameScanner, ScanEvent};
 use aggrelog::testing::internals::recovery::{batch_payload, decode_batch};
-use aggrelog::testing::internals::scan::{Frame, FrameScanner, ScanEvent};
 use aggrelog::{Batch, Compression, Db, Options};
 use serde_json::{json, Value};
 

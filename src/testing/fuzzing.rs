@@ -40,17 +40,17 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::sim_storage::SimStorage;
-use crate::checkpoint;
+use crate::checkpoint::format as checkpoint;
+use crate::layout::{checkpoint_file_name, segment_file_name, CHECKPOINT_DIR, WAL_DIR};
 use crate::model::{binary, DeltaKind, DeltaView, MergePatch, Model, PatchState, Stamp};
 use crate::varint;
 use crate::wal::batch::{compress_payload, decompress_payload, validate_aggregate_id};
 use crate::wal::batch::{BatchDecoder, BatchEncoder};
 use crate::wal::format::{encode_segment_header, write_frame, RecordType, FLAG_ZSTD};
 use crate::wal::format::{FORMAT_VERSION, OLDEST_READ_VERSION};
+use crate::wal::frame::{frame_at, Frame, FrameScanner, ScanEvent};
 use crate::wal::records::{decode_seal_body, decode_state_body, encode_state_body};
 use crate::wal::recovery::{batch_payload, decode_batch};
-use crate::wal::scan::{frame_at, Frame, FrameScanner, ScanEvent};
-use crate::wal::segment::{segment_file_name, WAL_DIR};
 use crate::{AggregateState, Batch, Db, Options, RecordLocation, RecoveryMode};
 
 /// Segment mode: prepend a valid header for the file's id.
@@ -212,10 +212,8 @@ impl Layout {
             .collect();
         let mut files = Vec::new();
         for (mode, len) in ckpt_heads {
-            let name = checkpoint::file_name(u64::from(mode >> 1) + 1);
-            let path = Path::new(DB_DIR)
-                .join(checkpoint::CHECKPOINT_DIR)
-                .join(name);
+            let name = checkpoint_file_name(u64::from(mode >> 1) + 1);
+            let path = Path::new(DB_DIR).join(CHECKPOINT_DIR).join(name);
             files.push((path, checkpoint_file(mode, input.take(usize::from(len)))));
         }
         for (i, (mode, len)) in seg_heads.into_iter().enumerate() {

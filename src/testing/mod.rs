@@ -98,5 +98,5 @@ pub use sim_storage::{FaultConfig, SimStats, SimStorage};
 pub mod internals {
     pub use crate::index::{DeltaRef, Index};
     pub use crate::model::merge_patch::encode_patch;
-    pub use crate::wal::{format, recovery, scan};
+    pub use crate::wal::{format, frame, recovery};
 }

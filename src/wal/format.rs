@@ -13,6 +13,23 @@
 
 use byteorder::{ByteOrder, LittleEndian};
 
+/// Where a record's frame starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordLocation {
+    /// Segment id.
+    pub segment: u64,
+    /// Byte offset of the frame header within the segment file.
+    pub offset: u64,
+}
+
+impl RecordLocation {
+    /// The beginning of the log: replaying from here yields every record.
+    pub const START: RecordLocation = RecordLocation {
+        segment: 0,
+        offset: 0,
+    };
+}
+
 /// Magic bytes opening every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"AGGRLOG\0";
 /// Version of the segment format this code writes: version 2 opens every write with a commit

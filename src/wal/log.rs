@@ -9,41 +9,22 @@ use std::collections::BTreeMap;
 use std::mem;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread;
 use std::time::Duration;
 
 use super::format::{
-    write_frame, RecordType, COMMIT_FRAME_BYTES, END_FRAME_BYTES, FORMAT_VERSION,
+    write_frame, RecordLocation, RecordType, COMMIT_FRAME_BYTES, END_FRAME_BYTES, FORMAT_VERSION,
     FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
+use super::records::encode_seal_body;
 use super::recovery::{scan_log, LogRecord, LogScan, ScanPolicy};
-use super::segment::{create_segment, WAL_DIR};
+use super::segment::create_segment;
 use crate::error::{Error, Result};
+use crate::layout::{next_segment_id, segment_path, WAL_DIR};
+use crate::locks::{lock, read, wait, write};
 use crate::options::{Options, SyncMode};
 use crate::storage::{AppendFile, ReadView, Storage};
-
-/// Where a record's frame starts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RecordLocation {
-    /// Segment id.
-    pub segment: u64,
-    /// Byte offset of the frame header within the segment file.
-    pub offset: u64,
-}
-
-impl RecordLocation {
-    /// The beginning of the log: replaying from here yields every record.
-    pub const START: RecordLocation = RecordLocation {
-        segment: 0,
-        offset: 0,
-    };
-}
-
-/// Locks a mutex, recovering the guard if another thread panicked while holding it.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// A record to append: its type, frame flags and stored body.
 #[derive(Clone, Debug)]
@@ -56,17 +37,28 @@ pub struct NewRecord {
     pub body: Vec<u8>,
 }
 
+impl NewRecord {
+    /// A seal record for `seal` (DESIGN.md, section 3.4).
+    pub fn seal(seal: u64) -> Self {
+        NewRecord {
+            record_type: RecordType::Seal,
+            flags: 0,
+            body: encode_seal_body(seal),
+        }
+    }
+}
+
 /// Records waiting to be committed together, and the slot their committer fills.
 struct Pending {
     records: Vec<NewRecord>,
     /// Whether the caller needs them durable on return (under `SyncMode::Always`).
     durable: bool,
-    result: Mutex<Option<Result<Vec<RecordLocation>, String>>>,
+    result: Mutex<Option<Result<Vec<RecordLocation>, Refusal>>>,
     done: Condvar,
 }
 
 impl Pending {
-    fn complete(&self, result: Result<Vec<RecordLocation>, String>) {
+    fn complete(&self, result: Result<Vec<RecordLocation>, Refusal>) {
         *lock(&self.result) = Some(result);
         self.done.notify_all();
     }
@@ -75,9 +67,9 @@ impl Pending {
         let mut slot = lock(&self.result);
         loop {
             if let Some(result) = slot.take() {
-                return result.map_err(Error::Poisoned);
+                return result.map_err(|refusal| refusal.to_error());
             }
-            slot = self.done.wait(slot).unwrap_or_else(PoisonError::into_inner);
+            slot = wait(&self.done, slot);
         }
     }
 }
@@ -92,14 +84,15 @@ struct CommitQueue {
 
 #[derive(Clone)]
 enum Refusal {
-    Failed(String),
+    /// A write, sync or rotation failed with this error.
+    Failed(Arc<Error>),
     Closed,
 }
 
 impl Refusal {
     fn to_error(&self) -> Error {
         match self {
-            Refusal::Failed(reason) => Error::Poisoned(reason.clone()),
+            Refusal::Failed(cause) => Error::Poisoned(Arc::clone(cause)),
             Refusal::Closed => Error::Closed,
         }
     }
@@ -250,7 +243,7 @@ impl Log {
         locations
             .first()
             .copied()
-            .ok_or_else(|| Error::Poisoned("append returned no location".into()))
+            .ok_or_else(|| Error::Internal("an append returned no location".into()))
     }
 
     /// Appends `records` back to back (each its own atomic frame) in one group. With `durable`
@@ -303,8 +296,7 @@ impl Log {
                 (mem::take(&mut queue.pending), queue.refusal.clone())
             };
             if let Some(refusal) = refusal {
-                let reason = refusal.to_error().to_string();
-                group.iter().for_each(|p| p.complete(Err(reason.clone())));
+                group.iter().for_each(|p| p.complete(Err(refusal.clone())));
                 continue;
             }
             match self.commit_group(&group) {
@@ -314,12 +306,19 @@ impl Log {
                     }
                 }
                 Err(e) => {
-                    let reason = e.to_string();
-                    self.refuse(Refusal::Failed(reason.clone()));
-                    group.iter().for_each(|p| p.complete(Err(reason.clone())));
+                    let refusal = Refusal::Failed(Arc::new(e));
+                    self.refuse(refusal.clone());
+                    group.iter().for_each(|p| p.complete(Err(refusal.clone())));
                 }
             }
         }
+    }
+
+    /// Refuses every later append because of `error`, and returns the error to report now.
+    fn fail(&self, error: Error) -> Error {
+        let cause = Arc::new(error);
+        self.refuse(Refusal::Failed(Arc::clone(&cause)));
+        Error::Poisoned(cause)
     }
 
     fn refuse(&self, refusal: Refusal) {
@@ -384,10 +383,7 @@ impl Log {
             .append(bytes)
             .map_err(|e| Error::io(&app.path, e))?;
         app.len += bytes.len() as u64;
-        let mut segments = self
-            .segments
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut segments = write(&self.segments);
         if let Some(state) = segments.get_mut(&app.segment) {
             state.len = app.len;
         }
@@ -415,10 +411,7 @@ impl Log {
             len: SEGMENT_HEADER_BYTES as u64,
             view: None,
         };
-        self.segments
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(next, state);
+        write(&self.segments).insert(next, state);
         let buffer = mem::take(&mut app.buffer);
         *app = Appender::synced(next, path, file, SEGMENT_HEADER_BYTES as u64);
         app.buffer = buffer;
@@ -447,12 +440,9 @@ impl Log {
         if app.len == SEGMENT_HEADER_BYTES as u64 {
             return Ok(());
         }
-        let rotated = self.rotate(&mut app);
-        if let Err(e) = &rotated {
-            // A half-created next segment may exist: no append may go on until a reopen.
-            self.refuse(Refusal::Failed(e.to_string()));
-        }
-        rotated
+        // A half-created next segment may exist after a failure: no append may go on until a
+        // reopen.
+        self.rotate(&mut app).map_err(|e| self.fail(e))
     }
 
     /// The end of the log: where the next record will start.
@@ -472,15 +462,12 @@ impl Log {
     /// Deletes a sealed segment file and makes the deletion durable. Refuses the active one.
     pub fn delete_segment(&self, segment: u64) -> Result<()> {
         if segment >= self.active_segment() {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::Internal(format!(
                 "refusing to delete segment {segment}: it is not sealed"
             )));
         }
         let path = self.segment_path(segment);
-        self.segments
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&segment);
+        write(&self.segments).remove(&segment);
         self.storage
             .remove(&path)
             .and_then(|()| self.storage.sync_dir(&self.wal_dir))
@@ -493,11 +480,7 @@ impl Log {
         if !app.unsynced() {
             return Ok(());
         }
-        let result = app.sync_data();
-        if let Err(e) = &result {
-            self.refuse(Refusal::Failed(e.to_string()));
-        }
-        result
+        app.sync_data().map_err(|e| self.fail(e))
     }
 
     /// Syncs and refuses further appends.
@@ -510,16 +493,13 @@ impl Log {
     /// A view of segment `segment` covering at least its first `end` bytes.
     pub fn view(&self, segment: u64, end: u64) -> Result<ReadView> {
         {
-            let segments = self.segments.read().unwrap_or_else(PoisonError::into_inner);
+            let segments = read(&self.segments);
             let state = self.segment_state(&segments, segment)?;
             if let Some(view) = state.view.as_ref().filter(|v| v.len() as u64 >= end) {
                 return Ok(view.clone());
             }
         }
-        let mut segments = self
-            .segments
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut segments = write(&self.segments);
         let state = segments
             .get_mut(&segment)
             .ok_or_else(|| self.missing_segment(segment))?;
@@ -550,7 +530,7 @@ impl Log {
 
     /// Path of segment `segment`'s file.
     pub fn segment_path(&self, segment: u64) -> PathBuf {
-        super::segment::segment_path(&self.wal_dir, segment)
+        segment_path(&self.wal_dir, segment)
     }
 
     fn missing_segment(&self, segment: u64) -> Error {
@@ -563,13 +543,13 @@ impl Log {
 
     /// The committed length of segment `segment`, if it exists.
     pub fn segment_len(&self, segment: u64) -> Option<u64> {
-        let segments = self.segments.read().unwrap_or_else(PoisonError::into_inner);
+        let segments = read(&self.segments);
         segments.get(&segment).map(|s| s.len)
     }
 
     /// The committed extent of every segment, in id order: `(id, path, bytes)`.
     pub fn segments(&self) -> Vec<(u64, PathBuf, u64)> {
-        let segments = self.segments.read().unwrap_or_else(PoisonError::into_inner);
+        let segments = read(&self.segments);
         segments
             .iter()
             .map(|(&id, s)| (id, s.path.clone(), s.len))
@@ -585,11 +565,6 @@ impl Drop for Log {
 }
 
 /// The id after `id` (ids come from file names: never overflow on them).
-fn next_segment_id(id: u64) -> Result<u64> {
-    id.checked_add(1)
-        .ok_or_else(|| Error::InvalidInput(format!("segment id {id} is the last possible one")))
-}
-
 /// Removes what the scan found unfinished: deletes a last segment whose header is incomplete,
 /// and truncates the torn tail.
 fn drop_torn_tail(storage: &dyn Storage, wal_dir: &Path, scan: &LogScan) -> Result<()> {

@@ -1,16 +1,23 @@
-//! The segmented write-ahead log: format, batch codec, scanning, recovery and the appender.
+//! The segmented write-ahead log: the format ([`format`]: segment header, frames, record
+//! types; [`batch`] and [`records`]: record bodies), walking frames ([`frame`]), recovery on open
+//! ([`recovery`]), the appender ([`log`]: group commit, rotation, sync), and reading back
+//! ([`reader`]: one delta by location; [`replay`]: every delta in log order).
 //!
-//! Dependencies point one way: `log` uses `recovery`, which uses `scan`, `segment`, `batch` and
-//! `format`; nothing here knows about the index or the model.
+//! Dependencies point one way: `log` uses `recovery`, which uses `frame`, `segment`, `batch`,
+//! `records` and `format`; the readers use `frame`, `batch` and `records`. Nothing here knows
+//! the model's fold or the engine.
 
 pub mod batch;
 pub mod format;
+pub mod frame;
 pub mod log;
+pub mod reader;
 pub mod records;
 pub mod recovery;
-pub mod scan;
+pub mod replay;
 pub mod segment;
 
-pub use self::log::{Log, RecordLocation};
+pub use self::log::Log;
 pub use batch::MAX_AGGREGATE_ID_BYTES;
+pub use format::RecordLocation;
 pub use recovery::{BatchRecord, Damage, ScanPolicy};

@@ -15,15 +15,15 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::batch::{decompress_payload, BatchDecoder, Checksums, DeltaRecord};
+use super::format::RecordLocation;
 use super::format::{
     decode_commit_body, decode_segment_header, RecordType, FLAG_ZSTD, FORMAT_VERSION,
     SEGMENT_HEADER_BYTES,
 };
-use super::log::RecordLocation;
+use super::frame::{Frame, FrameScanner, ScanEvent};
 use super::records::{decode_seal_body, decode_state_body, StateBody};
-use super::scan::{Frame, FrameScanner, ScanEvent};
-use super::segment::{list_segments, segment_path};
 use crate::error::{Error, Result};
+use crate::layout::{list_segments, segment_path};
 use crate::options::RecoveryMode;
 use crate::storage::Storage;
 

@@ -100,18 +100,24 @@ impl<'a> Iterator for FrameScanner<'a> {
     }
 }
 
-/// Validates the frame starting at `offset` of `data`.
-pub fn frame_at(data: &[u8], segment_id: u64, offset: usize) -> Result<Frame<'_>, String> {
+/// The header of the frame at `offset` of `data`, decoded (known type and flags, zero reserved
+/// bytes) but not checksum-verified: what a reader that looks a record up by location needs,
+/// the CRC having been verified when the record was appended or recovered.
+pub fn frame_header_at(data: &[u8], offset: usize) -> Result<FrameHeader, String> {
     let available = data.len().saturating_sub(offset);
-    if available < FRAME_HEADER_BYTES {
-        return Err(format!(
-            "incomplete frame header ({available} of {FRAME_HEADER_BYTES} bytes)"
-        ));
-    }
-    let header_bytes: &[u8; FRAME_HEADER_BYTES] = data[offset..offset + FRAME_HEADER_BYTES]
-        .try_into()
-        .map_err(|_| "frame header slice".to_string())?;
-    let header = decode_frame_header(header_bytes)?;
+    let bytes: &[u8; FRAME_HEADER_BYTES] = data
+        .get(offset..offset + FRAME_HEADER_BYTES)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            format!("incomplete frame header ({available} of {FRAME_HEADER_BYTES} bytes)")
+        })?;
+    decode_frame_header(bytes)
+}
+
+/// Validates the frame starting at `offset` of `data`: header, length within the data, CRC.
+pub fn frame_at(data: &[u8], segment_id: u64, offset: usize) -> Result<Frame<'_>, String> {
+    let header = frame_header_at(data, offset)?;
+    let header_bytes = &data[offset..offset + FRAME_HEADER_BYTES];
     let body_start = offset + FRAME_HEADER_BYTES;
     let length = header.length as usize;
     if length > data.len() - body_start {

@@ -24,14 +24,13 @@ use byteorder::{ByteOrder, LittleEndian};
 
 use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, IndexCounters, StateRef};
+use crate::layout::{checkpoint_file_name, parse_checkpoint_file_name, CHECKPOINT_TEMP_SUFFIX};
 use crate::storage::Storage;
 use crate::varint;
 use crate::wal::batch::validate_aggregate_id;
 use crate::wal::records::{decode_horizon, encode_horizon};
 use crate::wal::RecordLocation;
 
-/// Directory of checkpoint files inside the database directory.
-pub const CHECKPOINT_DIR: &str = "checkpoints";
 const MAGIC: [u8; 8] = *b"AGGRCKPT";
 const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 96;
@@ -40,8 +39,6 @@ const TRAILER_BYTES: usize = 4;
 const MIN_DELTA_BYTES: usize = 6 + 4;
 /// Smallest encoded chain: id length, a one-byte id, flags, delta count.
 const MIN_CHAIN_BYTES: usize = 4;
-const SUFFIX: &str = ".ckpt";
-const TEMP_SUFFIX: &str = ".ckpt.tmp";
 
 /// The fixed fields of a checkpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,18 +66,6 @@ pub struct Checkpoint {
     pub meta: CheckpointMeta,
     /// Every aggregate's chain.
     pub chains: Vec<(Box<str>, Chain)>,
-}
-
-/// File name of checkpoint `number`.
-pub fn file_name(number: u64) -> String {
-    format!("{number:020}{SUFFIX}")
-}
-
-fn parse_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(SUFFIX)?;
-    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
 }
 
 /// Serializes a checkpoint straight from the index's chains (`count` of them).
@@ -301,12 +286,12 @@ pub fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
     let names = storage.list_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut found: Vec<(u64, PathBuf)> = names
         .iter()
-        .filter_map(|n| parse_file_name(n).map(|number| (number, dir.join(n))))
+        .filter_map(|n| parse_checkpoint_file_name(n).map(|number| (number, dir.join(n))))
         .collect();
     found.sort_unstable_by_key(|(number, _)| std::cmp::Reverse(*number));
     let temporaries = names
         .iter()
-        .filter(|n| n.ends_with(TEMP_SUFFIX))
+        .filter(|n| n.ends_with(CHECKPOINT_TEMP_SUFFIX))
         .map(|n| dir.join(n))
         .collect();
     Ok(Listing {
@@ -333,7 +318,7 @@ pub fn write(storage: &dyn Storage, dir: &Path, number: u64, bytes: &[u8]) -> Re
             storage.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
         }
     }
-    let name = file_name(number);
+    let name = checkpoint_file_name(number);
     let temp = dir.join(format!("{name}.tmp"));
     if storage.exists(&temp).map_err(|e| Error::io(&temp, e))? {
         storage.remove(&temp).map_err(|e| Error::io(&temp, e))?;

@@ -18,7 +18,7 @@ use crate::options::RecoveryMode;
 use crate::storage::ReadView;
 use crate::wal::batch::{decompress_payload_into, BatchDecoder, Checksums};
 use crate::wal::format::{RecordType, FLAG_ZSTD, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-use crate::wal::scan::{DamagedRange, FrameScanner, ScanEvent};
+use crate::wal::frame::{DamagedRange, FrameScanner, ScanEvent};
 use crate::wal::{Log, RecordLocation};
 
 /// One delta as stored, with where it sits in the log.

@@ -4,11 +4,9 @@ use crate::error::{Error, Result};
 use crate::index::{DeltaRef, StateRef};
 use crate::storage::ReadView;
 use crate::wal::batch::{decode_delta_at, decompress_payload, DeltaRecord};
-use crate::wal::format::{
-    decode_frame_header, FrameHeader, RecordType, FLAG_ZSTD, FRAME_HEADER_BYTES,
-};
+use crate::wal::format::{RecordType, FLAG_ZSTD, FRAME_HEADER_BYTES};
+use crate::wal::frame::{frame_at, frame_header_at};
 use crate::wal::records::{decode_state_body, StateBody};
-use crate::wal::scan::frame_at;
 use crate::wal::{Log, RecordLocation};
 
 /// Reads deltas by [`DeltaRef`], keeping the last segment view and the last decompressed batch so
@@ -142,14 +140,6 @@ impl<'a> DeltaReader<'a> {
             None => Err(self.corruption(delta_ref, "decompressed batch vanished")),
         }
     }
-}
-
-fn frame_header_at(view: &[u8], offset: usize) -> Result<FrameHeader, String> {
-    let bytes: &[u8; FRAME_HEADER_BYTES] = view
-        .get(offset..offset + FRAME_HEADER_BYTES)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| "frame header past the end of the segment".to_string())?;
-    decode_frame_header(bytes)
 }
 
 /// Checks that the delta found is the one the index meant.

@@ -1,104 +1,19 @@
-//! Checkpoint orchestration and the background maintenance thread.
-//!
-//! Writing a checkpoint (DESIGN.md, "Checkpoints"): under the exclusive commit gate, take the
-//! log end P and encode the index (every record before P is indexed then); release the gate;
-//! sync the log (everything before P is durable); write the file atomically; drop checkpoints
-//! beyond the retention. A crash at any step leaves the previous checkpoints and the log intact.
+//! Checkpoint validation (DESIGN.md, section 5a): a checkpoint is used only if it decodes and
+//! every record it refers to exists in the segment files, before its position, and every
+//! segment it covers still ends with its end record. Open takes the newest valid one; `check`
+//! reports the others; compaction removes those its reclaimed segments made unusable.
 
-use std::path::Path;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, TryLockError, Weak};
-use std::thread::{self, JoinHandle};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{self, Checkpoint, CheckpointMeta};
-use crate::compaction::{self, Scope};
-use crate::db::{checkpoint_dir, maintenance_lock, segment_lengths, Shared};
+use super::format::{self as checkpoint, Checkpoint};
 use crate::error::{Error, Result};
 use crate::index::Chain;
-use crate::model::Model;
-use crate::storage::Storage;
-use crate::wal::format::{
-    decode_frame_header, RecordType, END_FRAME_BYTES, FLAG_ZSTD, FRAME_HEADER_BYTES,
-};
-use crate::wal::log::lock;
-use crate::wal::scan::frame_at;
-use crate::wal::segment::{segment_path, WAL_DIR};
-
-/// State of the maintenance work, behind one mutex held for a whole checkpoint or compaction,
-/// so that they never run concurrently.
-#[derive(Debug)]
-pub(crate) struct Maintenance {
-    pub next_checkpoint: u64,
-}
-
-/// Counters of the maintenance work, behind a mutex held only to read or bump them (so `stats`
-/// never waits for a compaction).
-#[derive(Debug, Default)]
-pub(crate) struct MaintenanceStats {
-    pub last_checkpoint: Option<CheckpointMeta>,
-    pub compaction_runs: u64,
-    pub bytes_rewritten: u64,
-    pub segments_deleted: u64,
-    pub last_error: Option<String>,
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Writes a checkpoint now.
-pub(crate) fn write_checkpoint<M: Model>(shared: &Shared<M>) -> Result<CheckpointMeta> {
-    let mut maintenance = maintenance_lock(shared);
-    write_checkpoint_locked(shared, &mut maintenance)
-}
-
-/// Writes a checkpoint; the caller holds the maintenance lock.
-pub(crate) fn write_checkpoint_locked<M: Model>(
-    shared: &Shared<M>,
-    maintenance: &mut Maintenance,
-) -> Result<CheckpointMeta> {
-    shared.log.check_writable()?;
-    let number = maintenance.next_checkpoint;
-    let (meta, bytes) = {
-        let _gate = shared.gate_exclusive();
-        // Checked again under the gate: no write can fail between the check and the capture.
-        shared.log.check_writable()?;
-        let index = shared.index_read();
-        let meta = shared.checkpoint_meta(number, &index);
-        let count = index.aggregates() as usize;
-        let bytes = checkpoint::encode(&meta, count, index.iter());
-        shared.bytes_since_checkpoint.store(0, Ordering::SeqCst);
-        (meta, bytes)
-    };
-    shared.log.sync()?;
-    let dir = checkpoint_dir(&shared.dir);
-    checkpoint::write(&*shared.storage, &dir, number, &bytes)?;
-    checkpoint::retain(&*shared.storage, &dir, shared.options.checkpoints_kept)?;
-    maintenance.next_checkpoint = number.saturating_add(1);
-    lock(&shared.maintenance_stats).last_checkpoint = Some(meta);
-    Ok(meta)
-}
-
-/// Writes a checkpoint if enough log was written since the last one. Never waits for other
-/// maintenance: if a checkpoint or compaction is running, the next call will do it.
-pub(crate) fn checkpoint_if_due<M: Model>(shared: &Shared<M>) -> Result<()> {
-    let every = shared.options.checkpoint_every_bytes;
-    if every == 0 || shared.bytes_since_checkpoint.load(Ordering::Relaxed) < every {
-        return Ok(());
-    }
-    match shared.maintenance.try_lock() {
-        Ok(mut maintenance) => write_checkpoint_locked(shared, &mut maintenance).map(drop),
-        Err(TryLockError::WouldBlock) => Ok(()),
-        Err(TryLockError::Poisoned(poisoned)) => {
-            write_checkpoint_locked(shared, &mut poisoned.into_inner()).map(drop)
-        }
-    }
-}
+use crate::layout::{checkpoint_dir, segment_lengths, segment_path, WAL_DIR};
+use crate::storage::{ReadView, Storage};
+use crate::wal::format::{RecordType, END_FRAME_BYTES, FLAG_ZSTD, FRAME_HEADER_BYTES};
+use crate::wal::frame::{frame_at, frame_header_at};
+use crate::wal::RecordLocation;
 
 /// The newest checkpoint that decodes and whose references exist in the segment files, and
 /// why each newer one was rejected.
@@ -129,7 +44,7 @@ pub(crate) fn newest_valid_checkpoint(
 pub(crate) fn checkpoint_problems(
     storage: &dyn Storage,
     dir: &Path,
-) -> Result<Vec<(std::path::PathBuf, String, bool)>> {
+) -> Result<Vec<(PathBuf, String, bool)>> {
     let lengths = segment_lengths(storage, dir)?;
     let mut problems = Vec::new();
     for (_, path) in checkpoint::list(storage, &checkpoint_dir(dir))?.checkpoints {
@@ -147,14 +62,13 @@ pub(crate) fn checkpoint_problems(
 
 /// Removes checkpoints, other than the newest, that point into segments that no longer exist:
 /// open would only reject them, and they hold disk space (an uncompacted index can be large).
-pub(crate) fn drop_unusable_checkpoints<M: Model>(shared: &Shared<M>) -> Result<()> {
-    let storage = &*shared.storage;
-    let dir = checkpoint_dir(&shared.dir);
-    let lengths = segment_lengths(storage, &shared.dir)?;
+pub(crate) fn drop_unusable_checkpoints(storage: &dyn Storage, db_dir: &Path) -> Result<()> {
+    let dir = checkpoint_dir(db_dir);
+    let lengths = segment_lengths(storage, db_dir)?;
     let mut removed = false;
     for (_, path) in checkpoint::list(storage, &dir)?.checkpoints.iter().skip(1) {
         let usable = checkpoint::load(storage, path)
-            .and_then(|c| validate_against_log(storage, &shared.dir, &c, &lengths))
+            .and_then(|c| validate_against_log(storage, db_dir, &c, &lengths))
             .is_ok();
         if !usable {
             storage.remove(path).map_err(|e| Error::io(path, e))?;
@@ -181,9 +95,9 @@ struct FoundFrame {
 struct ReferenceCheck<'a> {
     storage: &'a dyn Storage,
     dir: &'a Path,
-    lengths: &'a std::collections::BTreeMap<u64, u64>,
-    position: crate::wal::RecordLocation,
-    views: std::collections::BTreeMap<u64, crate::storage::ReadView>,
+    lengths: &'a BTreeMap<u64, u64>,
+    position: RecordLocation,
+    views: BTreeMap<u64, ReadView>,
     /// Frames checked so far (a checkpoint refers to each batch frame once per delta in it).
     frames: hashbrown::HashMap<(u32, u32), FoundFrame>,
 }
@@ -220,13 +134,12 @@ impl ReferenceCheck<'_> {
             }
         };
         let start = offset as usize;
-        let header: &[u8; FRAME_HEADER_BYTES] = view
-            .get(start..start + FRAME_HEADER_BYTES)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| {
-                format!("points past the end of segment {id} (missing segment bytes)")
-            })?;
-        let header = decode_frame_header(header)
+        if view.len() < start + FRAME_HEADER_BYTES {
+            return Err(format!(
+                "points past the end of segment {id} (missing segment bytes)"
+            ));
+        }
+        let header = frame_header_at(&view, start)
             .map_err(|e| format!("segment {id} offset {offset}: {e}"))?;
         let end = u64::from(offset) + (FRAME_HEADER_BYTES as u64) + u64::from(header.length);
         if end > len {
@@ -313,7 +226,7 @@ fn validate_against_log(
     storage: &dyn Storage,
     dir: &Path,
     checkpoint: &Checkpoint,
-    lengths: &std::collections::BTreeMap<u64, u64>,
+    lengths: &BTreeMap<u64, u64>,
 ) -> Result<()> {
     let position = checkpoint.meta.position;
     let bad = |reason: String| {
@@ -346,53 +259,4 @@ fn validate_against_log(
         check.deltas(id, chain).map_err(bad)?;
     }
     Ok(())
-}
-
-/// The background maintenance thread: automatic checkpoints and policy compaction.
-pub(crate) struct Worker {
-    stop: mpsc::Sender<()>,
-    handle: JoinHandle<()>,
-}
-
-impl Worker {
-    /// Starts the thread; it holds only a weak reference to the engine.
-    pub fn start<M: Model>(shared: &Arc<Shared<M>>) -> Result<Worker> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let weak: Weak<Shared<M>> = Arc::downgrade(shared);
-        let interval = shared.options.compaction.interval;
-        let handle = thread::Builder::new()
-            .name("aggrelog-maintenance".into())
-            .spawn(move || loop {
-                match stopped.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => match weak.upgrade() {
-                        Some(shared) => run_once(&shared),
-                        None => return,
-                    },
-                    _ => return,
-                }
-            })
-            .map_err(|e| Error::io(&shared.dir, e))?;
-        Ok(Worker { stop, handle })
-    }
-
-    /// Stops the thread and waits for it (an operation in progress finishes first).
-    pub fn stop(self) {
-        drop(self.stop);
-        let _ = self.handle.join();
-    }
-}
-
-/// One round of background maintenance; errors are logged and kept for `stats`.
-fn run_once<M: Model>(shared: &Shared<M>) {
-    let started = Instant::now();
-    let rate = Some(shared.options.compaction.rate_bytes_per_sec);
-    let result = checkpoint_if_due(shared)
-        .and_then(|()| compaction::compact(shared, Scope::Policy, rate).map(drop));
-    if let Err(e) = result {
-        log::warn!(
-            "background maintenance failed after {:?}: {e}",
-            started.elapsed()
-        );
-        lock(&shared.maintenance_stats).last_error = Some(e.to_string());
-    }
 }

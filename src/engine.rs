@@ -1,0 +1,314 @@
+//! The engine state one open database shares between its handle, its readers and the
+//! background worker: the log, the index, the model, the locks that order them, and counters.
+//!
+//! Who holds what (DESIGN.md, section 4 and "Reading"):
+//! - the *commit gate*: writers hold it shared while they append and index a batch; checkpoints,
+//!   seals and compaction's installs hold it exclusively, so at those moments every record in
+//!   the log is also in the index ("in log => in index");
+//! - the *index* lock: held only to copy a chain, insert a batch or install a state record;
+//! - the *deletion* lock: readers hold it shared while they read records through a copied chain;
+//!   compaction holds it exclusively while it deletes segments, so no read finds its segment
+//!   gone;
+//! - the *maintenance* mutex: held for a whole checkpoint or compaction, so they never overlap;
+//!   the maintenance *counters* have their own mutex, held only to read or bump them.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::checkpoint::CheckpointMeta;
+use crate::index::{Chain, Index};
+use crate::locks::{lock, read, write};
+use crate::model::Model;
+use crate::options::Options;
+use crate::storage::{DirLock, Storage};
+use crate::wal::{Damage, Log};
+
+/// The state of one aggregate as a reader sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregateState<O = serde_json::Value> {
+    /// The highest `seq` among the deltas folded into this state.
+    pub seq: u64,
+    /// The folded state (a JSON object for [`MergePatch`](crate::MergePatch)).
+    pub state: O,
+}
+
+/// What recovery found on open.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OpenReport {
+    pub torn_bytes_dropped: u64,
+    pub skipped: Vec<Damage>,
+    pub checkpoint_used: Option<u64>,
+    pub checkpoints_rejected: Vec<String>,
+}
+
+/// State of the maintenance work, behind one mutex held for a whole checkpoint or compaction.
+#[derive(Debug)]
+pub(crate) struct Maintenance {
+    /// The number the next checkpoint file gets.
+    pub next_checkpoint: u64,
+}
+
+/// Counters of the maintenance work (so `stats` never waits for a compaction).
+#[derive(Debug, Default)]
+pub(crate) struct MaintenanceStats {
+    pub last_checkpoint: Option<CheckpointMeta>,
+    pub compaction_runs: u64,
+    pub bytes_rewritten: u64,
+    pub segments_deleted: u64,
+    pub last_error: Option<String>,
+}
+
+/// The counters recovery rebuilds and the engine then keeps.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    /// The seal in force.
+    pub seal: u64,
+    /// The highest delta seq in the log.
+    pub max_seq: u64,
+    /// Batch records in the log.
+    pub batches: u64,
+}
+
+/// Everything an open hands over to the engine.
+pub(crate) struct EngineParts<M: Model> {
+    pub dir: PathBuf,
+    pub storage: Arc<dyn Storage>,
+    pub options: Options,
+    pub model: M,
+    pub log: Arc<Log>,
+    pub index: Index,
+    pub counters: Counters,
+    pub last_checkpoint: Option<CheckpointMeta>,
+    pub next_checkpoint: u64,
+    pub open_report: OpenReport,
+    pub lock: Box<dyn DirLock>,
+}
+
+/// Engine state shared by the handle, its readers and the background worker.
+pub(crate) struct Engine<M: Model> {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    options: Options,
+    model: M,
+    log: Arc<Log>,
+    /// Written by writers (inserts, under the shared gate) and compaction (installs, under the
+    /// exclusive gate); read by everyone for a chain copy.
+    index: RwLock<Index>,
+    gate: RwLock<()>,
+    deletion: RwLock<()>,
+    /// Raised only by `Db::seal`, under the exclusive gate.
+    seal: AtomicU64,
+    /// Raised by writers after their batch is indexed.
+    max_seq: AtomicU64,
+    /// Bumped by writers.
+    batches: AtomicU64,
+    /// Bumped by writers (this handle only).
+    bytes_appended: AtomicU64,
+    /// Bumped by writers, reset by each checkpoint under the exclusive gate.
+    bytes_since_checkpoint: AtomicU64,
+    maintenance: Mutex<Maintenance>,
+    maintenance_stats: Mutex<MaintenanceStats>,
+    /// Set when the handle closes: background work stops at its next step.
+    closing: AtomicBool,
+    open_report: OpenReport,
+    _lock: Box<dyn DirLock>,
+}
+
+impl<M: Model> Engine<M> {
+    /// The engine over what an open recovered.
+    pub fn new(parts: EngineParts<M>) -> Self {
+        Engine {
+            dir: parts.dir,
+            storage: parts.storage,
+            options: parts.options,
+            model: parts.model,
+            log: parts.log,
+            index: RwLock::new(parts.index),
+            gate: RwLock::new(()),
+            deletion: RwLock::new(()),
+            seal: AtomicU64::new(parts.counters.seal),
+            max_seq: AtomicU64::new(parts.counters.max_seq),
+            batches: AtomicU64::new(parts.counters.batches),
+            bytes_appended: AtomicU64::new(0),
+            bytes_since_checkpoint: AtomicU64::new(0),
+            maintenance: Mutex::new(Maintenance {
+                next_checkpoint: parts.next_checkpoint,
+            }),
+            maintenance_stats: Mutex::new(MaintenanceStats {
+                last_checkpoint: parts.last_checkpoint,
+                ..MaintenanceStats::default()
+            }),
+            closing: AtomicBool::new(false),
+            open_report: parts.open_report,
+            _lock: parts.lock,
+        }
+    }
+
+    /// The database directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The storage seam.
+    pub fn storage(&self) -> &dyn Storage {
+        &*self.storage
+    }
+
+    /// The options the database was opened with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// What recovery found on open.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.open_report
+    }
+
+    /// The index, shared.
+    pub fn index_read(&self) -> RwLockReadGuard<'_, Index> {
+        read(&self.index)
+    }
+
+    /// The index, exclusively.
+    pub fn index_write(&self) -> RwLockWriteGuard<'_, Index> {
+        write(&self.index)
+    }
+
+    /// A copy of `aggregate`'s chain (the index lock is held only for the copy).
+    pub fn chain(&self, aggregate: &str) -> Option<Chain> {
+        self.index_read().chain(aggregate).cloned()
+    }
+
+    /// The commit gate, shared: held by a writer while it appends and indexes.
+    pub fn gate_shared(&self) -> RwLockReadGuard<'_, ()> {
+        read(&self.gate)
+    }
+
+    /// The commit gate, exclusively: no write is between its append and its indexing.
+    pub fn gate_exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        write(&self.gate)
+    }
+
+    /// Keeps segments from being deleted while the guard lives.
+    pub fn reading(&self) -> RwLockReadGuard<'_, ()> {
+        read(&self.deletion)
+    }
+
+    /// Waits for every reader of a copied chain, and keeps new ones out, to delete segments.
+    pub fn deleting(&self) -> RwLockWriteGuard<'_, ()> {
+        write(&self.deletion)
+    }
+
+    /// The seal in force.
+    pub fn seal(&self) -> u64 {
+        self.seal.load(Ordering::SeqCst)
+    }
+
+    /// Raises the seal (the caller holds the exclusive gate and made the seal durable).
+    pub fn raise_seal(&self, seal: u64) {
+        let previous = self.seal.fetch_max(seal, Ordering::SeqCst);
+        debug_assert!(previous <= seal, "a seal never moves back");
+    }
+
+    /// The highest delta seq written so far.
+    pub fn max_seq(&self) -> u64 {
+        self.max_seq.load(Ordering::SeqCst)
+    }
+
+    /// Batch records in the log.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Bytes appended by writes through this handle.
+    pub fn bytes_appended(&self) -> u64 {
+        self.bytes_appended.load(Ordering::Relaxed)
+    }
+
+    /// Counts a committed batch of `stored_bytes` whose highest seq is `top_seq`.
+    pub fn count_write(&self, top_seq: u64, stored_bytes: u64) {
+        self.max_seq.fetch_max(top_seq, Ordering::SeqCst);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.bytes_appended
+            .fetch_add(stored_bytes, Ordering::Relaxed);
+        self.bytes_since_checkpoint
+            .fetch_add(stored_bytes, Ordering::Relaxed);
+    }
+
+    /// Whether enough log was written since the last checkpoint for an automatic one.
+    pub fn checkpoint_due(&self) -> bool {
+        let every = self.options.checkpoint_every_bytes;
+        every != 0 && self.bytes_since_checkpoint.load(Ordering::Relaxed) >= every
+    }
+
+    /// Restarts the count towards the next automatic checkpoint (under the exclusive gate).
+    pub fn checkpoint_taken(&self) {
+        self.bytes_since_checkpoint.store(0, Ordering::SeqCst);
+    }
+
+    /// The maintenance state, waiting for a running checkpoint or compaction.
+    pub fn maintenance(&self) -> MutexGuard<'_, Maintenance> {
+        lock(&self.maintenance)
+    }
+
+    /// The maintenance state, unless a checkpoint or compaction is running.
+    pub fn try_maintenance(&self) -> Option<MutexGuard<'_, Maintenance>> {
+        match self.maintenance.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::WouldBlock) => None,
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        }
+    }
+
+    /// The maintenance counters.
+    pub fn maintenance_stats(&self) -> MutexGuard<'_, MaintenanceStats> {
+        lock(&self.maintenance_stats)
+    }
+
+    /// Records a maintenance failure for `stats` (the operation that failed reported it too).
+    pub fn record_maintenance_error(&self, error: String) {
+        self.maintenance_stats().last_error = Some(error);
+    }
+
+    /// Tells background work to stop at its next step.
+    pub fn start_closing(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the handle is closing.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// The fixed fields a checkpoint taken now would record (call under the exclusive gate).
+    pub fn checkpoint_meta(&self, number: u64, index: &Index) -> CheckpointMeta {
+        CheckpointMeta {
+            number,
+            position: self.log.end(),
+            seal: self.seal(),
+            max_seq: self.max_seq(),
+            created_unix_ms: unix_ms(),
+            counters: index.counters(),
+            batches: self.batches(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

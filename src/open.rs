@@ -1,0 +1,169 @@
+//! Opening a database (DESIGN.md, sections 5 and 5a): validate the options, create or find the
+//! directory, take its lock, load the newest valid checkpoint, replay the log after it through
+//! recovery while the index is rebuilt (on several threads for a long replay), and hand
+//! everything to a new [`Engine`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::checkpoint::format::{self as checkpoint, CheckpointMeta};
+use crate::checkpoint::validate::newest_valid_checkpoint;
+use crate::engine::{Counters, Engine, EngineParts, OpenReport};
+use crate::error::{Error, Result};
+use crate::index::{Index, StateRef};
+use crate::index_builder::{delta_refs, IndexBuilder, PARALLEL_FROM_BYTES};
+use crate::layout::{
+    checkpoint_dir, index_location, prepare_dir, segment_lengths, sync_dirs, take_lock,
+};
+use crate::model::Model;
+use crate::options::{Options, MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES};
+use crate::storage::Storage;
+use crate::wal::recovery::LogRecord;
+use crate::wal::{Log, RecordLocation};
+
+/// Opens the database in `dir`: recovery as DESIGN.md describes it, then the engine.
+pub(crate) fn open<M: Model>(
+    dir: PathBuf,
+    options: Options,
+    model: M,
+    storage: Arc<dyn Storage>,
+) -> Result<Engine<M>> {
+    validate_options(&options)?;
+    prepare_dir(&*storage, &dir, &options)?;
+    let lock = take_lock(&*storage, &dir)?;
+    sync_dirs(&*storage, &dir)?;
+    let mut report = OpenReport::default();
+    let (checkpoint, rejected) = newest_valid_checkpoint(&*storage, &dir)?;
+    report.checkpoints_rejected = rejected;
+    let mut recovered = Recovered::default();
+    let mut index = Index::default();
+    let from = match checkpoint {
+        Some(c) => {
+            report.checkpoint_used = Some(c.meta.number);
+            recovered = Recovered::from_checkpoint(&c.meta);
+            index = Index::from_parts(c.chains, c.meta.counters);
+            c.meta.position
+        }
+        None => RecordLocation::START,
+    };
+    let parts = index_parts(&*storage, &dir, from)?;
+    let (opened, index) = std::thread::scope(|scope| {
+        let mut builder = IndexBuilder::start(scope, index, parts);
+        let opened = Log::open(Arc::clone(&storage), &dir, &options, from, &mut |r| {
+            recovered.apply(r, &mut builder)
+        });
+        (opened, builder.finish())
+    });
+    let (log, scan) = opened?;
+    for torn in scan.torn.iter().chain(&scan.incomplete_segment) {
+        log::warn!("dropped a torn tail: {torn}");
+    }
+    for damage in &scan.damage {
+        log::warn!("skipped corrupt data: {damage}");
+    }
+    report.torn_bytes_dropped = [&scan.torn, &scan.incomplete_segment]
+        .iter()
+        .filter_map(|d| d.as_ref().map(|d| d.bytes))
+        .sum();
+    report.skipped = scan.damage;
+    recovered.counters.batches = recovered.counters.batches.saturating_add(scan.batches);
+    let next_checkpoint = next_checkpoint_number(&*storage, &dir)?;
+    Ok(Engine::new(EngineParts {
+        dir,
+        storage,
+        options,
+        model,
+        log,
+        index,
+        counters: recovered.counters,
+        last_checkpoint: recovered.checkpoint,
+        next_checkpoint,
+        open_report: report,
+        lock,
+    }))
+}
+
+/// Above every checkpoint on disk, used or rejected: a rejected one numbered higher would
+/// otherwise stay "newest" and could pass validation once the log has grown past it.
+fn next_checkpoint_number(storage: &dyn Storage, dir: &Path) -> Result<u64> {
+    let highest_on_disk = checkpoint::list(storage, &checkpoint_dir(dir))?
+        .checkpoints
+        .first()
+        .map(|(number, _)| *number);
+    Ok(highest_on_disk.map_or(1, |n| n.saturating_add(1)))
+}
+
+/// How many threads rebuild the index: one per core (at most 4) when the log to replay from
+/// `from` holds at least [`PARALLEL_FROM_BYTES`], else one.
+fn index_parts(storage: &dyn Storage, dir: &Path, from: RecordLocation) -> Result<usize> {
+    let lengths = segment_lengths(storage, dir)?;
+    let bytes: u64 = lengths.range(from.segment..).map(|(_, len)| len).sum();
+    if bytes.saturating_sub(from.offset) < PARALLEL_FROM_BYTES {
+        return Ok(1);
+    }
+    Ok(std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
+}
+
+/// The counters rebuilt by recovery (the index is built by an [`IndexBuilder`]).
+#[derive(Default)]
+struct Recovered {
+    counters: Counters,
+    checkpoint: Option<CheckpointMeta>,
+}
+
+impl Recovered {
+    fn from_checkpoint(meta: &CheckpointMeta) -> Self {
+        Recovered {
+            counters: Counters {
+                seal: meta.seal,
+                max_seq: meta.max_seq,
+                batches: meta.batches,
+            },
+            checkpoint: Some(*meta),
+        }
+    }
+
+    /// Applies one replayed record.
+    fn apply(&mut self, record: &LogRecord<'_>, index: &mut IndexBuilder<'_>) {
+        let counters = &mut self.counters;
+        match record {
+            LogRecord::Batch(batch) => {
+                index.deltas(delta_refs(batch));
+                let top = batch.deltas.iter().map(|d| d.seq).max().unwrap_or(0);
+                counters.max_seq = counters.max_seq.max(top);
+            }
+            LogRecord::State {
+                location,
+                frame_bytes,
+                body,
+            } => {
+                let (segment, record_offset) = index_location(location.segment, location.offset);
+                let state = StateRef {
+                    segment,
+                    record_offset,
+                    len: *frame_bytes as u32,
+                    horizon: body.horizon,
+                    max_seq: body.max_seq,
+                };
+                index.state(body.aggregate, state);
+                counters.max_seq = counters.max_seq.max(body.max_seq);
+            }
+            LogRecord::Seal { seal } => counters.seal = counters.seal.max(*seal),
+        }
+    }
+}
+
+fn validate_options(options: &Options) -> Result<()> {
+    let size = options.segment_size_bytes;
+    if !(MIN_SEGMENT_SIZE_BYTES..=MAX_SEGMENT_SIZE_BYTES).contains(&size) {
+        return Err(Error::InvalidInput(format!(
+            "segment size {size} is outside {MIN_SEGMENT_SIZE_BYTES}..={MAX_SEGMENT_SIZE_BYTES} bytes"
+        )));
+    }
+    if options.checkpoints_kept == 0 {
+        return Err(Error::InvalidInput(
+            "checkpoints_kept must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
