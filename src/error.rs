@@ -56,7 +56,7 @@ pub enum Error {
     /// A checkpoint file decodes but cannot be trusted against the log (it refers to records
     /// the log no longer holds, or past its end). Open falls back to an older checkpoint or a
     /// full replay; `check` lists it as stale.
-    #[error("checkpoint {number} rejected: {reason}")]
+    #[error("checkpoint {number}: {reason}")]
     CheckpointRejected {
         /// The checkpoint's number.
         number: u64,

@@ -337,3 +337,30 @@ fn unsynced_writes_persisted_out_of_order_are_a_torn_tail_not_corruption() {
         other => panic!("expected corruption, got {other}"),
     }
 }
+
+/// The index stores segment ids in 32 bits: a segment file numbered 2^32 + 1 would alias
+/// segment 1. It is reported as corruption naming the file, and nothing is changed.
+#[test]
+fn a_segment_number_beyond_32_bits_is_corruption_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_all(dir.path(), &Options::default(), &batches());
+    let alias = segment(dir.path(), (1u64 << 32) + 1);
+    fs::copy(segment(dir.path(), 1), &alias).unwrap();
+    for open in [
+        Db::open(dir.path(), Options::default()).err(),
+        aggrelog::check(dir.path()).err(),
+    ] {
+        match open.expect("refused") {
+            Error::Corruption {
+                file,
+                offset,
+                reason,
+            } => {
+                assert_eq!((file, offset), (alias.clone(), 0));
+                assert!(reason.contains("4294967297"), "{reason}");
+            }
+            other => panic!("expected corruption, got {other}"),
+        }
+    }
+    assert!(alias.exists());
+}

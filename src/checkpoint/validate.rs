@@ -229,8 +229,9 @@ fn validate_against_log(
     lengths: &BTreeMap<u64, u64>,
 ) -> Result<()> {
     let position = checkpoint.meta.position;
-    let bad = |reason: String| {
-        Error::InvalidInput(format!("checkpoint {}: {reason}", checkpoint.meta.number))
+    let bad = |reason: String| Error::CheckpointRejected {
+        number: checkpoint.meta.number,
+        reason,
     };
     match lengths.get(&position.segment) {
         Some(&len) if position.offset > len => {
