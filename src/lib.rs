@@ -46,6 +46,7 @@ mod check;
 mod checkpoint;
 mod compaction;
 mod db;
+mod decode;
 mod engine;
 mod error;
 mod fold;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use byteorder::{ByteOrder, LittleEndian};
 
+use crate::decode::{DecodeError, Decoded};
 use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, IndexCounters, StateRef};
 use crate::layout::{checkpoint_file_name, parse_checkpoint_file_name, CHECKPOINT_TEMP_SUFFIX};
@@ -142,23 +143,28 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    /// A failure at the reader's position.
+    fn fail(&self, reason: impl Into<String>) -> DecodeError {
+        DecodeError::new(self.at, reason)
+    }
+
+    fn take(&mut self, n: usize) -> Decoded<&'a [u8]> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or_else(|| format!("truncated at byte {}", self.at))?;
+        let end = end.ok_or_else(|| self.fail(format!("truncated at byte {}", self.at)))?;
         let slice = &self.bytes[self.at..end];
         self.at = end;
         Ok(slice)
     }
 
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> Decoded<u8> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Decoded<u32> {
         self.take(4).map(LittleEndian::read_u32)
     }
 
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Decoded<u64> {
         self.take(8).map(LittleEndian::read_u64)
     }
 
@@ -166,39 +172,42 @@ impl<'a> Reader<'a> {
         self.bytes.len() - self.at
     }
 
-    fn varint(&mut self) -> Result<u64, String> {
-        varint::read(self.bytes, &mut self.at).map_err(|e| format!("bad varint: {e}"))
+    fn varint(&mut self) -> Decoded<u64> {
+        let at = self.at;
+        varint::read(self.bytes, &mut self.at)
+            .map_err(|e| DecodeError::new(at, format!("bad varint: {e}")))
     }
 
-    fn varint_u32(&mut self) -> Result<u32, String> {
+    fn varint_u32(&mut self) -> Decoded<u32> {
         let value = self.varint()?;
-        u32::try_from(value).map_err(|_| format!("{value} does not fit in 32 bits"))
+        u32::try_from(value).map_err(|_| self.fail(format!("{value} does not fit in 32 bits")))
     }
 }
 
 /// Parses and verifies checkpoint bytes: CRC, magic, version, and every length and count
 /// against the bytes present before anything is allocated for it.
-pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
+pub fn decode(bytes: &[u8]) -> Decoded<Checkpoint> {
     if bytes.len() < HEADER_BYTES + 8 + TRAILER_BYTES {
-        return Err(format!(
-            "{} bytes is shorter than a checkpoint",
-            bytes.len()
-        ));
+        let reason = format!("{} bytes is shorter than a checkpoint", bytes.len());
+        return Err(DecodeError::new(0, reason));
     }
     let (content, trailer) = bytes.split_at(bytes.len() - TRAILER_BYTES);
     if crc32fast::hash(content) != LittleEndian::read_u32(trailer) {
-        return Err("checksum mismatch".into());
+        return Err(DecodeError::new(content.len(), "checksum mismatch"));
     }
     let mut r = Reader {
         bytes: content,
         at: 0,
     };
     if r.take(8)? != MAGIC {
-        return Err("bad magic".into());
+        return Err(DecodeError::new(0, "bad magic"));
     }
     let version = r.u32()?;
     if version != VERSION || r.u32()? as usize != HEADER_BYTES {
-        return Err(format!("unsupported checkpoint version {version}"));
+        return Err(DecodeError::new(
+            8,
+            format!("unsupported checkpoint version {version}"),
+        ));
     }
     let meta = CheckpointMeta {
         number: r.u64()?,
@@ -218,27 +227,28 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     };
     let count = r.u64()?;
     if count > (r.remaining() / MIN_CHAIN_BYTES) as u64 {
-        return Err(format!(
+        return Err(r.fail(format!(
             "claims {count} aggregates in {} bytes",
             r.remaining()
-        ));
+        )));
     }
     let mut chains = Vec::with_capacity(count as usize);
     for _ in 0..count {
         chains.push(decode_chain(&mut r)?);
     }
     if r.remaining() != 0 {
-        return Err(format!("{} trailing bytes", r.remaining()));
+        return Err(r.fail(format!("{} trailing bytes", r.remaining())));
     }
     Ok(Checkpoint { meta, chains })
 }
 
-fn decode_chain(r: &mut Reader<'_>) -> Result<(Box<str>, Chain), String> {
+fn decode_chain(r: &mut Reader<'_>) -> Decoded<(Box<str>, Chain)> {
     let id_len = r.varint()?;
-    let id_len = usize::try_from(id_len).map_err(|_| "id length overflows".to_string())?;
-    let id =
-        crate::text::from_utf8(r.take(id_len)?).ok_or_else(|| "id is not UTF-8".to_string())?;
-    validate_aggregate_id(id)?;
+    let id_len = usize::try_from(id_len).map_err(|_| r.fail("id length overflows"))?;
+    let id_at = r.at;
+    let id = crate::text::from_utf8(r.take(id_len)?)
+        .ok_or_else(|| DecodeError::new(id_at, "id is not UTF-8"))?;
+    validate_aggregate_id(id).map_err(|reason| DecodeError::new(id_at, reason))?;
     let base = match r.u8()? {
         0 => None,
         1 => Some(StateRef {
@@ -248,11 +258,11 @@ fn decode_chain(r: &mut Reader<'_>) -> Result<(Box<str>, Chain), String> {
             horizon: decode_horizon(r.varint()?),
             max_seq: r.varint()?,
         }),
-        other => return Err(format!("bad chain flags {other}")),
+        other => return Err(r.fail(format!("bad chain flags {other}"))),
     };
     let count = r.varint()?;
     if count > (r.remaining() / MIN_DELTA_BYTES) as u64 {
-        return Err(format!("chain of {id:?} claims {count} deltas"));
+        return Err(r.fail(format!("chain of {id:?} claims {count} deltas")));
     }
     let mut deltas = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -445,6 +455,6 @@ mod tests {
         let len = bytes.len();
         let crc = crc32fast::hash(&bytes[..len - 4]);
         LittleEndian::write_u32(&mut bytes[len - 4..], crc);
-        assert!(decode(&bytes).unwrap_err().contains("claims"));
+        assert!(decode(&bytes).unwrap_err().reason.contains("claims"));
     }
 }

@@ -96,6 +96,7 @@ pub use sim_storage::{FaultConfig, SimStats, SimStorage};
 /// API: anything here may change in any release.
 #[doc(hidden)]
 pub mod internals {
+    pub use crate::decode::DecodeError;
     pub use crate::index::{DeltaRef, Index};
     pub use crate::model::merge_patch::encode_patch;
     pub use crate::wal::{format, frame, recovery};

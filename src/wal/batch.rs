@@ -13,6 +13,7 @@
 use byteorder::{ByteOrder, LittleEndian};
 
 use super::format::MAX_BATCH_PAYLOAD_BYTES;
+use crate::decode::{DecodeError, Decoded};
 use crate::model::DeltaKind;
 use crate::text;
 
@@ -136,21 +137,19 @@ impl<'a> BatchDecoder<'a> {
     /// Starts decoding `payload`, verifying every delta's CRC; fails when the count cannot fit
     /// in it.
     #[cfg(any(test, feature = "testing"))]
-    pub fn new(payload: &'a [u8]) -> Result<Self, String> {
+    pub fn new(payload: &'a [u8]) -> Decoded<Self> {
         Self::with_checksums(payload, Checksums::Verify)
     }
 
     /// Starts decoding `payload` with the given checksum policy.
-    pub fn with_checksums(payload: &'a [u8], checksums: Checksums) -> Result<Self, String> {
+    pub fn with_checksums(payload: &'a [u8], checksums: Checksums) -> Decoded<Self> {
         if payload.len() < 4 {
-            return Err("batch payload shorter than its count".into());
+            return Err(DecodeError::new(0, "batch payload shorter than its count"));
         }
         let count = LittleEndian::read_u32(&payload[..4]);
         if count as usize > (payload.len() - 4) / MIN_DELTA_BYTES {
-            return Err(format!(
-                "batch claims {count} deltas in {} bytes",
-                payload.len()
-            ));
+            let reason = format!("batch claims {count} deltas in {} bytes", payload.len());
+            return Err(DecodeError::new(0, reason));
         }
         Ok(BatchDecoder {
             payload,
@@ -178,7 +177,7 @@ impl<'a> BatchDecoder<'a> {
 }
 
 impl<'a> Iterator for BatchDecoder<'a> {
-    type Item = Result<DeltaRecord<'a>, String>;
+    type Item = Decoded<DeltaRecord<'a>>;
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
@@ -186,9 +185,11 @@ impl<'a> Iterator for BatchDecoder<'a> {
             return if self.offset == self.payload.len() {
                 None
             } else {
+                let trailing_at = self.offset;
                 self.remaining = 0;
                 self.offset = self.payload.len();
-                Some(Err("trailing bytes after the last delta".into()))
+                let reason = "trailing bytes after the last delta";
+                Some(Err(DecodeError::new(trailing_at, reason)))
             };
         }
         self.remaining -= 1;
@@ -208,7 +209,7 @@ impl<'a> Iterator for BatchDecoder<'a> {
 
 /// Decodes and verifies the delta record at `offset` of `payload`; returns it and the offset of
 /// the next record.
-pub fn decode_delta_at(payload: &[u8], offset: usize) -> Result<(DeltaRecord<'_>, usize), String> {
+pub fn decode_delta_at(payload: &[u8], offset: usize) -> Decoded<(DeltaRecord<'_>, usize)> {
     decode_delta(payload, offset, Checksums::Verify)
 }
 
@@ -219,7 +220,7 @@ fn decode_delta(
     payload: &[u8],
     offset: usize,
     checksums: Checksums,
-) -> Result<(DeltaRecord<'_>, usize), String> {
+) -> Decoded<(DeltaRecord<'_>, usize)> {
     let rest = match payload.get(offset..) {
         Some(rest) if rest.len() >= MIN_DELTA_BYTES => rest,
         Some(_) => return Err(delta_error(offset, "truncated")),
@@ -268,8 +269,8 @@ fn decode_delta(
 }
 
 #[cold]
-fn delta_error(offset: usize, what: &str) -> String {
-    format!("delta at payload offset {offset}: {what}")
+fn delta_error(offset: usize, what: &str) -> DecodeError {
+    DecodeError::new(offset, format!("delta at payload offset {offset}: {what}"))
 }
 
 /// Compresses a payload into the stored form `[raw_len:u32][zstd frame]`.
@@ -283,32 +284,35 @@ pub fn compress_payload(payload: &[u8], level: i32) -> std::io::Result<Vec<u8>> 
 
 /// Decompresses a stored compressed body, refusing sizes above [`MAX_BATCH_PAYLOAD_BYTES`] or
 /// different from the recorded one.
-pub fn decompress_payload(stored: &[u8]) -> Result<Vec<u8>, String> {
+pub fn decompress_payload(stored: &[u8]) -> Decoded<Vec<u8>> {
     let mut payload = Vec::new();
     decompress_payload_into(stored, &mut payload)?;
     Ok(payload)
 }
 
 /// [`decompress_payload`] into a reused buffer (replaced, not appended to).
-pub fn decompress_payload_into(stored: &[u8], payload: &mut Vec<u8>) -> Result<(), String> {
+pub fn decompress_payload_into(stored: &[u8], payload: &mut Vec<u8>) -> Decoded<()> {
     if stored.len() < 4 {
-        return Err("compressed body shorter than its length prefix".into());
+        return Err(DecodeError::new(
+            0,
+            "compressed body shorter than its length prefix",
+        ));
     }
     let raw_len = LittleEndian::read_u32(&stored[..4]) as usize;
     if raw_len > MAX_BATCH_PAYLOAD_BYTES {
-        return Err(format!(
+        let reason = format!(
             "compressed body claims {raw_len} bytes, above the {MAX_BATCH_PAYLOAD_BYTES}-byte bound"
-        ));
+        );
+        return Err(DecodeError::new(0, reason));
     }
     payload.clear();
     payload.reserve(raw_len);
     let written = zstd::bulk::Decompressor::new()
         .and_then(|mut d| d.decompress_to_buffer(&stored[4..], payload))
-        .map_err(|e| format!("zstd decompression failed: {e}"))?;
+        .map_err(|e| DecodeError::new(4, format!("zstd decompression failed: {e}")))?;
     if written != raw_len {
-        return Err(format!(
-            "decompressed to {written} bytes, expected {raw_len}"
-        ));
+        let reason = format!("decompressed to {written} bytes, expected {raw_len}");
+        return Err(DecodeError::new(0, reason));
     }
     Ok(())
 }

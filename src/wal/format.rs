@@ -13,6 +13,8 @@
 
 use byteorder::{ByteOrder, LittleEndian};
 
+use crate::decode::{DecodeError, Decoded};
+
 /// Where a record's frame starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RecordLocation {
@@ -93,28 +95,31 @@ pub struct SegmentHeader {
 }
 
 /// Validates a segment header.
-pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
+pub fn decode_segment_header(bytes: &[u8]) -> Decoded<SegmentHeader> {
     if bytes.len() < SEGMENT_HEADER_BYTES {
-        return Err(format!(
+        let reason = format!(
             "segment header truncated: {} of {SEGMENT_HEADER_BYTES} bytes",
             bytes.len()
-        ));
+        );
+        return Err(DecodeError::new(bytes.len(), reason));
     }
     let header = &bytes[..SEGMENT_HEADER_BYTES];
     if header[0..8] != SEGMENT_MAGIC {
-        return Err("bad segment magic".into());
+        return Err(DecodeError::new(0, "bad segment magic"));
     }
     let stored_crc = LittleEndian::read_u32(&header[28..32]);
     if crc32fast::hash(&header[0..28]) != stored_crc {
-        return Err("segment header checksum mismatch".into());
+        return Err(DecodeError::new(28, "segment header checksum mismatch"));
     }
     let version = LittleEndian::read_u32(&header[8..12]);
     if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&version) {
-        return Err(format!("unsupported segment format version {version}"));
+        let reason = format!("unsupported segment format version {version}");
+        return Err(DecodeError::new(8, reason));
     }
     let header_len = LittleEndian::read_u32(&header[12..16]);
     if header_len as usize != SEGMENT_HEADER_BYTES {
-        return Err(format!("unexpected segment header length {header_len}"));
+        let reason = format!("unexpected segment header length {header_len}");
+        return Err(DecodeError::new(12, reason));
     }
     Ok(SegmentHeader {
         id: LittleEndian::read_u64(&header[16..24]),
@@ -136,21 +141,24 @@ pub struct FrameHeader {
 }
 
 /// Parses the 12 header bytes of a frame, rejecting unknown types, flags and reserved bits.
-pub fn decode_frame_header(bytes: &[u8; FRAME_HEADER_BYTES]) -> Result<FrameHeader, String> {
+pub fn decode_frame_header(bytes: &[u8; FRAME_HEADER_BYTES]) -> Decoded<FrameHeader> {
     let record_type = match bytes[8] {
         1 => RecordType::Batch,
         2 => RecordType::State,
         3 => RecordType::Seal,
         4 => RecordType::End,
         5 => RecordType::Commit,
-        other => return Err(format!("unknown record type {other}")),
+        other => return Err(DecodeError::new(8, format!("unknown record type {other}"))),
     };
     let flags = bytes[9];
     if flags & !KNOWN_FLAGS != 0 {
-        return Err(format!("unknown frame flags {flags:#04x}"));
+        return Err(DecodeError::new(
+            9,
+            format!("unknown frame flags {flags:#04x}"),
+        ));
     }
     if bytes[10] != 0 || bytes[11] != 0 {
-        return Err("nonzero reserved frame bytes".into());
+        return Err(DecodeError::new(10, "nonzero reserved frame bytes"));
     }
     Ok(FrameHeader {
         crc: LittleEndian::read_u32(&bytes[0..4]),
@@ -175,10 +183,10 @@ pub fn frame_crc(segment_id: u64, offset: u64, header_tail: &[u8], body: &[u8]) 
 }
 
 /// Decodes the body of a commit record: `durable_through`.
-pub fn decode_commit_body(body: &[u8]) -> Result<u64, String> {
+pub fn decode_commit_body(body: &[u8]) -> Decoded<u64> {
     let bytes: [u8; 8] = body
         .try_into()
-        .map_err(|_| format!("commit record of {} bytes", body.len()))?;
+        .map_err(|_| DecodeError::new(0, format!("commit record of {} bytes", body.len())))?;
     Ok(u64::from_le_bytes(bytes))
 }
 
@@ -223,9 +231,8 @@ mod tests {
         assert_eq!(decode_segment_header(&older).map(|h| h.version), Ok(1));
         for unknown in [0, FORMAT_VERSION + 1] {
             let header = encode_segment_header(42, unknown);
-            assert!(decode_segment_header(&header)
-                .unwrap_err()
-                .contains("version"));
+            let error = decode_segment_header(&header).unwrap_err();
+            assert!(error.reason.contains("version") && error.offset == 8);
         }
     }
 

@@ -7,6 +7,7 @@
 //! damage runs to the end of the segment.
 
 use super::format::{decode_frame_header, frame_crc, FrameHeader, FRAME_HEADER_BYTES};
+use crate::decode::{DecodeError, Decoded};
 
 /// A frame whose header and CRC checked out.
 #[derive(Clone, Copy, Debug)]
@@ -84,7 +85,7 @@ impl<'a> Iterator for FrameScanner<'a> {
                 self.offset = frame.end() as usize;
                 Some(ScanEvent::Frame(frame))
             }
-            Err(reason) => {
+            Err(error) => {
                 let start = self.offset;
                 let next = self.resync(start + 1);
                 let end = next.map_or(self.data.len(), |f| f.offset as usize);
@@ -92,7 +93,7 @@ impl<'a> Iterator for FrameScanner<'a> {
                 Some(ScanEvent::Damage(DamagedRange {
                     offset: start as u64,
                     bytes: (end - start) as u64,
-                    reason,
+                    reason: error.reason,
                     followed_by_valid: next.is_some(),
                 }))
             }
@@ -103,36 +104,40 @@ impl<'a> Iterator for FrameScanner<'a> {
 /// The header of the frame at `offset` of `data`, decoded (known type and flags, zero reserved
 /// bytes) but not checksum-verified: what a reader that looks a record up by location needs,
 /// the CRC having been verified when the record was appended or recovered.
-pub fn frame_header_at(data: &[u8], offset: usize) -> Result<FrameHeader, String> {
+pub fn frame_header_at(data: &[u8], offset: usize) -> Decoded<FrameHeader> {
     let available = data.len().saturating_sub(offset);
     let bytes: &[u8; FRAME_HEADER_BYTES] = data
         .get(offset..offset + FRAME_HEADER_BYTES)
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| {
-            format!("incomplete frame header ({available} of {FRAME_HEADER_BYTES} bytes)")
+            let reason =
+                format!("incomplete frame header ({available} of {FRAME_HEADER_BYTES} bytes)");
+            DecodeError::new(offset, reason)
         })?;
-    decode_frame_header(bytes)
+    decode_frame_header(bytes).map_err(|e| e.shifted(offset))
 }
 
 /// Validates the frame starting at `offset` of `data`: header, length within the data, CRC.
-pub fn frame_at(data: &[u8], segment_id: u64, offset: usize) -> Result<Frame<'_>, String> {
+pub fn frame_at(data: &[u8], segment_id: u64, offset: usize) -> Decoded<Frame<'_>> {
     let header = frame_header_at(data, offset)?;
     let header_bytes = &data[offset..offset + FRAME_HEADER_BYTES];
     let body_start = offset + FRAME_HEADER_BYTES;
     let length = header.length as usize;
     if length > data.len() - body_start {
-        return Err(format!(
+        let reason = format!(
             "frame length {length} exceeds the {} bytes left in the segment",
             data.len() - body_start
-        ));
+        );
+        return Err(DecodeError::new(offset + 4, reason));
     }
     let body = &data[body_start..body_start + length];
     let crc = frame_crc(segment_id, offset as u64, &header_bytes[4..], body);
     if crc != header.crc {
-        return Err(format!(
+        let reason = format!(
             "frame checksum mismatch (stored {:#010x}, computed {crc:#010x})",
             header.crc
-        ));
+        );
+        return Err(DecodeError::new(offset, reason));
     }
     Ok(Frame {
         offset: offset as u64,

@@ -1,5 +1,6 @@
 //! Reading single deltas back from the log for folds (`get`, `scan`).
 
+use crate::decode::{DecodeError, Decoded};
 use crate::error::{Error, Result};
 use crate::index::{DeltaRef, StateRef};
 use crate::storage::ReadView;
@@ -57,6 +58,7 @@ impl<'a> DeltaReader<'a> {
         let offset = u64::from(state_ref.record_offset);
         let log = self.log;
         let bad = |reason: String| Error::corruption(log.segment_path(segment), offset, reason);
+        let undecodable = |error: DecodeError| bad(error.reason);
         let end = offset + u64::from(state_ref.len);
         let committed = log.segment_len(segment).unwrap_or(0);
         if end > committed {
@@ -68,14 +70,14 @@ impl<'a> DeltaReader<'a> {
         let Some((_, view)) = &self.view else {
             return Err(bad("no segment view".into()));
         };
-        let frame = frame_at(view, segment, offset as usize).map_err(bad)?;
+        let frame = frame_at(view, segment, offset as usize).map_err(undecodable)?;
         if frame.header.record_type != RecordType::State {
             return Err(bad(format!(
                 "expected a state record, found {:?}",
                 frame.header.record_type
             )));
         }
-        let body = decode_state_body(frame.body).map_err(bad)?;
+        let body = decode_state_body(frame.body).map_err(undecodable)?;
         if body.aggregate != aggregate {
             return Err(bad(format!(
                 "index entry for {aggregate:?} points at the state of {:?}",
@@ -91,11 +93,11 @@ impl<'a> DeltaReader<'a> {
         let payload = self.payload(delta_ref)?;
         decode_delta_at(payload, delta_ref.delta_offset as usize)
             .and_then(|(record, _)| check_matches(record, aggregate, delta_ref))
-            .map_err(|reason| {
+            .map_err(|error| {
                 Error::corruption(
                     log.segment_path(u64::from(delta_ref.segment)),
                     delta_ref.record_offset as u64,
-                    reason,
+                    error.reason,
                 )
             })
     }
@@ -110,9 +112,9 @@ impl<'a> DeltaReader<'a> {
         self.ensure_view(location.segment, body_start)?;
         let header = match &self.view {
             Some((_, view)) => frame_header_at(view, location.offset as usize),
-            None => Err("no segment view".to_string()),
+            None => Err(DecodeError::new(0, "no segment view")),
         }
-        .map_err(|reason| self.corruption(delta_ref, reason))?;
+        .map_err(|error| self.corruption(delta_ref, error.reason))?;
         let body = body_start as usize..body_start as usize + header.length as usize;
         let committed = self.log.segment_len(location.segment).unwrap_or(0);
         if body.end as u64 > committed {
@@ -132,7 +134,7 @@ impl<'a> DeltaReader<'a> {
         let cached = matches!(&self.decompressed, Some((at, _)) if *at == location);
         if !cached {
             let payload = decompress_payload(&view[body])
-                .map_err(|reason| self.corruption(delta_ref, reason))?;
+                .map_err(|error| self.corruption(delta_ref, error.reason))?;
             self.decompressed = Some((location, payload));
         }
         match &self.decompressed {
@@ -147,15 +149,16 @@ fn check_matches<'p>(
     record: DeltaRecord<'p>,
     aggregate: &str,
     delta_ref: &DeltaRef,
-) -> Result<DeltaRecord<'p>, String> {
+) -> Decoded<DeltaRecord<'p>> {
     let same = record.aggregate == aggregate
         && record.seq == delta_ref.seq
         && record.checksum == delta_ref.checksum;
     if !same {
-        return Err(format!(
+        let reason = format!(
             "index entry for {aggregate:?} seq {} points at a delta of {:?} seq {}",
             delta_ref.seq, record.aggregate, record.seq
-        ));
+        );
+        return Err(DecodeError::new(record.offset as usize, reason));
     }
     Ok(record)
 }

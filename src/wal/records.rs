@@ -11,6 +11,7 @@
 //! cannot be answered any more); `folded` counts the deltas it absorbed (for stats).
 
 use super::batch::validate_aggregate_id;
+use crate::decode::{DecodeError, Decoded};
 use crate::varint;
 
 /// A decoded state record body, borrowing from it.
@@ -49,22 +50,25 @@ pub fn encode_state_body(body: &StateBody<'_>, out: &mut Vec<u8>) {
 }
 
 /// Decodes a state record body, validating the id.
-pub fn decode_state_body(bytes: &[u8]) -> Result<StateBody<'_>, String> {
+pub fn decode_state_body(bytes: &[u8]) -> Decoded<StateBody<'_>> {
     let mut pos = 0;
-    let id_len =
-        varint::read(bytes, &mut pos).map_err(|e| format!("state record id length: {e}"))?;
-    let id_len = usize::try_from(id_len).map_err(|_| "state record id too long".to_string())?;
+    let id_len = varint::read(bytes, &mut pos)
+        .map_err(|e| DecodeError::new(0, format!("state record id length: {e}")))?;
     let id_start = pos;
-    let id_end = id_start
-        .checked_add(id_len)
+    let id_end = usize::try_from(id_len)
+        .ok()
+        .and_then(|len| id_start.checked_add(len))
         .filter(|&end| end <= bytes.len())
-        .ok_or_else(|| "state record id runs past its end".to_string())?;
+        .ok_or_else(|| DecodeError::new(id_start, "state record id runs past its end"))?;
     let aggregate = std::str::from_utf8(&bytes[id_start..id_end])
-        .map_err(|_| "state record id is not UTF-8".to_string())?;
-    validate_aggregate_id(aggregate)?;
+        .map_err(|_| DecodeError::new(id_start, "state record id is not UTF-8"))?;
+    validate_aggregate_id(aggregate).map_err(|reason| DecodeError::new(id_start, reason))?;
     pos = id_end;
-    let mut next =
-        |what: &str| varint::read(bytes, &mut pos).map_err(|e| format!("state record {what}: {e}"));
+    let mut next = |what: &str| {
+        let at = pos;
+        varint::read(bytes, &mut pos)
+            .map_err(|e| DecodeError::new(at, format!("state record {what}: {e}")))
+    };
     let horizon = decode_horizon(next("horizon")?);
     let max_seq = next("max seq")?;
     let folded = next("folded count")?;
@@ -83,10 +87,13 @@ pub fn encode_seal_body(seal: u64) -> Vec<u8> {
 }
 
 /// Decodes a seal record body.
-pub fn decode_seal_body(bytes: &[u8]) -> Result<u64, String> {
-    let bytes: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| format!("seal record of {} bytes, expected 8", bytes.len()))?;
+pub fn decode_seal_body(bytes: &[u8]) -> Decoded<u64> {
+    let bytes: [u8; 8] = bytes.try_into().map_err(|_| {
+        DecodeError::new(
+            0,
+            format!("seal record of {} bytes, expected 8", bytes.len()),
+        )
+    })?;
     Ok(u64::from_le_bytes(bytes))
 }
 

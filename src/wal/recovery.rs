@@ -22,6 +22,7 @@ use super::format::{
 };
 use super::frame::{Frame, FrameScanner, ScanEvent};
 use super::records::{decode_seal_body, decode_state_body, StateBody};
+use crate::decode::{DecodeError, Decoded};
 use crate::error::{Error, Result};
 use crate::layout::{list_segments, segment_path};
 use crate::options::RecoveryMode;
@@ -126,7 +127,7 @@ pub struct LogScan {
 }
 
 /// The stored body of a batch frame as a payload, decompressing when flagged.
-pub fn batch_payload<'a>(frame: &Frame<'a>) -> Result<Cow<'a, [u8]>, String> {
+pub fn batch_payload<'a>(frame: &Frame<'a>) -> Decoded<Cow<'a, [u8]>> {
     if frame.header.flags & FLAG_ZSTD != 0 {
         decompress_payload(frame.body).map(Cow::Owned)
     } else {
@@ -135,7 +136,7 @@ pub fn batch_payload<'a>(frame: &Frame<'a>) -> Result<Cow<'a, [u8]>, String> {
 }
 
 /// Decodes every delta of the payload of a frame whose CRC was verified, or none.
-pub fn decode_batch(payload: &[u8]) -> Result<Vec<DeltaRecord<'_>>, String> {
+pub fn decode_batch(payload: &[u8]) -> Decoded<Vec<DeltaRecord<'_>>> {
     BatchDecoder::with_checksums(payload, Checksums::CoveredByFrame)?.collect()
 }
 
@@ -221,10 +222,10 @@ impl Scanner<'_> {
                 self.scan.incomplete_segment = Some(damage(0, file_len, reason));
                 return Ok(());
             }
-            Err(reason) => {
+            Err(error) => {
                 self.resolve_pending_tail()?;
                 let bytes = file_len.min(SEGMENT_HEADER_BYTES as u64);
-                self.corruption(damage(0, bytes, reason))?
+                self.corruption(damage(0, bytes, error.reason))?
             }
         }
         let Some(start) = start else {
@@ -245,9 +246,9 @@ impl Scanner<'_> {
                     valid_len = frame.end();
                     sealed = frame.header.record_type == RecordType::End;
                     saw_frame = true;
-                    if let Err(reason) = self.frame(id, &frame) {
+                    if let Err(error) = self.frame(id, &frame) {
                         let bytes = frame.end() - frame.offset;
-                        self.corruption(damage(frame.offset, bytes, reason))?;
+                        self.corruption(damage(frame.offset, bytes, error.reason))?;
                     }
                 }
                 ScanEvent::Damage(d)
@@ -299,8 +300,8 @@ impl Scanner<'_> {
         });
     }
 
-    /// Decodes one valid frame and hands it on; `Err(reason)` when the body is bad.
-    fn frame(&mut self, segment: u64, frame: &Frame<'_>) -> Result<(), String> {
+    /// Decodes one valid frame and hands it on; fails when the body is bad.
+    fn frame(&mut self, segment: u64, frame: &Frame<'_>) -> Decoded<()> {
         let location = RecordLocation {
             segment,
             offset: frame.offset,
@@ -333,15 +334,17 @@ impl Scanner<'_> {
             }
             RecordType::End => {
                 if frame.body.len() != 8 {
-                    return Err(format!("end record of {} bytes", frame.body.len()));
+                    let reason = format!("end record of {} bytes", frame.body.len());
+                    return Err(DecodeError::new(0, reason));
                 }
             }
             RecordType::Commit => {
                 let durable_through = decode_commit_body(frame.body)?;
                 if durable_through > frame.offset {
-                    return Err(format!(
+                    let reason = format!(
                         "commit record claims {durable_through} durable bytes before its own offset"
-                    ));
+                    );
+                    return Err(DecodeError::new(0, reason));
                 }
             }
         }

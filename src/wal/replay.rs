@@ -12,6 +12,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::decode::Decoded;
 use crate::error::{Error, Result};
 use crate::model::DeltaKind;
 use crate::options::RecoveryMode;
@@ -120,7 +121,7 @@ impl<'a> ReplayedBatch<'a> {
 
 /// Iterator over the deltas of a [`ReplayedBatch`].
 pub struct BatchDeltas<'a> {
-    batch: std::result::Result<BatchDecoder<'a>, String>,
+    batch: Decoded<BatchDecoder<'a>>,
     position: u32,
     path: &'a std::path::Path,
     location: RecordLocation,
@@ -133,17 +134,17 @@ impl<'a> Iterator for BatchDeltas<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         let record = match &mut self.batch {
             Ok(decoder) => decoder.next()?,
-            Err(reason) => Err(std::mem::take(reason)),
+            Err(error) => Err(error.clone()),
         };
         let record = match record {
             Ok(record) => record,
-            Err(reason) => {
+            Err(error) => {
                 // Nothing after a malformed record can be trusted.
                 self.batch = Ok(BatchDecoder::exhausted());
                 return Some(Err(Error::corruption(
                     self.path,
                     self.location.offset,
-                    reason,
+                    error.reason,
                 )));
             }
         };
@@ -490,7 +491,7 @@ impl Replay {
                 }
                 let body = &cursor.view[body_start..cursor.offset];
                 decompress_payload_into(body, &mut self.scratch)
-                    .map_err(|reason| Error::corruption(&cursor.path, offset, reason))?;
+                    .map_err(|error| Error::corruption(&cursor.path, offset, error.reason))?;
                 Ok(Some(Found::Scratch(location)))
             }
             Checked::Damage(damage) => {
