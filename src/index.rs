@@ -12,7 +12,7 @@
 //!
 //! The index also keeps the live bytes of every segment (bytes of records some chain still
 //! points at), which compaction uses to find segments worth reclaiming.
-//! Memory per aggregate is measured in DESIGN.md ("The index").
+//! Memory per aggregate is measured in docs/benchmarks.md ("DESIGN.md section 6").
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
