@@ -251,6 +251,13 @@ impl Index {
                 .deltas
                 .partition_point(|r| r.order_key() <= delta.order_key());
             chain.deltas.insert(at, delta);
+            debug_assert!(
+                chain.deltas[at.saturating_sub(1)..]
+                    .iter()
+                    .take(3)
+                    .is_sorted_by_key(|d| d.order_key()),
+                "a chain stays sorted by stamp after an insert"
+            );
             outcome
         };
         // Counters may come from a checkpoint file: never overflow on untrusted values.
@@ -292,6 +299,12 @@ impl Index {
     }
 
     fn release(&mut self, segment: u32, bytes: u64) {
+        debug_assert!(
+            self.live_bytes
+                .get(&segment)
+                .is_some_and(|&live| live >= bytes),
+            "released bytes of segment {segment} were counted live"
+        );
         if let Some(live) = self.live_bytes.get_mut(&segment) {
             *live = live.saturating_sub(bytes);
             if *live == 0 {

@@ -31,6 +31,11 @@ pub(crate) fn write_checkpoint_locked<M: Model>(
             meta.position <= engine.log().end(),
             "a checkpoint covers only the log"
         );
+        debug_assert!(
+            (index.live_bytes().keys())
+                .all(|&segment| engine.log().segment_len(u64::from(segment)).is_some()),
+            "every segment the index points into exists"
+        );
         let count = index.aggregates() as usize;
         let bytes = checkpoint::encode(&meta, count, index.iter());
         engine.checkpoint_taken();

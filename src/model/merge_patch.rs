@@ -338,7 +338,9 @@ impl PatchState {
     /// Commutative, associative and idempotent: joining states of any split of a set of deltas,
     /// in any grouping, gives the state of the whole set.
     pub fn join(&mut self, other: &PatchState) {
+        let before = self.max_stamp();
         self.root.join(&other.root, None);
+        debug_assert!(self.max_stamp() >= before, "stamps only grow in a state");
     }
 
     /// The newest stamp among the deltas folded into this state, `None` if there were none.
@@ -381,14 +383,17 @@ impl Model for MergePatch {
     type Output = Value;
 
     fn fold(&self, state: &mut PatchState, delta: DeltaView<'_>) -> Result<(), ModelError> {
-        match delta.kind {
+        let before = state.max_stamp();
+        let folded = match delta.kind {
             DeltaKind::Patch => state.fold_patch(delta.stamp, delta.body),
             DeltaKind::Delete if delta.body.is_empty() => {
                 state.fold_delete(delta.stamp);
                 Ok(())
             }
             DeltaKind::Delete => Err(ModelError::new(0, "a delete must have an empty body")),
-        }
+        };
+        debug_assert!(state.max_stamp() >= before, "stamps only grow in a state");
+        folded
     }
 
     fn output(&self, state: &PatchState) -> Option<Value> {

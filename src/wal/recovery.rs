@@ -265,6 +265,7 @@ impl Scanner<'_> {
                     // Nothing after the damage proves it durable: unsynced bytes that persisted
                     // in any order, up to the end of the segment (DESIGN.md, section 5, rule 1).
                     self.resolve_pending_tail()?;
+                    debug_assert!(d.offset <= file_len, "damage inside the file");
                     let bytes = file_len - d.offset;
                     self.pending_tail = Some(damage(d.offset, bytes, d.reason));
                     sealed = true;
