@@ -8,7 +8,28 @@ use crate::wal::batch::{validate_aggregate_id, BatchEncoder};
 use crate::wal::format::MAX_BATCH_PAYLOAD_BYTES;
 
 /// A set of deltas written atomically by [`Db::write`](crate::Db::write): after any crash either
-/// all of them are in the log or none is. A delta's position in the batch is part of its stamp.
+/// all of them are in the log or none is. A delta's position in the batch is part of its stamp
+/// `(seq, position)`, so the deltas of one upstream batch keep their order whatever the order
+/// in which batches arrive. Ids, seqs and patches are validated as they are added: a batch
+/// that was built writes.
+///
+/// ```
+/// use aggrelog::{Batch, Error};
+/// use serde_json::json;
+///
+/// # fn main() -> aggrelog::Result<()> {
+/// let mut batch = Batch::new();
+/// batch
+///     .patch("aircraft-1", 42, &json!({"engine": {"serial": "ESN-1", "cycles": 3}}))?
+///     .patch("aircraft-1", 42, &json!({"cabin": {"seat_12C": null}}))? // position 1
+///     .delete("aircraft-9", 42)?;
+/// assert_eq!(batch.len(), 3);
+/// // A patch must be a JSON object, an id 1 to 1024 bytes.
+/// assert!(matches!(batch.patch("x", 1, &json!([1])), Err(Error::InvalidInput(_))));
+/// assert!(matches!(batch.delete("", 1), Err(Error::InvalidInput(_))));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
     encoder: BatchEncoder,

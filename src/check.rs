@@ -11,6 +11,8 @@ use crate::wal::{Damage, RecordLocation, ScanPolicy};
 
 /// What [`check`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct CheckReport {
     /// Segment files read.
     pub segments: u64,

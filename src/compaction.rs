@@ -50,6 +50,8 @@ pub(crate) enum Scope {
 
 /// What one compaction run did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct CompactionReport {
     /// Aggregates given a new state record.
     pub aggregates_folded: u64,

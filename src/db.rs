@@ -29,6 +29,7 @@ use crate::worker::Worker;
 
 /// What a successful [`Db::write`] committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct WriteReceipt {
     /// Where the batch record starts (`None` for an empty batch, which writes nothing).

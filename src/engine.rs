@@ -27,6 +27,8 @@ use crate::wal::{Damage, Log};
 
 /// The state of one aggregate as a reader sees it.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct AggregateState<O = serde_json::Value> {
     /// The highest `seq` among the deltas folded into this state.
     pub seq: u64,

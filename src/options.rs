@@ -93,6 +93,7 @@ impl Default for CompactionOptions {
 
 /// Options for opening a database. `Options::default()` is a durable, strict configuration.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Options {
     /// Maximum size of one segment file, header included (default 64 MiB). A batch record larger
     /// than a segment can hold is rejected.

@@ -10,6 +10,8 @@ pub const CHAIN_BUCKETS: [u64; 8] = [0, 1, 3, 7, 15, 31, 63, u64::MAX];
 
 /// The last checkpoint this handle wrote or opened from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct CheckpointStats {
     /// Checkpoint number.
     pub number: u64,
@@ -21,6 +23,8 @@ pub struct CheckpointStats {
 
 /// Counters and findings of a database handle.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Stats {
     /// Segment files.
     pub segments: u64,

@@ -92,7 +92,72 @@ impl std::error::Error for ModelError {}
 /// An order-independent fold over raw delta bytes.
 ///
 /// Implementations must make `fold` a join: folding the same set of deltas in any order, with any
-/// delta folded more than once, must give states with equal `output`.
+/// delta folded more than once, must give states with equal `output`. [`MergePatch`] is the
+/// default model; a custom one is opened with [`Db::open_with`](crate::Db::open_with). This one
+/// keeps the delta with the highest stamp (a last-writer-wins register; a delete wins like a
+/// write and leaves the aggregate absent):
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use aggrelog::{Batch, DeltaKind, DeltaView, Db, FsStorage, Model, ModelError, Options, Stamp};
+///
+/// struct LastWriterWins;
+///
+/// impl Model for LastWriterWins {
+///     /// The newest delta: its stamp, and its body unless it was a delete.
+///     type State = Option<(Stamp, Option<Vec<u8>>)>;
+///     type Output = Vec<u8>;
+///
+///     fn fold(&self, state: &mut Self::State, delta: DeltaView<'_>) -> Result<(), ModelError> {
+///         if state.as_ref().is_none_or(|(newest, _)| delta.stamp > *newest) {
+///             let body = (delta.kind == DeltaKind::Patch).then(|| delta.body.to_vec());
+///             *state = Some((delta.stamp, body));
+///         }
+///         Ok(())
+///     }
+///     fn output(&self, state: &Self::State) -> Option<Vec<u8>> {
+///         state.as_ref().and_then(|(_, body)| body.clone())
+///     }
+///     fn encode_state(&self, state: &Self::State, out: &mut Vec<u8>) {
+///         if let Some((stamp, body)) = state {
+///             out.extend_from_slice(&stamp.seq.to_le_bytes());
+///             out.extend_from_slice(&stamp.position.to_le_bytes());
+///             out.extend_from_slice(&stamp.checksum.to_le_bytes());
+///             out.push(u8::from(body.is_some()));
+///             out.extend_from_slice(body.as_deref().unwrap_or_default());
+///         }
+///     }
+///     fn join_encoded_state(&self, state: &mut Self::State, bytes: &[u8]) -> Result<(), ModelError> {
+///         if bytes.is_empty() {
+///             return Ok(());
+///         }
+///         let fixed = bytes.get(..17).ok_or_else(|| ModelError::new(0, "truncated state"))?;
+///         let seq = u64::from_le_bytes(fixed[..8].try_into().expect("8 bytes"));
+///         let position = u32::from_le_bytes(fixed[8..12].try_into().expect("4 bytes"));
+///         let checksum = u32::from_le_bytes(fixed[12..16].try_into().expect("4 bytes"));
+///         let kind = if fixed[16] == 1 { DeltaKind::Patch } else { DeltaKind::Delete };
+///         let stamp = Stamp::new(seq, position, checksum);
+///         self.fold(state, DeltaView { stamp, kind, body: &bytes[17..] })
+///     }
+///     fn forget_below(&self, _state: &mut Self::State, _seal: u64) {}
+///     fn is_empty(&self, state: &Self::State) -> bool {
+///         state.is_none()
+///     }
+/// }
+///
+/// # fn main() -> aggrelog::Result<()> {
+/// let dir = tempfile::tempdir().expect("temp dir");
+/// let db = Db::open_with(dir.path(), Options::default(), LastWriterWins, Arc::new(FsStorage))?;
+/// for (seq, body) in [(2, b"second"), (1, b"first!")] {
+///     db.write(Batch::new().push_raw("k", seq, DeltaKind::Patch, body)?)?;
+/// }
+/// assert_eq!(db.get("k")?.map(|s| s.state), Some(b"second".to_vec()));
+/// db.compact()?; // folded into a state record; still the same
+/// assert_eq!(db.get("k")?.map(|s| s.state), Some(b"second".to_vec()));
+/// # Ok(())
+/// # }
+/// ```
 pub trait Model: Send + Sync + 'static {
     /// The folded state of one aggregate.
     type State: Default + Send;

@@ -53,7 +53,60 @@ impl fmt::Debug for ReadView {
 /// A held lock on a database directory; dropping it releases the lock.
 pub trait DirLock: Send + Sync + fmt::Debug {}
 
-/// All file-system access of the engine.
+/// All file-system access of the engine: every byte aggrelog reads or writes goes through it.
+/// [`FsStorage`] is the real one; another implementation can count, slow down, fail or simulate
+/// operations (the `testing` feature's `SimStorage` simulates power loss).
+///
+/// ```
+/// use std::io;
+/// use std::path::Path;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+///
+/// use aggrelog::{AppendFile, Batch, Db, DirLock, FsStorage, MergePatch, Options, ReadView, Storage};
+///
+/// /// The real file system, counting directory syncs.
+/// #[derive(Debug, Default)]
+/// struct Counting {
+///     dir_syncs: AtomicU64,
+/// }
+///
+/// impl Storage for Counting {
+///     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+///         self.dir_syncs.fetch_add(1, Ordering::Relaxed);
+///         FsStorage.sync_dir(dir)
+///     }
+///     fn create_dir_all(&self, dir: &Path) -> io::Result<()> { FsStorage.create_dir_all(dir) }
+///     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> { FsStorage.list_dir(dir) }
+///     fn exists(&self, path: &Path) -> io::Result<bool> { FsStorage.exists(path) }
+///     fn create_new(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+///         FsStorage.create_new(path)
+///     }
+///     fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+///         FsStorage.open_append(path)
+///     }
+///     fn file_len(&self, path: &Path) -> io::Result<u64> { FsStorage.file_len(path) }
+///     fn read_view(&self, path: &Path, len: u64) -> io::Result<ReadView> {
+///         FsStorage.read_view(path, len)
+///     }
+///     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> { FsStorage.truncate(path, len) }
+///     fn remove(&self, path: &Path) -> io::Result<()> { FsStorage.remove(path) }
+///     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> { FsStorage.rename(from, to) }
+///     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn DirLock>>> {
+///         FsStorage.try_lock(path)
+///     }
+/// }
+///
+/// # fn main() -> aggrelog::Result<()> {
+/// let dir = tempfile::tempdir().expect("temp dir");
+/// let storage = Arc::new(Counting::default());
+/// let db = Db::open_with(dir.path(), Options::default(), MergePatch, storage.clone())?;
+/// db.write(Batch::new().patch("a", 1, &serde_json::json!({"x": 1}))?)?;
+/// db.close()?;
+/// assert!(storage.dir_syncs.load(Ordering::Relaxed) > 0); // creating the segment synced `wal/`
+/// # Ok(())
+/// # }
+/// ```
 pub trait Storage: Send + Sync + fmt::Debug {
     /// Creates `dir` and its parents (owner-only permissions) if missing.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;

@@ -17,6 +17,7 @@ use crate::decode::{DecodeError, Decoded};
 
 /// Where a record's frame starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RecordLocation {
     /// Segment id.
     pub segment: u64,

@@ -39,6 +39,8 @@ pub enum ScanPolicy {
 
 /// A damaged range of a segment file.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Damage {
     /// The segment file.
     pub file: PathBuf,

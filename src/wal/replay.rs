@@ -41,6 +41,8 @@ pub struct ReplayedDelta {
 
 /// Totals of a replay so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct ReplayTotals {
     /// Segments opened.
     pub segments: u64,
