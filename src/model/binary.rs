@@ -46,7 +46,7 @@ use crate::varint::VarintError;
 use super::ModelError;
 
 /// The deepest nesting of arrays and objects that decodes (the outermost container is level 1).
-pub const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 const TAG_NULL: u8 = 0;
 const TAG_FALSE: u8 = 1;
@@ -84,7 +84,7 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
 /// Appends the binary form of the object `map` (the form of a patch body) to `out`.
 ///
 /// Keys are written in ascending byte order whatever the map's iteration order.
-pub fn encode_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+pub(crate) fn encode_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
     out.push(TAG_OBJECT);
     write_varint(map.len() as u64, out);
     let sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| a < b);
@@ -139,6 +139,7 @@ pub fn decode_value(bytes: &[u8]) -> Result<Value, ModelError> {
 }
 
 /// Checks that `bytes` is exactly one well-formed encoded object (a valid patch body).
+#[doc(hidden)]
 pub fn validate_object(bytes: &[u8]) -> Result<(), ModelError> {
     if bytes.first() != Some(&TAG_OBJECT) {
         return Err(ModelError::new(0, "body is not an encoded object"));
@@ -148,6 +149,7 @@ pub fn validate_object(bytes: &[u8]) -> Result<(), ModelError> {
 }
 
 /// The exact byte range of the (fully validated) encoded value that starts at `start`.
+#[doc(hidden)]
 pub fn value_span(bytes: &[u8], start: usize) -> Result<Range<usize>, ModelError> {
     let mut pos = start;
     skip_value(bytes, &mut pos, 0)?;
@@ -367,7 +369,7 @@ fn advance(bytes: &[u8], pos: &mut usize, len: usize) -> Result<(), ModelError> 
 
 /// One entry's value as an [`ObjectReader`] sees it, borrowed from the encoded body.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ValueRef<'a> {
+pub(crate) enum ValueRef<'a> {
     /// `null`: in a patch, the removal of the key.
     Null,
     /// A nested object, walked by its own reader (see [`ObjectReader::resume_after`]).
@@ -381,7 +383,7 @@ pub enum ValueRef<'a> {
 /// Yields entries in key order. Every key and leaf it yields has been validated; an error stops
 /// the walk at the offending offset.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectReader<'a> {
+pub(crate) struct ObjectReader<'a> {
     /// The whole body, so that offsets in errors are body offsets.
     bytes: &'a [u8],
     /// Offset of the first entry (just after the count).
@@ -401,6 +403,7 @@ pub struct ObjectReader<'a> {
 }
 
 impl<'a> ObjectReader<'a> {
+    #[cfg(test)]
     /// A reader over the object at offset 0 of `bytes` (a patch body). It does not check what
     /// follows the object: use [`validate_object`] or [`ObjectReader::end`] for that.
     pub fn new(bytes: &'a [u8]) -> Result<Self, ModelError> {
@@ -432,11 +435,6 @@ impl<'a> ObjectReader<'a> {
             pending: None,
             trusted,
         })
-    }
-
-    /// Entries not yet yielded.
-    pub fn remaining(&self) -> usize {
-        self.left
     }
 
     /// The next entry, `None` after the last one.
@@ -509,6 +507,7 @@ impl<'a> ObjectReader<'a> {
         }
     }
 
+    #[cfg(test)]
     /// Skips the remaining entries and returns the offset just past the object.
     pub fn end(mut self) -> Result<usize, ModelError> {
         self.skip_pending()?;
