@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use aggrelog::{CompactionOptions, Db, Error, History, Options, SyncMode};
-use common::{batch_of, delete, oracle, patch, scan_all, TestDelta};
+use common::{batch_of, oracle, patch, scan_all, small_workload, TestDelta};
 use serde_json::json;
 
 fn options() -> Options {
@@ -17,32 +17,6 @@ fn options() -> Options {
         .segment_size_bytes(8192)
         .background_compaction(false)
         .checkpoint_every_bytes(0)
-}
-
-fn workload(batches: u64) -> Vec<Vec<TestDelta>> {
-    (1..=batches)
-        .map(|seq| {
-            let mut b: Vec<TestDelta> = (0..8u64)
-                .map(|i| {
-                    let id = format!("a{}", (seq * 3 + i) % 11);
-                    let removed = if (seq + i) % 9 == 0 {
-                        json!(null)
-                    } else {
-                        json!(seq)
-                    };
-                    patch(
-                        &id,
-                        seq,
-                        json!({"engine": {"hours": seq * i, "status": removed}}),
-                    )
-                })
-                .collect();
-            if seq % 10 == 0 {
-                b.push(delete(&format!("a{}", seq % 11), seq));
-            }
-            b
-        })
-        .collect()
 }
 
 fn checkpoint_files(dir: &Path) -> Vec<PathBuf> {
@@ -56,7 +30,7 @@ fn checkpoint_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn open_uses_the_newest_valid_checkpoint_and_falls_back_when_it_is_damaged() {
     let dir = tempfile::tempdir().unwrap();
-    let all = workload(30);
+    let all = small_workload(30);
     let db = Db::open(dir.path(), options()).unwrap();
     for (i, b) in all.iter().enumerate() {
         db.write(&batch_of(b)).unwrap();
@@ -103,7 +77,7 @@ fn open_uses_the_newest_valid_checkpoint_and_falls_back_when_it_is_damaged() {
 #[test]
 fn a_checkpoint_pointing_at_a_deleted_segment_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let all = workload(30);
+    let all = small_workload(30);
     let db = Db::open(dir.path(), options()).unwrap();
     for b in &all {
         db.write(&batch_of(b)).unwrap();
@@ -124,7 +98,7 @@ fn a_checkpoint_pointing_at_a_deleted_segment_is_rejected() {
 #[test]
 fn automatic_checkpoints_follow_the_log_volume() {
     let dir = tempfile::tempdir().unwrap();
-    let all = workload(40);
+    let all = small_workload(40);
     let db = Db::open(dir.path(), options().checkpoint_every_bytes(4096)).unwrap();
     for b in &all {
         db.write(&batch_of(b)).unwrap();
@@ -145,7 +119,7 @@ fn background_compaction_folds_and_reclaims_while_writes_go_on() {
         interval: Duration::from_millis(10),
         ..CompactionOptions::default()
     });
-    let all = workload(120);
+    let all = small_workload(120);
     let db = Db::open(dir.path(), options.clone()).unwrap();
     for b in &all {
         db.write(&batch_of(b)).unwrap();
@@ -175,7 +149,7 @@ fn background_compaction_folds_and_reclaims_while_writes_go_on() {
 #[test]
 fn a_seal_rejects_older_deltas_and_survives_reopen_and_reclamation() {
     let dir = tempfile::tempdir().unwrap();
-    let all = workload(20);
+    let all = small_workload(20);
     let db = Db::open(dir.path(), options()).unwrap();
     for b in &all {
         db.write(&batch_of(b)).unwrap();
@@ -222,7 +196,7 @@ fn a_seal_rejects_older_deltas_and_survives_reopen_and_reclamation() {
 
 #[test]
 fn history_decides_what_get_as_of_can_answer_after_compaction() {
-    let all = workload(20);
+    let all = small_workload(20);
     for history in [History::None, History::Window(5), History::All] {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), options().history(history)).unwrap();
@@ -268,7 +242,7 @@ fn reads_never_fail_while_compaction_deletes_segments() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(Db::open(dir.path(), options().segment_size_bytes(4096)).unwrap());
-    let all = Arc::new(workload(400));
+    let all = Arc::new(small_workload(400));
     let done = Arc::new(AtomicBool::new(false));
     let writer = {
         let (db, all) = (Arc::clone(&db), Arc::clone(&all));

@@ -10,7 +10,7 @@ use aggrelog::model::MergePatch;
 use aggrelog::testing::SimStorage;
 use aggrelog::{Db, Options, SyncMode};
 use common::crashing::Crashing;
-use common::{batch_of, delete, oracle, patch, scan_all, TestDelta};
+use common::{batch_of, copy_dir, delete, oracle, patch, scan_all, TestDelta};
 use serde_json::json;
 
 fn options() -> Options {
@@ -38,9 +38,8 @@ fn batches() -> Vec<Vec<TestDelta>> {
         .collect()
 }
 
-/// Fills a database, seals it at 3, and checkpoints once, with the real file system.
-fn prepare(dir: &std::path::Path, all: &[Vec<TestDelta>]) {
-    let db = Db::open(dir, options()).unwrap();
+/// Writes every batch, checkpoints once on the way, and seals at 3.
+fn fill(db: &Db, all: &[Vec<TestDelta>]) {
     for (i, b) in all.iter().enumerate() {
         db.write(&batch_of(b)).unwrap();
         if i == 8 {
@@ -48,6 +47,12 @@ fn prepare(dir: &std::path::Path, all: &[Vec<TestDelta>]) {
         }
     }
     db.seal(3).unwrap();
+}
+
+/// A filled database on the real file system.
+fn prepare(dir: &std::path::Path, all: &[Vec<TestDelta>]) {
+    let db = Db::open(dir, options()).unwrap();
+    fill(&db, all);
     db.close().unwrap();
 }
 
@@ -131,19 +136,6 @@ fn segment_files(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn sync_mode_is_irrelevant_to_the_crash_argument() {
     // State records are appended unsynced; reclamation must sync them before deleting segments
@@ -191,13 +183,7 @@ fn a_power_loss_at_any_step_of_compaction_and_checkpointing_loses_nothing() {
     let fresh = |seed: u64| {
         let sim = SimStorage::new(seed);
         let db = Db::open_with(dir, options(), MergePatch, Arc::new(sim.clone())).unwrap();
-        for (i, b) in all.iter().enumerate() {
-            db.write(&batch_of(b)).unwrap();
-            if i == 8 {
-                db.checkpoint().unwrap();
-            }
-        }
-        db.seal(3).unwrap();
+        fill(&db, &all);
         db.close().unwrap();
         sim
     };

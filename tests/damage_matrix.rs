@@ -44,7 +44,7 @@ use std::sync::OnceLock;
 use aggrelog::{
     CheckpointMeta, CompactionOptions, Db, Error, Options, RecordLocation, RecoveryMode,
 };
-use common::{batch_of, delete, oracle, patch, scan_all, TestDelta};
+use common::{batch_of, copy_dir, delete, oracle, patch, scan_all, TestDelta};
 use serde_json::json;
 
 const SEGMENT_SIZE: u64 = 4096;
@@ -1417,19 +1417,6 @@ fn ckpt_flip(at: impl Fn(u64) -> u64, what: &str) -> Case {
 // ---------------------------------------------------------------------------------------------
 // Running a case
 // ---------------------------------------------------------------------------------------------
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// A damaged copy of the case's template.
 fn damaged_copy(case: &Case) -> (tempfile::TempDir, PathBuf) {

@@ -1,27 +1,16 @@
 //! A database written by an older format version opens with the same states and deltas, and
 //! keeps working: it takes new writes and reopens.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 
-use aggrelog::jsonl::{read_batch, render_line};
-use aggrelog::model::{binary, DeltaKind};
-use aggrelog::{Db, Options, RecordLocation};
+use aggrelog::jsonl::read_batch;
+use aggrelog::{Db, Options};
+use common::{copy_dir, replay_lines};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format-v1");
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 fn scan_lines(db: &Db) -> String {
     db.scan()
@@ -29,19 +18,6 @@ fn scan_lines(db: &Db) -> String {
             let (id, state) = item.unwrap();
             let line = serde_json::json!({"aggregate": id, "seq": state.seq, "state": state.state});
             line.to_string() + "\n"
-        })
-        .collect()
-}
-
-fn replay_lines(db: &Db) -> String {
-    db.replay(RecordLocation::START)
-        .map(|delta| {
-            let d = delta.unwrap();
-            let patch = match d.kind {
-                DeltaKind::Patch => Some(binary::decode_value(&d.body).unwrap()),
-                DeltaKind::Delete => None,
-            };
-            render_line(&d.aggregate, d.seq, patch.as_ref()) + "\n"
         })
         .collect()
 }

@@ -2,10 +2,12 @@
 //! the whole i64/u64 range, read from the JSON Lines format, survive get, scan, replay,
 //! checkpoints, compaction and reopen bit for bit.
 
+mod common;
+
 use aggrelog::jsonl::{read_batch, render_line};
-use aggrelog::model::{binary, DeltaKind};
 use aggrelog::testing::Rng;
-use aggrelog::{Db, Options, RecordLocation, SyncMode};
+use aggrelog::{Db, Options, SyncMode};
+use common::replay_lines;
 use serde_json::{json, Value};
 
 const AGGREGATES: u64 = 50;
@@ -91,19 +93,9 @@ fn every_double_and_64_bit_integer_round_trips_bit_for_bit() {
     db.write(&read_batch(text.as_bytes()).unwrap()).unwrap();
     assert_states(&db, &expected, "after the write");
 
-    let replayed: String = db
-        .replay(RecordLocation::START)
-        .map(|delta| {
-            let d = delta.unwrap();
-            let patch = match d.kind {
-                DeltaKind::Patch => Some(binary::decode_value(&d.body).unwrap()),
-                DeltaKind::Delete => None,
-            };
-            render_line(&d.aggregate, d.seq, patch.as_ref()) + "\n"
-        })
-        .collect();
     assert_eq!(
-        replayed, text,
+        replay_lines(&db),
+        text,
         "replay renders the input back byte for byte"
     );
 

@@ -6,8 +6,7 @@ mod common;
 use std::process::Command;
 
 use aggrelog::{Db, Options, SyncMode};
-use common::{batch_of, delete, patch, TestDelta};
-use serde_json::json;
+use common::{batch_of, small_workload};
 
 fn options() -> Options {
     Options::default()
@@ -17,38 +16,12 @@ fn options() -> Options {
         .checkpoint_every_bytes(0)
 }
 
-fn workload(batches: u64) -> Vec<Vec<TestDelta>> {
-    (1..=batches)
-        .map(|seq| {
-            let mut b: Vec<TestDelta> = (0..8u64)
-                .map(|i| {
-                    let id = format!("a{}", (seq * 3 + i) % 11);
-                    let removed = if (seq + i) % 9 == 0 {
-                        json!(null)
-                    } else {
-                        json!(seq)
-                    };
-                    patch(
-                        &id,
-                        seq,
-                        json!({"engine": {"hours": seq * i, "status": removed}}),
-                    )
-                })
-                .collect();
-            if seq % 10 == 0 {
-                b.push(delete(&format!("a{}", seq % 11), seq));
-            }
-            b
-        })
-        .collect()
-}
-
 #[test]
 fn cli_checkpoint_compact_seal_and_stats() {
     let tmp = tempfile::tempdir().unwrap();
     let db_dir = tmp.path().join("db");
     let db = Db::open(&db_dir, options()).unwrap();
-    for b in &workload(30) {
+    for b in &small_workload(30) {
         db.write(&batch_of(b)).unwrap();
     }
     db.close().unwrap();

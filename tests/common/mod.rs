@@ -4,8 +4,12 @@
 pub mod crashing;
 
 use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
 
-use aggrelog::{Batch, Db};
+use aggrelog::jsonl::render_line;
+use aggrelog::model::{binary, DeltaKind};
+use aggrelog::{Batch, Db, RecordLocation};
 use serde_json::{json, Value};
 
 /// One delta as a test describes it: `patch = None` is a delete.
@@ -79,6 +83,62 @@ pub fn scan_all(db: &Db) -> BTreeMap<String, (u64, Value)> {
         .map(|item| {
             let (id, state) = item.unwrap();
             (id, (state.seq, state.state))
+        })
+        .collect()
+}
+
+/// Every delta of `db.replay()` in the JSON Lines input format, one line each.
+pub fn replay_lines(db: &Db) -> String {
+    db.replay(RecordLocation::START)
+        .map(|delta| {
+            let d = delta.unwrap();
+            let patch = match d.kind {
+                DeltaKind::Patch => Some(binary::decode_value(&d.body).unwrap()),
+                DeltaKind::Delete => None,
+            };
+            render_line(&d.aggregate, d.seq, patch.as_ref()) + "\n"
+        })
+        .collect()
+}
+
+/// Copies the directory tree `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// `batches` batches of 8 patches over 11 aggregates (some fields set to null), every tenth
+/// with a delete: enough for several small segments.
+pub fn small_workload(batches: u64) -> Vec<Vec<TestDelta>> {
+    (1..=batches)
+        .map(|seq| {
+            let mut b: Vec<TestDelta> = (0..8u64)
+                .map(|i| {
+                    let id = format!("a{}", (seq * 3 + i) % 11);
+                    let removed = if (seq + i) % 9 == 0 {
+                        json!(null)
+                    } else {
+                        json!(seq)
+                    };
+                    patch(
+                        &id,
+                        seq,
+                        json!({"engine": {"hours": seq * i, "status": removed}}),
+                    )
+                })
+                .collect();
+            if seq % 10 == 0 {
+                b.push(delete(&format!("a{}", seq % 11), seq));
+            }
+            b
         })
         .collect()
 }
