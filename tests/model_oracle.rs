@@ -290,15 +290,12 @@ proptest! {
     }
 }
 
-/// A permutation of `0..count` from a seed (xorshift Fisher-Yates).
+/// A permutation of `0..count` from a seed (Fisher-Yates).
 fn shuffled(count: usize, seed: u64) -> Vec<usize> {
-    let mut state = seed | 1;
+    let mut rng = aggrelog::testing::Rng::new(seed);
     let mut order: Vec<usize> = (0..count).collect();
     for i in (1..count).rev() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        order.swap(i, (state % (i as u64 + 1)) as usize);
+        order.swap(i, rng.below(i as u64 + 1) as usize);
     }
     order
 }

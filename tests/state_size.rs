@@ -38,19 +38,12 @@ enum Kind {
     Bool,
 }
 
-/// xorshift64: deterministic and dependency-free.
-struct Rng(u64);
+/// Random attribute values, from the crate's seeded generator.
+struct Rng(aggrelog::testing::Rng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.below(n)
     }
 
     fn value(&mut self, kind: Kind, null_percent: u64) -> Value {
@@ -148,7 +141,8 @@ impl Measure {
 
 /// Encodes `aggregates` generated states; checks that each record joins back to its state.
 fn measure(deltas_per: usize, null_percent: u64, seal: Seal, aggregates: usize) -> Measure {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (deltas_per as u64) << 8 ^ null_percent);
+    let seed = 0x9e37_79b9_7f4a_7c15 ^ (deltas_per as u64) << 8 ^ null_percent;
+    let mut rng = Rng(aggrelog::testing::Rng::new(seed));
     let mut total = Measure {
         state_bytes: 0,
         plain_bytes: 0,

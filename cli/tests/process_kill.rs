@@ -24,6 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aggrelog::testing::Rng;
 use aggrelog::{Db, Options};
 use common::{delete, oracle, patch, scan_all, TestDelta};
 use serde_json::{json, Value};
@@ -35,27 +36,6 @@ const MAX_ROUNDS: usize = 400;
 const SHARED: usize = 8;
 /// SIGKILL's number on Linux and the BSDs.
 const SIGKILL: i32 = 9;
-
-/// SplitMix64: small, seedable, good enough to pick kill moments.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn seed() -> u64 {
     std::env::var("AGGRELOG_KILL_SEED")
@@ -163,7 +143,7 @@ impl World {
             db: dir.join("db"),
             dir,
             _tmp: tmp,
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             seed,
             batches: Vec::new(),
             files: Vec::new(),
@@ -254,7 +234,7 @@ impl World {
         }
         self.attempted.extend(list.iter().copied());
         let mut args: Vec<&str> = vec!["ingest", "--db", self.db.to_str().unwrap()];
-        if self.rng.chance(20) {
+        if self.rng.chance(0.2) {
             args.push("--compress");
         }
         let names: Vec<String> = list.iter().map(|&b| self.files[b].clone()).collect();
@@ -301,14 +281,14 @@ impl World {
 
     /// `aggrelog compact` or `aggrelog checkpoint`, killed at a random moment (or not).
     fn maintenance_round(&mut self) {
-        let command = if self.rng.chance(50) {
+        let command = if self.rng.chance(0.5) {
             "compact"
         } else {
             "checkpoint"
         };
         let db = self.db.to_str().unwrap().to_owned();
         let (mut child, stderr) = self.spawn(&[command, "--db", &db]);
-        if self.rng.chance(85) {
+        if self.rng.chance(0.85) {
             // A compaction of this small log takes a few milliseconds after a 1-2 ms start-up.
             thread::sleep(Duration::from_micros(self.rng.below(6_000)));
             self.kill(&mut child, command, &stderr);
@@ -437,7 +417,7 @@ fn sigkill_at_random_moments_never_loses_or_splits_a_committed_batch() {
         world.rounds += 1;
         if world.rounds == 20 || world.rounds == 40 {
             pending = world.ingest_round(&pending, true, true);
-        } else if world.rounds > 1 && world.rng.chance(30) {
+        } else if world.rounds > 1 && world.rng.chance(0.3) {
             world.maintenance_round();
         } else {
             pending = world.ingest_round(&pending, true, false);

@@ -48,15 +48,16 @@ use super::ModelError;
 /// The deepest nesting of arrays and objects that decodes (the outermost container is level 1).
 pub(crate) const MAX_DEPTH: usize = 128;
 
-const TAG_NULL: u8 = 0;
-const TAG_FALSE: u8 = 1;
-const TAG_TRUE: u8 = 2;
-const TAG_UINT: u8 = 3;
-const TAG_NEG_INT: u8 = 4;
-const TAG_F64: u8 = 5;
-const TAG_STRING: u8 = 6;
-const TAG_ARRAY: u8 = 7;
-const TAG_OBJECT: u8 = 8;
+/// The value tags of the binary form (the table above); state records use the same ones.
+pub(crate) const TAG_NULL: u8 = 0;
+pub(crate) const TAG_FALSE: u8 = 1;
+pub(crate) const TAG_TRUE: u8 = 2;
+pub(crate) const TAG_UINT: u8 = 3;
+pub(crate) const TAG_NEG_INT: u8 = 4;
+pub(crate) const TAG_F64: u8 = 5;
+pub(crate) const TAG_STRING: u8 = 6;
+pub(crate) const TAG_ARRAY: u8 = 7;
+pub(crate) const TAG_OBJECT: u8 = 8;
 
 /// Appends the binary form of `value` to `out`.
 ///
@@ -678,13 +679,8 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::rng::Rng::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next_u64();
         for _ in 0..20_000 {
             let len = (next() % 24) as usize;
             let bytes: Vec<u8> = (0..len).map(|_| (next() % 12) as u8).collect();

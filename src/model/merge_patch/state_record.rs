@@ -81,7 +81,11 @@
 use serde_json::{Map, Value};
 
 use super::{Leaf, LeafRef, Node, PatchState};
+// The binary value tags; here `TAG_NULL` stands for a removal.
 use crate::model::binary::{self, MAX_DEPTH};
+use crate::model::binary::{
+    TAG_ARRAY, TAG_F64, TAG_FALSE, TAG_NEG_INT, TAG_NULL, TAG_STRING, TAG_TRUE, TAG_UINT,
+};
 use crate::model::{ModelError, Stamp};
 use crate::varint::VarintError;
 
@@ -94,16 +98,6 @@ const SCALAR_BACK: u8 = 0x10;
 const OBJECT_BACK: u8 = 0xd0;
 const TOMBSTONE_BACK: u8 = 0xe0;
 const RESERVED: u8 = 0xf0;
-
-/// The binary value tags (see [`binary`]); `TAG_NULL` stands for a removal.
-const TAG_NULL: u8 = 0x00;
-const TAG_FALSE: u8 = 0x01;
-const TAG_TRUE: u8 = 0x02;
-const TAG_UINT: u8 = 0x03;
-const TAG_NEG_INT: u8 = 0x04;
-const TAG_F64: u8 = 0x05;
-const TAG_STRING: u8 = 0x06;
-const TAG_ARRAY: u8 = 0x07;
 
 /// Scalar tags `01..=06`: six per stamp in the `10` range.
 const SCALAR_TAGS: u8 = TAG_STRING;
@@ -827,13 +821,8 @@ mod tests {
     /// The scalar payload reader agrees with `binary` on random payloads of every scalar tag.
     #[test]
     fn scalar_payloads_follow_binary() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::rng::Rng::new(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.next_u64();
         let interesting = [
             0x00, 0x01, 0x02, 0x7f, 0x80, 0xff, 0xc3, 0xa9, 0xf0, 0x7f, 0x61,
         ];
