@@ -59,6 +59,7 @@ mod materialize;
 pub mod model;
 mod open;
 mod options;
+mod periodic;
 #[cfg(feature = "workload")]
 mod rng;
 mod scan;

@@ -1,9 +1,7 @@
 //! The background maintenance thread: automatic checkpoints and policy compaction, at the
 //! configured interval, holding only a weak reference to the engine.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Weak};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::checkpoint::write::checkpoint_if_due;
@@ -11,38 +9,23 @@ use crate::compaction::{self, Scope};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::periodic::Periodic;
 
 /// The background maintenance thread: automatic checkpoints and policy compaction.
-pub(crate) struct Worker {
-    stop: mpsc::Sender<()>,
-    handle: JoinHandle<()>,
-}
+pub(crate) struct Worker(Periodic);
 
 impl Worker {
     /// Starts the thread; it holds only a weak reference to the engine.
     pub fn start<M: Model>(engine: &Arc<Engine<M>>) -> Result<Worker> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let weak: Weak<Engine<M>> = Arc::downgrade(engine);
         let interval = engine.options().compaction.interval;
-        let handle = thread::Builder::new()
-            .name("aggrelog-maintenance".into())
-            .spawn(move || loop {
-                match stopped.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => match weak.upgrade() {
-                        Some(engine) => run_once(&engine),
-                        None => return,
-                    },
-                    _ => return,
-                }
-            })
-            .map_err(|e| Error::io(engine.dir(), e))?;
-        Ok(Worker { stop, handle })
+        Periodic::start("aggrelog-maintenance", interval, engine, run_once)
+            .map(Worker)
+            .map_err(|e| Error::io(engine.dir(), e))
     }
 
     /// Stops the thread and waits for it (an operation in progress finishes first).
     pub fn stop(self) {
-        drop(self.stop);
-        let _ = self.handle.join();
+        self.0.stop();
     }
 }
 

@@ -8,10 +8,7 @@
 use std::collections::BTreeMap;
 use std::mem;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
-use std::thread;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use super::format::{
     write_frame, RecordLocation, RecordType, COMMIT_FRAME_BYTES, END_FRAME_BYTES, FORMAT_VERSION,
@@ -24,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::layout::{next_segment_id, segment_path, WAL_DIR};
 use crate::locks::{lock, read, wait, write};
 use crate::options::{Options, SyncMode};
+use crate::periodic::Periodic;
 use crate::storage::{AppendFile, ReadView, Storage};
 
 /// A record to append: its type, frame flags and stored body.
@@ -154,7 +152,8 @@ pub struct Log {
     queue: Mutex<CommitQueue>,
     appender: Mutex<Appender>,
     segments: RwLock<BTreeMap<u64, SegmentState>>,
-    stop_sync_thread: Mutex<Option<mpsc::Sender<()>>>,
+    /// The interval sync of `SyncMode::Interval`, stopped on close.
+    sync_thread: Mutex<Option<Periodic>>,
 }
 
 impl Log {
@@ -209,7 +208,7 @@ impl Log {
             queue: Mutex::new(CommitQueue::default()),
             appender: Mutex::new(appender),
             segments: RwLock::new(segments),
-            stop_sync_thread: Mutex::new(None),
+            sync_thread: Mutex::new(None),
         });
         // Appends go to segments of the current format only: an older last segment is sealed
         // and continued in a new one.
@@ -218,7 +217,10 @@ impl Log {
             log.rotate(&mut lock(&log.appender))?;
         }
         if let SyncMode::Interval(interval) = options.sync {
-            start_sync_thread(&log, interval)?;
+            // A failed sync poisons the log; the next append reports it.
+            let thread = Periodic::start("aggrelog-sync", interval, &log, |log| drop(log.sync()))
+                .map_err(|e| Error::io(&log.wal_dir, e))?;
+            *lock(&log.sync_thread) = Some(thread);
         }
         Ok((log, scan))
     }
@@ -493,7 +495,9 @@ impl Log {
     /// Syncs and refuses further appends.
     pub fn close(&self) -> Result<()> {
         self.refuse(Refusal::Closed);
-        lock(&self.stop_sync_thread).take();
+        if let Some(thread) = lock(&self.sync_thread).take() {
+            thread.stop();
+        }
         self.sync()
     }
 
@@ -642,26 +646,4 @@ fn open_write(app: &Appender, buffer: &mut Vec<u8>) {
         0,
         &durable_through,
     );
-}
-
-/// Starts the thread that syncs every `interval` under [`SyncMode::Interval`]; it stops when the
-/// log is closed or dropped.
-fn start_sync_thread(log: &Arc<Log>, interval: Duration) -> Result<()> {
-    let (stop, stopped) = mpsc::channel::<()>();
-    let weak: Weak<Log> = Arc::downgrade(log);
-    thread::Builder::new()
-        .name("aggrelog-sync".into())
-        .spawn(move || loop {
-            match stopped.recv_timeout(interval) {
-                Err(RecvTimeoutError::Timeout) => match weak.upgrade() {
-                    // A failed sync poisons the log; the next append reports it.
-                    Some(log) => drop(log.sync()),
-                    None => return,
-                },
-                _ => return,
-            }
-        })
-        .map_err(|e| Error::io(&log.wal_dir, e))?;
-    *lock(&log.stop_sync_thread) = Some(stop);
-    Ok(())
 }
