@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use super::batch::{decompress_payload, BatchDecoder, Checksums, DeltaRecord};
 use super::format::RecordLocation;
 use super::format::{
-    decode_commit_body, decode_segment_header, RecordType, FLAG_ZSTD, FORMAT_VERSION,
+    decode_commit_body, decode_segment_header, RecordType, FLAG_ZSTD, OLDEST_READ_VERSION,
     SEGMENT_HEADER_BYTES,
 };
-use super::frame::{Frame, FrameScanner, ScanEvent};
+use super::frame::{DamagedRange, Frame, FrameScanner, ScanEvent};
 use super::records::{decode_seal_body, decode_state_body, StateBody};
 use crate::decode::{DecodeError, Decoded};
 use crate::error::{Error, Result};
@@ -106,7 +106,7 @@ pub struct SegmentExtent {
     pub file_len: u64,
     /// Whether its last valid frame is the end-of-segment record.
     pub sealed: bool,
-    /// Its format version (the current one when its header is damaged).
+    /// Its format version (the oldest one when its header is damaged).
     pub version: u32,
 }
 
@@ -205,7 +205,9 @@ impl Scanner<'_> {
             bytes,
             reason,
         };
-        let mut version = FORMAT_VERSION;
+        // A damaged header hides the version: judge by the oldest rule, under which any valid
+        // frame after damage proves it (never truncate on a guess).
+        let mut version = OLDEST_READ_VERSION;
         match decode_segment_header(&view) {
             Ok(found) if found.id == id => {
                 // Rotation syncs a segment's end record before creating the next: a later
@@ -253,17 +255,7 @@ impl Scanner<'_> {
                         self.corruption(damage(frame.offset, bytes, error.reason))?;
                     }
                 }
-                ScanEvent::Damage(d)
-                    if !d.followed_by_valid
-                        || (is_last
-                            && !proven_durable(
-                                &view,
-                                id,
-                                version,
-                                d.offset,
-                                d.offset + d.bytes,
-                            )) =>
-                {
+                ScanEvent::Damage(d) if unfinished_append(&view, id, version, is_last, &d) => {
                     // Nothing after the damage proves it durable: unsynced bytes that persisted
                     // in any order, up to the end of the segment (DESIGN.md, section 5, rule 1).
                     self.resolve_pending_tail()?;
@@ -353,6 +345,14 @@ impl Scanner<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether damage `d` of segment `id` is what an unfinished append leaves (section 5, rule 1):
+/// nothing valid follows it, or it lies in the last segment and nothing after it proves it
+/// durable.
+fn unfinished_append(view: &[u8], id: u64, version: u32, is_last: bool, d: &DamagedRange) -> bool {
+    let resume = d.offset + d.bytes;
+    !d.followed_by_valid || (is_last && !proven_durable(view, id, version, d.offset, resume))
 }
 
 /// Whether a record after damage at `damage_offset` of the last segment proves those bytes were
