@@ -46,7 +46,7 @@ use crate::varint::VarintError;
 use super::ModelError;
 
 /// The deepest nesting of arrays and objects that decodes (the outermost container is level 1).
-pub(crate) const MAX_DEPTH: usize = 128;
+pub const MAX_DEPTH: usize = 128;
 
 /// The value tags of the binary form (the table above); state records use the same ones.
 pub(crate) const TAG_NULL: u8 = 0;
