@@ -49,3 +49,64 @@ fn every_seed_keeps_every_acknowledged_batch_and_the_oracle_state() {
         );
     }
 }
+
+/// The runner checks any model against its own oracle, and catches one that is not
+/// order-independent: this register lets the delta that *arrives* last win.
+#[test]
+fn a_model_that_depends_on_arrival_order_is_caught() {
+    use aggrelog::testing::simulation::{run_model, Simulated};
+    use aggrelog::{DeltaKind, DeltaView, Model, ModelError};
+    use serde_json::Value;
+
+    #[derive(Clone)]
+    struct ArrivalWins;
+
+    impl Model for ArrivalWins {
+        type State = Option<Option<Vec<u8>>>;
+        type Output = Vec<u8>;
+        fn fold(&self, state: &mut Self::State, delta: DeltaView<'_>) -> Result<(), ModelError> {
+            *state = Some((delta.kind == DeltaKind::Patch).then(|| delta.body.to_vec()));
+            Ok(())
+        }
+        fn output(&self, state: &Self::State) -> Option<Vec<u8>> {
+            state.clone().flatten()
+        }
+        fn encode_state(&self, state: &Self::State, out: &mut Vec<u8>) {
+            if let Some(body) = state {
+                out.push(u8::from(body.is_some()));
+                out.extend_from_slice(body.as_deref().unwrap_or_default());
+            }
+        }
+        fn join_encoded_state(
+            &self,
+            state: &mut Self::State,
+            bytes: &[u8],
+        ) -> Result<(), ModelError> {
+            if let Some((&present, body)) = bytes.split_first() {
+                *state = Some((present == 1).then(|| body.to_vec()));
+            }
+            Ok(())
+        }
+        fn forget_below(&self, _state: &mut Self::State, _seal: u64) {}
+        fn is_empty(&self, state: &Self::State) -> bool {
+            state.is_none()
+        }
+    }
+
+    impl Simulated for ArrivalWins {
+        fn encode_patch(&self, patch: &Value) -> Vec<u8> {
+            patch.to_string().into_bytes()
+        }
+        fn expected(&self, deltas: &[Option<&Value>]) -> Option<Vec<u8>> {
+            deltas.last()?.map(|patch| patch.to_string().into_bytes())
+        }
+    }
+
+    let failures = (0..200)
+        .filter(|&seed| run_model(&random_scenario(seed, 100), ArrivalWins).is_err())
+        .count();
+    assert!(
+        failures > 0,
+        "no scenario caught a model that depends on arrival order"
+    );
+}

@@ -13,74 +13,73 @@
 //!   json-patch applied in seq order);
 //! - [`fuzzing`]: the bodies of the fuzz targets in `fuzz/`, as plain functions.
 //!
-//! An embedder's own model runs over the simulated disk like this: write, crash, reopen, and
-//! compare with what the model says the state must be.
+//! An embedder runs the simulation against their own model by saying how a scenario's JSON
+//! patch becomes one of its delta bodies and what the model's output must be
+//! ([`simulation::Simulated`]); every scenario then writes, crashes, recovers and compares:
 //!
 //! ```
-//! use std::path::Path;
-//! use std::sync::Arc;
+//! use aggrelog::testing::simulation::{random_scenario, run_model, Simulated};
+//! use aggrelog::{DeltaKind, DeltaView, Model, ModelError, Stamp};
+//! use serde_json::Value;
 //!
-//! use aggrelog::testing::SimStorage;
-//! use aggrelog::{Batch, DeltaKind, DeltaView, Db, Model, ModelError, Options, Stamp};
+//! /// A last-writer-wins register: the delta with the highest stamp wins, a delete included.
+//! #[derive(Clone)]
+//! struct Register;
 //!
-//! /// A counter of distinct deltas: order-independent, idempotent.
-//! #[derive(Clone, Copy)]
-//! struct Distinct;
-//!
-//! impl Model for Distinct {
-//!     type State = std::collections::BTreeSet<Stamp>;
-//!     type Output = usize;
+//! impl Model for Register {
+//!     type State = Option<(Stamp, Option<Vec<u8>>)>;
+//!     type Output = Vec<u8>;
 //!     fn fold(&self, state: &mut Self::State, delta: DeltaView<'_>) -> Result<(), ModelError> {
-//!         state.insert(delta.stamp);
+//!         if state.as_ref().is_none_or(|(newest, _)| delta.stamp > *newest) {
+//!             let body = (delta.kind == DeltaKind::Patch).then(|| delta.body.to_vec());
+//!             *state = Some((delta.stamp, body));
+//!         }
 //!         Ok(())
 //!     }
-//!     fn output(&self, state: &Self::State) -> Option<usize> {
-//!         Some(state.len())
+//!     fn output(&self, state: &Self::State) -> Option<Vec<u8>> {
+//!         state.as_ref().and_then(|(_, body)| body.clone())
 //!     }
 //!     fn encode_state(&self, state: &Self::State, out: &mut Vec<u8>) {
-//!         for stamp in state {
+//!         if let Some((stamp, body)) = state {
 //!             out.extend_from_slice(&stamp.seq.to_le_bytes());
 //!             out.extend_from_slice(&stamp.position.to_le_bytes());
 //!             out.extend_from_slice(&stamp.checksum.to_le_bytes());
+//!             out.push(u8::from(body.is_some()));
+//!             out.extend_from_slice(body.as_deref().unwrap_or_default());
 //!         }
 //!     }
 //!     fn join_encoded_state(&self, state: &mut Self::State, bytes: &[u8]) -> Result<(), ModelError> {
-//!         if bytes.len() % 16 != 0 {
-//!             return Err(ModelError::new(0, "state of a wrong length"));
+//!         if bytes.is_empty() {
+//!             return Ok(());
 //!         }
-//!         for part in bytes.chunks_exact(16) {
-//!             let seq = u64::from_le_bytes(part[..8].try_into().unwrap());
-//!             let position = u32::from_le_bytes(part[8..12].try_into().unwrap());
-//!             let checksum = u32::from_le_bytes(part[12..].try_into().unwrap());
-//!             state.insert(Stamp::new(seq, position, checksum));
-//!         }
-//!         Ok(())
+//!         let fixed = bytes.get(..17).ok_or_else(|| ModelError::new(0, "truncated state"))?;
+//!         let seq = u64::from_le_bytes(fixed[..8].try_into().expect("8 bytes"));
+//!         let position = u32::from_le_bytes(fixed[8..12].try_into().expect("4 bytes"));
+//!         let checksum = u32::from_le_bytes(fixed[12..16].try_into().expect("4 bytes"));
+//!         let kind = if fixed[16] == 1 { DeltaKind::Patch } else { DeltaKind::Delete };
+//!         let stamp = Stamp::new(seq, position, checksum);
+//!         self.fold(state, DeltaView { stamp, kind, body: &bytes[17..] })
 //!     }
 //!     fn forget_below(&self, _state: &mut Self::State, _seal: u64) {}
 //!     fn is_empty(&self, state: &Self::State) -> bool {
-//!         state.is_empty()
+//!         state.is_none()
 //!     }
 //! }
 //!
-//! # fn main() -> aggrelog::Result<()> {
-//! let dir = Path::new("/db");
-//! for seed in 0..20 {
-//!     let disk = SimStorage::new(seed);
-//!     let open = || Db::open_with(dir, Options::default(), Distinct, Arc::new(disk.clone()));
-//!     let db = open()?;
-//!     for seq in 1..=5 {
-//!         let mut batch = Batch::new();
-//!         batch.push_raw("counter", seq, DeltaKind::Patch, &[seq as u8])?;
-//!         db.write(&batch)?; // durable on return: it must survive the power loss
+//! impl Simulated for Register {
+//!     fn encode_patch(&self, patch: &Value) -> Vec<u8> {
+//!         patch.to_string().into_bytes()
 //!     }
-//!     db.compact()?;
-//!     disk.crash(); // a power loss: unsynced bytes torn, the process and its handles gone
-//!     drop(db);
-//!     let db = open()?;
-//!     assert_eq!(db.get("counter")?.map(|s| s.state), Some(5), "seed {seed}");
+//!     /// The last delta in stamp order decides.
+//!     fn expected(&self, deltas: &[Option<&Value>]) -> Option<Vec<u8>> {
+//!         deltas.last()?.map(|patch| patch.to_string().into_bytes())
+//!     }
 //! }
-//! # Ok(())
-//! # }
+//!
+//! for seed in 0..40 {
+//!     let outcome = run_model(&random_scenario(seed, 60), Register).expect("no invariant broken");
+//!     assert!(outcome.crashes >= 1);
+//! }
 //! ```
 //!
 //! Nothing here is needed to use aggrelog, and none of it is compiled without the feature.

@@ -3,15 +3,21 @@
 //! every recovery:
 //! (a) every acknowledged batch is wholly present;
 //! (b) no batch is partly present (each carries marker deltas at its first and last position);
-//! (c) every state equals the oracle (json-patch `merge` in seq order) over the present batches;
+//! (c) every state equals the oracle over the present batches (for [`MergePatch`], json-patch
+//! `merge` in seq order);
 //! and: a write after a failed write or sync is refused until reopen; after a mere crash, a
 //! strict open never reports corruption.
+//!
+//! [`run`] runs a scenario against [`MergePatch`]; [`run_model`] against any model that says how
+//! a scenario's JSON patch becomes one of its delta bodies and what its state must be
+//! ([`Simulated`]): an embedder checks their own model with the same scenarios and crashes.
 //!
 //! Used by `tests/simulation.rs` (seeded random scenarios; a failing seed is printed and rerun
 //! with `SIM_SEED=N cargo test --release --test simulation`) and the `ops_with_crash` fuzz target
 //! (scenarios decoded from bytes).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,7 +27,7 @@ use super::sim_storage::{FaultConfig, SimStorage};
 use crate::batch::Batch;
 use crate::db::Db;
 use crate::error::Error;
-use crate::model::MergePatch;
+use crate::model::{merge_patch, DeltaKind, MergePatch, Model};
 use crate::options::{Compression, Options, SyncMode};
 use crate::rng::Rng;
 
@@ -62,6 +68,44 @@ pub enum Op {
     Crash,
     /// Close cleanly, reopen and check.
     Reopen,
+}
+
+/// A model under simulation: how a scenario's patch becomes one of its delta bodies, and the
+/// oracle that says what an aggregate's output must be.
+pub trait Simulated: Model + Clone
+where
+    Self::Output: PartialEq + fmt::Debug,
+{
+    /// The body of a patch delta carrying `patch` (a JSON object).
+    fn encode_patch(&self, patch: &Value) -> Vec<u8>;
+
+    /// The output an aggregate must have after exactly `deltas`, given in stamp order
+    /// `(seq, position)` (`None`: a delete), computed independently of the engine. A patch as
+    /// the last delta must leave the aggregate present: each batch's marker aggregates tell
+    /// which batches survived a crash.
+    fn expected(&self, deltas: &[Option<&Value>]) -> Option<Self::Output>;
+}
+
+impl Simulated for MergePatch {
+    fn encode_patch(&self, patch: &Value) -> Vec<u8> {
+        let mut body = Vec::new();
+        // Scenario patches are objects of bounded depth: they always encode.
+        let encoded = merge_patch::encode_patch(patch, &mut body);
+        debug_assert!(encoded.is_ok(), "{encoded:?}");
+        body
+    }
+
+    /// json-patch's RFC 7396 `merge` in stamp order; a delete resets to absent.
+    fn expected(&self, deltas: &[Option<&Value>]) -> Option<Value> {
+        let mut state: Option<Value> = None;
+        for delta in deltas {
+            match delta {
+                Some(patch) => json_patch::merge(state.get_or_insert_with(|| json!({})), patch),
+                None => state = None,
+            }
+        }
+        state
+    }
 }
 
 /// A scenario: the batches that can be written and the steps to run.
@@ -231,18 +275,31 @@ struct Knowledge {
     poisoned: bool,
 }
 
-struct Run<'s> {
+struct Run<'s, M: Simulated>
+where
+    M::Output: PartialEq + fmt::Debug,
+{
     scenario: &'s Scenario,
+    model: M,
     storage: SimStorage,
     options: Options,
-    db: Option<Db>,
+    db: Option<Db<M>>,
     known: Knowledge,
     faults: FaultConfig,
     outcome: Outcome,
 }
 
-/// Runs a scenario; `Err` describes a violated invariant (a bug), with the seed.
+/// Runs a scenario against [`MergePatch`]; `Err` describes a violated invariant (a bug), with
+/// the seed.
 pub fn run(scenario: &Scenario) -> Result<Outcome, String> {
+    run_model(scenario, MergePatch)
+}
+
+/// Runs a scenario against `model`; `Err` describes a violated invariant, with the seed.
+pub fn run_model<M: Simulated>(scenario: &Scenario, model: M) -> Result<Outcome, String>
+where
+    M::Output: PartialEq + fmt::Debug,
+{
     let mut options = Options::default()
         .sync(SyncMode::Always)
         .segment_size_bytes(scenario.segment_size_bytes.max(4096))
@@ -255,6 +312,7 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, String> {
     options.compaction.max_unfolded_deltas = 3;
     let mut run = Run {
         scenario,
+        model,
         storage: SimStorage::new(scenario.seed),
         options,
         db: None,
@@ -271,7 +329,10 @@ pub fn run(scenario: &Scenario) -> Result<Outcome, String> {
         .map_err(|e| format!("seed {}: {e}", scenario.seed))
 }
 
-impl Run<'_> {
+impl<M: Simulated> Run<'_, M>
+where
+    M::Output: PartialEq + fmt::Debug,
+{
     fn all(&mut self) -> Result<(), String> {
         self.reopen(false)?;
         let trace = std::env::var_os("SIM_TRACE").is_some();
@@ -289,7 +350,7 @@ impl Run<'_> {
             .map_err(|e| format!("final crash: {e}"))
     }
 
-    fn db(&self) -> Result<&Db, String> {
+    fn db(&self) -> Result<&Db<M>, String> {
         self.db
             .as_ref()
             .ok_or_else(|| "no open database".to_string())
@@ -339,7 +400,10 @@ impl Run<'_> {
         let mut batch = Batch::new();
         for d in &self.scenario.batches[n] {
             let pushed = match &d.patch {
-                Some(patch) => batch.patch(&d.aggregate, d.seq, patch),
+                Some(patch) => {
+                    let body = self.model.encode_patch(patch);
+                    batch.push_raw(&d.aggregate, d.seq, DeltaKind::Patch, &body)
+                }
                 None => batch.delete(&d.aggregate, d.seq),
             };
             pushed.map_err(|e| format!("building batch {n}: {e}"))?;
@@ -387,7 +451,11 @@ impl Run<'_> {
             Err(e) => return Err(format!("get({id}) failed: {e}")),
         };
         if self.known.uncertain.is_empty() {
-            let expected = oracle(&self.scenario.batches, &self.known.acknowledged);
+            let expected = oracle(
+                &self.model,
+                &self.scenario.batches,
+                &self.known.acknowledged,
+            );
             if got.as_ref() != expected.get(id) {
                 return Err(format!(
                     "get({id}) = {got:?}, oracle {:?}",
@@ -400,7 +468,7 @@ impl Run<'_> {
 
     /// Maintenance may fail under injected faults. A failed append or log sync poisons the log
     /// (later writes fail, which `write` then learns); a failed checkpoint file write does not.
-    fn maintenance(&mut self, f: impl FnOnce(&Db) -> crate::Result<()>) -> Result<(), String> {
+    fn maintenance(&mut self, f: impl FnOnce(&Db<M>) -> crate::Result<()>) -> Result<(), String> {
         match f(self.db()?) {
             Err(e @ Error::Corruption { .. }) => {
                 Err(format!("maintenance reported corruption: {e}"))
@@ -430,7 +498,7 @@ impl Run<'_> {
         let mut last = String::new();
         for _ in 0..REOPEN_ATTEMPTS {
             let storage = Arc::new(self.storage.clone());
-            match Db::open_with(path, self.options.clone(), MergePatch, storage) {
+            match Db::open_with(path, self.options.clone(), self.model.clone(), storage) {
                 Ok(db) => {
                     self.db = Some(db);
                     self.known.poisoned = false;
@@ -501,7 +569,7 @@ impl Run<'_> {
         if let Some(extra) = present.difference(&possible).next() {
             return Err(format!("batch {extra} is present but was never written"));
         }
-        let expected = oracle(&self.scenario.batches, &present);
+        let expected = oracle(&self.model, &self.scenario.batches, &present);
         if states != expected {
             return Err(format!("state differs from the oracle over batches {present:?}:\n got {states:?}\nwant {expected:?}"));
         }
@@ -522,8 +590,15 @@ impl Run<'_> {
 }
 
 /// The model's definition, computed independently: the deltas of the given batches per
-/// aggregate, ordered by (seq, position), applied with json-patch's RFC 7396 `merge`.
-fn oracle(batches: &[Vec<SimDelta>], present: &BTreeSet<usize>) -> BTreeMap<String, (u64, Value)> {
+/// aggregate, ordered by (seq, position), handed to the model's oracle.
+fn oracle<M: Simulated>(
+    model: &M,
+    batches: &[Vec<SimDelta>],
+    present: &BTreeSet<usize>,
+) -> BTreeMap<String, (u64, M::Output)>
+where
+    M::Output: PartialEq + fmt::Debug,
+{
     let mut stamped: BTreeMap<&str, BTreeMap<(u64, usize), Option<&Value>>> = BTreeMap::new();
     for &n in present {
         for (position, d) in batches[n].iter().enumerate() {
@@ -534,15 +609,9 @@ fn oracle(batches: &[Vec<SimDelta>], present: &BTreeSet<usize>) -> BTreeMap<Stri
     let mut states = BTreeMap::new();
     for (id, chain) in stamped {
         let max_seq = chain.keys().map(|(seq, _)| *seq).max().unwrap_or(0);
-        let mut state: Option<Value> = None;
-        for patch in chain.values() {
-            match patch {
-                Some(p) => json_patch::merge(state.get_or_insert_with(|| json!({})), p),
-                None => state = None,
-            }
-        }
-        if let Some(state) = state {
-            states.insert(id.to_owned(), (max_seq, state));
+        let deltas: Vec<Option<&Value>> = chain.into_values().collect();
+        if let Some(output) = model.expected(&deltas) {
+            states.insert(id.to_owned(), (max_seq, output));
         }
     }
     states
