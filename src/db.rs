@@ -11,6 +11,7 @@ use crate::checkpoint::CheckpointMeta;
 use crate::compaction::{self, CompactionReport, Scope};
 use crate::engine::{AggregateState, Engine};
 use crate::error::{Error, Result};
+use crate::index::Index;
 use crate::index_builder::delta_refs;
 use crate::materialize::Materialize;
 use crate::model::{MergePatch, Model};
@@ -19,7 +20,7 @@ use crate::options::Options;
 use crate::scan::Scan;
 use crate::stats::{self, Stats};
 use crate::storage::{FsStorage, Storage};
-use crate::wal::batch::{compress_payload, BatchDecoder, Checksums};
+use crate::wal::batch::{compress_payload, BatchDecoder, Checksums, DeltaRecord};
 use crate::wal::format::{FLAG_ZSTD, FRAME_HEADER_BYTES};
 use crate::wal::log::NewRecord;
 use crate::wal::reader::DeltaReader;
@@ -98,8 +99,10 @@ impl<M: Model> Db<M> {
     }
 
     /// Writes `batch` atomically. Returns once it is committed under the configured sync mode;
-    /// from then on every reader sees it. Fails with [`Error::Sealed`] (writing nothing) if any
-    /// delta's seq is below the seal. Concurrent writers share one write and one fsync.
+    /// from then on every reader sees it. Fails with [`Error::Sealed`] (writing nothing) if a
+    /// delta's seq is below the seal, unless the database already holds that very delta unfolded
+    /// (a redelivered batch is accepted as a duplicate). Concurrent writers share one write and
+    /// one fsync.
     ///
     /// ```
     /// use aggrelog::{Batch, Db, Options};
@@ -144,9 +147,10 @@ impl<M: Model> Db<M> {
         let location = {
             let _gate = engine.gate_shared();
             let seal = engine.seal();
-            if let Some(low) = deltas.iter().find(|d| d.seq < seal) {
+            if let Some((position, low)) = first_new_below(&engine.index_read(), &deltas, seal) {
                 return Err(Error::Sealed {
                     aggregate: low.aggregate.to_owned(),
+                    position,
                     seq: low.seq,
                     seal,
                 });
@@ -290,4 +294,18 @@ impl<M: Model> Drop for Db<M> {
             worker.stop();
         }
     }
+}
+
+/// The first delta of a batch that is below the seal and not already held unfolded, with its
+/// position: what makes the batch a rejected one.
+fn first_new_below<'d, 'p>(
+    index: &Index,
+    deltas: &'d [DeltaRecord<'p>],
+    seal: u64,
+) -> Option<(u32, &'d DeltaRecord<'p>)> {
+    deltas.iter().enumerate().find_map(|(position, d)| {
+        let position = position as u32;
+        let held = d.seq >= seal || index.holds(d.aggregate, d.seq, position, d.checksum);
+        (!held).then_some((position, d))
+    })
 }

@@ -82,11 +82,14 @@ pub enum Error {
     #[error("internal error (a bug in aggrelog, please report it): {0}")]
     Internal(String),
 
-    /// A delta's seq is below the seal: such deltas are no longer accepted.
+    /// A new delta's seq is below the seal: such deltas are no longer accepted (a delta the
+    /// database already holds unfolded is accepted again as a duplicate).
     #[error("delta for {aggregate:?} has seq {seq}, below the seal at {seal}; it is rejected")]
     Sealed {
         /// The aggregate of the rejected delta.
         aggregate: String,
+        /// Its position in its batch.
+        position: u32,
         /// Its seq.
         seq: u64,
         /// The seal in force.

@@ -319,6 +319,20 @@ impl Index {
             .map(|slot| &self.entries[slot].chain)
     }
 
+    /// Whether an unfolded delta of `aggregate` has exactly this stamp `(seq, position,
+    /// checksum)`: the same delta, stored before (a state record's deltas are not known one by
+    /// one, so a folded delta is not found).
+    pub fn holds(&self, aggregate: &str, seq: u64, position: u32, checksum: u32) -> bool {
+        let Some(chain) = self.chain(aggregate) else {
+            return false;
+        };
+        let key = (seq, position, checksum);
+        chain
+            .deltas
+            .binary_search_by(|d| d.order_key().cmp(&key))
+            .is_ok()
+    }
+
     /// The aggregates with ids strictly after `after` (all if `None`), in id order. The first
     /// call after a new aggregate arrived sorts the ids (O(n log n)); later calls are a binary
     /// search.

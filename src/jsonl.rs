@@ -43,37 +43,64 @@ pub struct DeltaLine {
 
 /// Parses one line of the format.
 pub fn parse_line(line: &str) -> Result<DeltaLine, String> {
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
+    let value: Value = serde_json::from_str(line).map_err(|e| bad_json(&e))?;
     check_integer_literals(line)?;
     let Value::Object(mut fields) = value else {
         return Err("a line must be a JSON object".into());
     };
     let aggregate = take_aggregate(&mut fields)?;
     let seq = match fields.remove("seq") {
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .ok_or_else(|| format!("\"seq\" must be an unsigned 64-bit integer, got {n}"))?,
-        Some(other) => return Err(format!("\"seq\" must be an integer, got {other}")),
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
+            format!(
+                "\"seq\" must be an unsigned 64-bit integer, got {}",
+                echo(n)
+            )
+        })?,
+        Some(other) => return Err(format!("\"seq\" must be an integer, got {}", echo(other))),
         None => return Err("missing field \"seq\"".into()),
     };
     let patch = match (fields.remove("patch"), fields.remove("delete")) {
         (Some(Value::Object(patch)), None) => Some(Value::Object(patch)),
-        (Some(other), None) => return Err(format!("\"patch\" must be a JSON object, got {other}")),
+        (Some(other), None) => {
+            let reason = format!("\"patch\" must be a JSON object, got {}", echo(other));
+            return Err(reason);
+        }
         (None, Some(Value::Bool(true))) => None,
-        (None, Some(other)) => return Err(format!("\"delete\" must be true, got {other}")),
+        (None, Some(other)) => return Err(format!("\"delete\" must be true, got {}", echo(other))),
         (Some(_), Some(_)) => {
             return Err("a line has either \"patch\" or \"delete\", not both".into())
         }
         (None, None) => return Err("missing field \"patch\" (or \"delete\": true)".into()),
     };
     if let Some(unknown) = fields.keys().next() {
-        return Err(format!("unknown field {unknown:?}"));
+        return Err(format!("unknown field {}", echo(format!("{unknown:?}"))));
     }
     Ok(DeltaLine {
         aggregate,
         seq,
         patch,
     })
+}
+
+/// Longest stretch of input echoed in a reason, in characters.
+const ECHO_CHARS: usize = 200;
+
+/// A value as echoed in a reason: its JSON text, cut to about [`ECHO_CHARS`] characters.
+fn echo(value: impl std::fmt::Display) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(ECHO_CHARS) {
+        Some((at, _)) => format!("{}... ({} bytes)", &text[..at], text.len()),
+        None => text,
+    }
+}
+
+/// A JSON syntax error as a reason: where in the line (the caller names the line) and what.
+fn bad_json(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let what = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(what, _)| what);
+    format!("bad JSON at column {}: {what}", error.column())
 }
 
 /// Rejects an integer literal (no fraction, no exponent) that fits neither `i64` nor `u64`:
@@ -97,7 +124,8 @@ fn check_integer_literals(line: &str) -> Result<(), String> {
                 if is_integer && literal.parse::<i64>().is_err() && literal.parse::<u64>().is_err()
                 {
                     return Err(format!(
-                        "the integer {literal} does not fit in 64 bits (i64 or u64)"
+                        "the integer {} does not fit in 64 bits (i64 or u64)",
+                        echo(literal)
                     ));
                 }
             }
@@ -126,15 +154,34 @@ fn take_aggregate(fields: &mut Map<String, Value>) -> Result<String, String> {
             validate_aggregate_id(&id)?;
             Ok(id)
         }
-        Some(other) => Err(format!("\"aggregate\" must be a string, got {other}")),
+        Some(other) => Err(format!(
+            "\"aggregate\" must be a string, got {}",
+            echo(other)
+        )),
         None => Err("missing field \"aggregate\"".into()),
     }
+}
+
+/// A batch read from JSON Lines, with the 1-based line number of each delta (by position), so
+/// that a rejection of the batch can name the line.
+#[derive(Clone, Debug, Default)]
+pub struct NumberedBatch {
+    /// The deltas, in line order.
+    pub batch: Batch,
+    /// `lines[p]` is the line of the delta at position `p`.
+    pub lines: Vec<u64>,
 }
 
 /// Reads a whole JSON Lines stream into one batch. Fails on the first bad line, so a batch is
 /// either built from every line or not at all.
 pub fn read_batch(input: impl BufRead) -> Result<Batch, LineError> {
+    read_numbered_batch(input).map(|numbered| numbered.batch)
+}
+
+/// [`read_batch`], keeping each delta's line number.
+pub fn read_numbered_batch(input: impl BufRead) -> Result<NumberedBatch, LineError> {
     let mut batch = Batch::new();
+    let mut lines = Vec::new();
     for (n, line) in input.lines().enumerate() {
         let line_no = n as u64 + 1;
         let err = |reason: String| LineError {
@@ -151,8 +198,9 @@ pub fn read_batch(input: impl BufRead) -> Result<Batch, LineError> {
             None => batch.delete(&delta.aggregate, delta.seq),
         };
         pushed.map_err(|e| err(e.to_string()))?;
+        lines.push(line_no);
     }
-    Ok(batch)
+    Ok(NumberedBatch { batch, lines })
 }
 
 /// Renders a delta in the input format (used by `replay`): the inverse of [`parse_line`].
@@ -263,6 +311,30 @@ mod tests {
             assert_eq!(back.to_bits(), number.to_bits(), "{line}");
             checked += 1;
         }
+    }
+
+    #[test]
+    fn bad_json_names_the_column_once_and_long_values_are_cut() {
+        let reason = parse_line(r#"{"aggregate":"a","seq":1,"patch":{"x":}}"#).unwrap_err();
+        assert!(reason.starts_with("bad JSON at column 39: "), "{reason}");
+        assert!(!reason.contains("line"), "{reason}");
+        let long = format!(
+            r#"{{"aggregate":"a","seq":1,"patch":"{}"}}"#,
+            "x".repeat(5000)
+        );
+        let reason = parse_line(&long).unwrap_err();
+        assert!(
+            reason.len() < 300 && reason.ends_with("(5002 bytes)"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn numbered_batches_know_the_line_of_each_delta() {
+        let input = "{\"aggregate\":\"a\",\"seq\":1,\"patch\":{}}\n\n{\"aggregate\":\"b\",\"seq\":1,\"delete\":true}\n";
+        let numbered = read_numbered_batch(input.as_bytes()).unwrap();
+        assert_eq!(numbered.lines, [1, 3]);
+        assert_eq!(numbered.batch.len(), 2);
     }
 
     #[test]

@@ -284,3 +284,44 @@ fn reads_never_fail_while_compaction_deletes_segments() {
     assert!(deleted > 0, "compaction deleted segments during the reads");
     assert_eq!(scan_all(&db), oracle(&all));
 }
+
+/// At-least-once delivery: a batch redelivered after a seal below its seq is accepted as the
+/// duplicate it is while the database holds its deltas unfolded; a new delta below the seal is
+/// still rejected (naming its position), and so is a redelivery once compaction folded it.
+#[test]
+fn a_redelivered_batch_below_the_seal_is_a_duplicate_a_new_delta_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), options()).unwrap();
+    let old = vec![
+        patch("a", 3, json!({"x": 1})),
+        patch("b", 3, json!({"y": 2})),
+    ];
+    let fresh = patch("c", 20, json!({"z": 3}));
+    db.write(&batch_of(&old)).unwrap();
+    db.seal(10).unwrap();
+    let duplicates = db.stats().duplicates;
+    db.write(&batch_of(&old)).unwrap();
+    assert_eq!(db.stats().duplicates, duplicates + 2);
+    // The old deltas in their places plus a new one above the seal: accepted.
+    let mut mixed = old.clone();
+    mixed.push(fresh);
+    db.write(&batch_of(&mixed)).unwrap();
+    let mut redelivered_with_new = old.clone();
+    redelivered_with_new[1] = patch("b", 3, json!({"y": "changed"}));
+    match db.write(&batch_of(&redelivered_with_new)).unwrap_err() {
+        Error::Sealed {
+            aggregate,
+            position,
+            seq,
+            seal,
+        } => assert_eq!((aggregate.as_str(), position, seq, seal), ("b", 1, 3, 10)),
+        other => panic!("expected Sealed, got {other}"),
+    }
+    assert_eq!(db.get("b").unwrap().unwrap().state, json!({"y": 2}));
+    db.compact().unwrap();
+    assert!(matches!(
+        db.write(&batch_of(&old)),
+        Err(Error::Sealed { .. })
+    ));
+    assert_eq!(scan_all(&db), oracle(&[old, mixed]));
+}

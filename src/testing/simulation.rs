@@ -275,6 +275,13 @@ struct Knowledge {
     poisoned: bool,
 }
 
+impl Knowledge {
+    /// Whether batch `n` may be in the log already.
+    fn written(&self, n: usize) -> bool {
+        self.acknowledged.contains(&n) || self.uncertain.contains(&n)
+    }
+}
+
 struct Run<'s, M: Simulated>
 where
     M::Output: PartialEq + fmt::Debug,
@@ -420,7 +427,8 @@ where
             .unwrap_or(0);
         match self.db()?.write(&batch) {
             Ok(_) if self.known.poisoned => Err("a write succeeded after a failed one".into()),
-            Ok(_) if low_seq < self.known.seal => Err(format!(
+            // Below the seal only a redelivery of a batch already written is accepted.
+            Ok(_) if low_seq < self.known.seal && !self.known.written(n) => Err(format!(
                 "batch {n} with seq {low_seq} accepted below the seal {}",
                 self.known.seal
             )),

@@ -1,0 +1,140 @@
+//! `ingest`: each FILE committed as one atomic batch, in order, after every FILE was found
+//! readable; a summary on stderr at the end.
+
+use std::fs::File;
+use std::io::{self, BufReader};
+use std::time::{Duration, Instant};
+
+use aggrelog::jsonl::{read_numbered_batch, NumberedBatch};
+use aggrelog::{Compression, Db, Error, Options, SyncMode};
+use clap::Args;
+use serde_json::json;
+
+use crate::open::DbArgs;
+use crate::output::{emit, progress, Failure};
+
+/// Options of `ingest`.
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// When a batch is durable: "always" (fsync per commit), "never", or a sync interval
+    /// in milliseconds.
+    #[arg(long, default_value = "always")]
+    pub sync: String,
+    /// zstd-compress batch records of 4 KiB or more.
+    #[arg(long)]
+    pub compress: bool,
+    /// Do not run background compaction and automatic checkpoints while ingesting.
+    #[arg(long)]
+    pub no_compaction: bool,
+    /// JSON Lines files, one delta per line; "-" reads stdin. The database is created if
+    /// missing.
+    #[arg(required = true)]
+    pub files: Vec<String>,
+}
+
+/// Parses `--sync`.
+pub fn parse_sync(sync: &str) -> Result<SyncMode, Failure> {
+    match sync {
+        "always" => Ok(SyncMode::Always),
+        "never" => Ok(SyncMode::Never),
+        ms => ms
+            .parse::<u64>()
+            .map(|ms| SyncMode::Interval(Duration::from_millis(ms)))
+            .map_err(|_| {
+                Failure::new(format!(
+                    "--sync takes always, never or milliseconds, not {ms:?}"
+                ))
+            }),
+    }
+}
+
+/// What was committed so far.
+#[derive(Default)]
+struct Progress {
+    files: usize,
+    deltas: usize,
+}
+
+/// Runs `ingest`.
+pub fn ingest(args: &IngestArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let total_bytes = preflight(&args.files)?;
+    let options = Options::default()
+        .sync(parse_sync(&args.sync)?)
+        .compression(args.compress.then(Compression::default))
+        .background_compaction(!args.no_compaction);
+    let db = Db::open(&args.db.db, args.db.apply(options))?;
+    let bar = progress(total_bytes, "ingest");
+    let mut done = Progress::default();
+    let result = args.files.iter().try_for_each(|name| {
+        let deltas = ingest_file(&db, name)?;
+        done.files += 1;
+        done.deltas += deltas;
+        bar.inc(file_len(name));
+        Ok(())
+    });
+    bar.finish_and_clear();
+    let closed = db.close();
+    let summary = format!(
+        "{} of {} files committed, {} deltas, {:.1} s",
+        done.files,
+        args.files.len(),
+        done.deltas,
+        started.elapsed().as_secs_f64()
+    );
+    match result.and_then(|()| closed.map_err(Failure::from)) {
+        Ok(()) => {
+            eprintln!("{summary}");
+            Ok(())
+        }
+        Err(failure) if failure.is_closed_pipe() => Err(failure),
+        Err(failure) => Err(Failure::new(format!("{} ({summary})", failure.message))),
+    }
+}
+
+/// Checks that every FILE can be opened before anything is committed; returns their bytes.
+fn preflight(files: &[String]) -> Result<u64, Failure> {
+    let mut bytes = 0;
+    for name in files.iter().filter(|name| *name != "-") {
+        let file = File::open(name).map_err(|e| format!("{name}: cannot open: {e}"))?;
+        bytes += file.metadata().map_or(0, |m| m.len());
+    }
+    Ok(bytes)
+}
+
+fn file_len(name: &str) -> u64 {
+    std::fs::metadata(name).map_or(0, |m| m.len())
+}
+
+/// Commits one FILE as a batch and prints `{"batch":FILE,"deltas":N}`; a rejection names
+/// `FILE:LINE` where a line is to blame, `FILE` otherwise.
+fn ingest_file(db: &Db, name: &str) -> Result<usize, Failure> {
+    let numbered = read_file(name)?;
+    let receipt = db
+        .write(&numbered.batch)
+        .map_err(|e| rejection(name, &numbered, e))?;
+    emit(json!({"batch": name, "deltas": receipt.deltas}))?;
+    Ok(receipt.deltas)
+}
+
+fn read_file(name: &str) -> Result<NumberedBatch, Failure> {
+    let read = if name == "-" {
+        read_numbered_batch(io::stdin().lock())
+    } else {
+        let file = File::open(name).map_err(|e| format!("{name}: cannot open: {e}"))?;
+        read_numbered_batch(BufReader::with_capacity(1 << 20, file))
+    };
+    read.map_err(|e| Failure::new(format!("{name}:{}: {}", e.line, e.reason)))
+}
+
+fn rejection(name: &str, numbered: &NumberedBatch, error: Error) -> Failure {
+    match &error {
+        Error::Sealed { position, .. } => {
+            let line = numbered.lines.get(*position as usize).copied().unwrap_or(0);
+            Failure::new(format!("{name}:{line}: {error}"))
+        }
+        _ => Failure::new(format!("{name}: {error}")),
+    }
+}
