@@ -50,8 +50,13 @@ pub fn check(path: impl AsRef<Path>) -> Result<CheckReport> {
             path: dir.to_path_buf(),
         });
     }
-    let _lock = take_lock(&storage, dir)?;
     let wal_dir = dir.join(WAL_DIR);
+    if !storage.exists(&wal_dir).map_err(|e| Error::io(&wal_dir, e))? {
+        return Err(Error::NotADatabase {
+            path: dir.to_path_buf(),
+        });
+    }
+    let _lock = take_lock(&storage, dir)?;
     let mut bad_bodies = Vec::new();
     let from = RecordLocation::START;
     let scan = scan_log(&storage, &wal_dir, ScanPolicy::Check, from, &mut |record| {

@@ -49,6 +49,13 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The directory exists but holds no database, and creating one was not asked for.
+    #[error("{path} is not an aggrelog database (it has no wal/ directory)")]
+    NotADatabase {
+        /// The directory.
+        path: PathBuf,
+    },
+
     /// A caller-supplied value was rejected (bad id, oversized batch, bad options, ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),

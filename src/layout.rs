@@ -144,6 +144,22 @@ pub fn prepare_dir(storage: &dyn Storage, dir: &Path, options: &Options) -> Resu
     Ok(())
 }
 
+/// Fails with [`Error::NotADatabase`] when `dir` exists but holds no log and `options` do not
+/// allow creating a database: open must then leave no file behind.
+pub fn require_database(storage: &dyn Storage, dir: &Path, options: &Options) -> Result<()> {
+    let wal_dir = dir.join(WAL_DIR);
+    if options.create_if_missing
+        || storage
+            .exists(&wal_dir)
+            .map_err(|e| Error::io(&wal_dir, e))?
+    {
+        return Ok(());
+    }
+    Err(Error::NotADatabase {
+        path: dir.to_path_buf(),
+    })
+}
+
 /// Makes the entries of the database directory and its checkpoint directory durable: what open
 /// is about to rely on may have been created by a handle whose directory sync failed.
 pub fn sync_dirs(storage: &dyn Storage, dir: &Path) -> Result<()> {

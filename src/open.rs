@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::index::{Index, StateRef};
 use crate::index_builder::{delta_refs, IndexBuilder, PARALLEL_FROM_BYTES};
 use crate::layout::{
-    checkpoint_dir, index_location, prepare_dir, segment_lengths, sync_dirs, take_lock,
+    checkpoint_dir, index_location, prepare_dir, require_database, segment_lengths, sync_dirs,
+    take_lock,
 };
 use crate::model::Model;
 use crate::options::{Options, MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES};
@@ -30,6 +31,7 @@ pub(crate) fn open<M: Model>(
 ) -> Result<Engine<M>> {
     validate_options(&options)?;
     prepare_dir(&*storage, &dir, &options)?;
+    require_database(&*storage, &dir, &options)?;
     let lock = take_lock(&*storage, &dir)?;
     sync_dirs(&*storage, &dir)?;
     let mut report = OpenReport::default();
