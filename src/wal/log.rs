@@ -385,13 +385,6 @@ impl Log {
             .append(bytes)
             .map_err(|e| Error::io(&app.path, e))?;
         app.len += bytes.len() as u64;
-        debug_assert!(
-            app.len <= self.segment_size_bytes,
-            "segment {} grew to {} bytes, past its size {}",
-            app.segment,
-            app.len,
-            self.segment_size_bytes
-        );
         let mut segments = write(&self.segments);
         if let Some(state) = segments.get_mut(&app.segment) {
             state.len = app.len;
