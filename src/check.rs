@@ -51,7 +51,10 @@ pub fn check(path: impl AsRef<Path>) -> Result<CheckReport> {
         });
     }
     let wal_dir = dir.join(WAL_DIR);
-    if !storage.exists(&wal_dir).map_err(|e| Error::io(&wal_dir, e))? {
+    if !storage
+        .exists(&wal_dir)
+        .map_err(|e| Error::io(&wal_dir, e))?
+    {
         return Err(Error::NotADatabase {
             path: dir.to_path_buf(),
         });

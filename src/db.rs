@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::backup::{self, BackupReport};
 use crate::batch::Batch;
 use crate::checkpoint::write::{checkpoint_if_due, write_checkpoint};
 use crate::checkpoint::CheckpointMeta;
@@ -240,6 +241,15 @@ impl<M: Model> Db<M> {
     /// Makes every acknowledged write durable now (useful with `SyncMode::Interval`/`Never`).
     pub fn sync(&self) -> Result<()> {
         self.engine.log().sync()
+    }
+
+    /// Writes a point-in-time copy of the database into `dest` (a directory that must not
+    /// exist) while writers go on: every batch acknowledged before the call is in it, none
+    /// partly, and it opens like any database (DESIGN.md, section 5b2). Sealed segments and
+    /// checkpoints are hard-linked where the file system allows. Checkpoints and compaction
+    /// wait until it returns.
+    pub fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
+        backup::backup(&self.engine, dest.as_ref())
     }
 
     /// Writes a checkpoint now: later opens replay only the log after it.

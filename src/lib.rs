@@ -41,6 +41,7 @@
 
 // The public API is the `pub use` list below plus the `jsonl`, `model` and `storage` modules;
 // every other module is private. DESIGN.md, section 1, maps them.
+mod backup;
 mod batch;
 mod check;
 mod checkpoint;
@@ -74,6 +75,7 @@ mod worker;
 #[cfg(feature = "workload")]
 pub mod workload;
 
+pub use backup::BackupReport;
 pub use batch::Batch;
 pub use check::{check, CheckReport};
 pub use checkpoint::CheckpointMeta;

@@ -84,6 +84,14 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Write a point-in-time copy of the database into DEST (a new directory) and print
+    /// {"backup":DEST,"bytes":B,"linked_bytes":L}.
+    Backup {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The backup's directory; it must not exist.
+        dest: PathBuf,
+    },
     /// Declare that no new delta with a lower seq will arrive any more.
     Seal {
         #[command(flatten)]
@@ -139,6 +147,7 @@ fn run() -> i32 {
         Command::Checkpoint { db } => maintain::checkpoint(&db),
         Command::Compact { db } => maintain::compact(&db),
         Command::Seal { db, seq } => maintain::seal(&db, seq),
+        Command::Backup { db, dest } => maintain::backup(&db, &dest),
         Command::Demo => demo::run().map_err(Failure::from),
         Command::Bench(args) => ingest::parse_sync(&args.sync)
             .and_then(|sync| bench::run(&args, sync).map_err(Failure::from)),

@@ -1,5 +1,7 @@
 //! The maintenance commands: `checkpoint`, `compact` and `seal`.
 
+use std::path::Path;
+
 use serde_json::json;
 
 use crate::open::{open_existing, DbArgs};
@@ -54,6 +56,23 @@ pub fn seal(args: &DbArgs, seq: u64) -> Result<(), Failure> {
     }
     db.seal(seq)?;
     emit(json!({"seal": db.stats().seal}))?;
+    db.close()?;
+    Ok(())
+}
+
+/// `backup`: a point-in-time copy into a new directory.
+pub fn backup(args: &DbArgs, dest: &Path) -> Result<(), Failure> {
+    let db = open_existing(args)?;
+    let spinner = progress(0, "backing up");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let report = db.backup(dest);
+    spinner.finish_and_clear();
+    let report = report?;
+    emit(json!({
+        "backup": dest.display().to_string(),
+        "bytes": report.bytes,
+        "linked_bytes": report.linked_bytes,
+    }))?;
     db.close()?;
     Ok(())
 }

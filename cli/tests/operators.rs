@@ -285,3 +285,34 @@ fn commands_on_a_directory_that_is_not_a_database_leave_nothing_behind() {
         "nothing created"
     );
 }
+
+#[test]
+fn backup_writes_a_copy_that_opens_with_the_same_states() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let db = db.to_str().unwrap();
+    for n in 0..5 {
+        let file = write_file(tmp.path(), &format!("b{n}.jsonl"), &line("a", n + 1, n));
+        assert!(aggrelog(&["ingest", "--db", db, &file]).status.success());
+    }
+    assert!(aggrelog(&["checkpoint", "--db", db]).status.success());
+    let dest = tmp.path().join("copy");
+    let dest = dest.to_str().unwrap();
+    let out = aggrelog(&["backup", "--db", db, dest]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["backup"], dest);
+    assert!(report["bytes"].as_u64().unwrap() > 0);
+    assert!(
+        report["linked_bytes"].as_u64().unwrap() > 0,
+        "the checkpoint is linked"
+    );
+    assert_eq!(
+        text(&aggrelog(&["scan", "--db", dest]).stdout),
+        text(&aggrelog(&["scan", "--db", db]).stdout)
+    );
+    assert!(aggrelog(&["check", "--db", dest]).status.success());
+    let again = aggrelog(&["backup", "--db", db, dest]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again.stderr).contains("exists"));
+}

@@ -117,6 +117,10 @@ impl Storage for FsStorage {
         File::open(dir)?.sync_all()
     }
 
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::hard_link(from, to)
+    }
+
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn DirLock>>> {
         let file = OpenOptions::new()
             .read(true)

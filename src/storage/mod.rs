@@ -133,4 +133,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Takes an exclusive lock on `path` (created if missing); `Ok(None)` when someone else,
     /// in this process or another, holds it.
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn DirLock>>>;
+    /// Makes `to` a second name of the file `from` (a hard link), or fails; `to` must not exist.
+    /// Backups link immutable files when they can and copy them otherwise. The default says
+    /// the storage cannot.
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let _ = (from, to);
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
