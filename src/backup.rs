@@ -9,8 +9,8 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::layout::{checkpoint_dir, prepare_dir, LOCK_FILE, WAL_DIR};
 use crate::model::Model;
+use crate::open::is_vanished_file;
 use crate::options::Options;
-use crate::storage::Storage;
 use crate::wal::RecordLocation;
 
 /// What [`Db::backup`](crate::Db::backup) wrote.
@@ -35,6 +35,9 @@ struct Part {
     to: PathBuf,
     bytes: u64,
     immutable: bool,
+    /// A segment: its id, read through the log's (possibly already mapped) view; a checkpoint
+    /// is read from its file, and skipped if a writer in another process deleted it meanwhile.
+    segment: Option<u64>,
 }
 
 /// Writes the backup of `engine` into `dest`, which must not exist.
@@ -46,8 +49,9 @@ pub(crate) fn backup<M: Model>(engine: &Engine<M>, dest: &Path) -> Result<Backup
             dest.display()
         )));
     }
-    // No checkpoint or compaction while the parts are listed and copied: none of them is
-    // deleted or rewritten meanwhile.
+    // No checkpoint or compaction of this handle while the parts are listed and copied: none
+    // of them is deleted or rewritten meanwhile. (A read-only handle copies the segments it
+    // has mapped, which a writer elsewhere deleting them does not change.)
     let _maintenance = engine.maintenance();
     let end = engine.log().end();
     let parts = parts(engine, dest, end)?;
@@ -64,8 +68,14 @@ pub(crate) fn backup<M: Model>(engine: &Engine<M>, dest: &Path) -> Result<Backup
             .map_err(|e| Error::io(&dir, e))?;
     }
     for part in &parts {
-        report.linked_bytes += place(storage, part)?;
-        report.bytes += part.bytes;
+        match place(engine, part) {
+            Ok(linked) => {
+                report.linked_bytes += linked;
+                report.bytes += part.bytes;
+            }
+            Err(e) if part.segment.is_none() && is_vanished_file(&e) => {}
+            Err(e) => return Err(e),
+        }
     }
     let lock = dest.join(LOCK_FILE);
     storage
@@ -93,6 +103,7 @@ fn parts<M: Model>(engine: &Engine<M>, dest: &Path, end: RecordLocation) -> Resu
             from: path,
             bytes: if sealed { len } else { end.offset },
             immutable: sealed,
+            segment: Some(id),
         });
     }
     let source_checkpoints = checkpoint_dir(engine.dir());
@@ -100,29 +111,33 @@ fn parts<M: Model>(engine: &Engine<M>, dest: &Path, end: RecordLocation) -> Resu
     for (_, path) in listing.checkpoints {
         let storage = engine.storage();
         let usable = checkpoint::load(storage, &path).is_ok_and(|c| c.meta.position <= end);
-        if !usable {
+        let Some(bytes) = usable.then(|| storage.file_len(&path).ok()).flatten() else {
             continue;
-        }
-        let bytes = storage.file_len(&path).map_err(|e| Error::io(&path, e))?;
+        };
         let name = path.file_name().map(PathBuf::from).unwrap_or_default();
         parts.push(Part {
             to: checkpoint_dir(dest).join(name),
             from: path,
             bytes,
             immutable: true,
+            segment: None,
         });
     }
     Ok(parts)
 }
 
 /// Links or copies one part and makes it durable; returns the bytes linked.
-fn place(storage: &dyn Storage, part: &Part) -> Result<u64> {
+fn place<M: Model>(engine: &Engine<M>, part: &Part) -> Result<u64> {
+    let storage = engine.storage();
     if part.immutable && storage.hard_link(&part.from, &part.to).is_ok() {
         return Ok(part.bytes);
     }
-    let view = storage
-        .read_view(&part.from, part.bytes)
-        .map_err(|e| Error::io(&part.from, e))?;
+    let view = match part.segment {
+        Some(id) => engine.log().view(id, part.bytes)?,
+        None => storage
+            .read_view(&part.from, part.bytes)
+            .map_err(|e| Error::io(&part.from, e))?,
+    };
     let mut file = storage
         .create_new(&part.to)
         .map_err(|e| Error::io(&part.to, e))?;

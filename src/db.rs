@@ -16,7 +16,7 @@ use crate::index::Index;
 use crate::index_builder::delta_refs;
 use crate::materialize::Materialize;
 use crate::model::{MergePatch, Model};
-use crate::open::open;
+use crate::open::{open, open_read_only, Access};
 use crate::options::Options;
 use crate::scan::Scan;
 use crate::stats::{self, Stats};
@@ -73,7 +73,65 @@ impl Db<MergePatch> {
     }
 }
 
+impl Db<MergePatch> {
+    /// Opens the database in `path` read-only, beside a writer that may be running in another
+    /// process (DESIGN.md, section 6b): it takes no lock, writes and truncates nothing and
+    /// needs only read permission. It sees every batch written before it opened;
+    /// [`Db::refresh`] catches up with later ones. Compaction in the writer may delete segments
+    /// it reads: they stay readable (mapped) until a refresh finds nothing points into them.
+    /// Every method that would write fails with [`Error::ReadOnly`].
+    ///
+    /// ```
+    /// use aggrelog::{Batch, Db, Options};
+    /// use serde_json::json;
+    ///
+    /// # fn main() -> aggrelog::Result<()> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let writer = Db::open(dir.path(), Options::default())?;
+    /// writer.write(Batch::new().patch("a", 1, &json!({"x": 1}))?)?;
+    /// let reader = Db::open_read_only(dir.path(), Options::default())?; // beside the writer
+    /// writer.write(Batch::new().patch("a", 2, &json!({"x": 2}))?)?;
+    /// assert_eq!(reader.get("a")?.unwrap().seq, 1);
+    /// reader.refresh()?;
+    /// assert_eq!(reader.get("a")?.unwrap().seq, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open_read_only(path: impl AsRef<Path>, options: Options) -> Result<Self> {
+        Db::open_read_only_with(path, options, MergePatch, Arc::new(FsStorage))
+    }
+}
+
+impl<M: Model + Clone> Db<M> {
+    /// [`Db::open_read_only`] with a custom model and storage.
+    pub fn open_read_only_with(
+        path: impl AsRef<Path>,
+        options: Options,
+        model: M,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Self> {
+        let dir = path.as_ref().to_path_buf();
+        let engine = open_read_only(dir, options, model, storage)?;
+        Ok(Db {
+            engine: Arc::new(engine),
+            worker: None,
+        })
+    }
+}
+
 impl<M: Model> Db<M> {
+    /// Reads what the writer appended since this read-only handle opened or last refreshed,
+    /// and returns the number of batch records read. Fails with `InvalidInput` on a writing
+    /// handle (it sees every write already).
+    pub fn refresh(&self) -> Result<u64> {
+        self.engine.refresh()
+    }
+
+    /// Whether this handle was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.engine.is_read_only()
+    }
+
     /// Opens the database with a custom model and storage implementation.
     ///
     /// Recovery loads the newest valid checkpoint (falling back to the previous one, then to a
@@ -84,7 +142,8 @@ impl<M: Model> Db<M> {
         model: M,
         storage: Arc<dyn Storage>,
     ) -> Result<Self> {
-        let engine = Arc::new(open(path.as_ref().to_path_buf(), options, model, storage)?);
+        let dir = path.as_ref().to_path_buf();
+        let engine = Arc::new(open(dir, options, model, storage, Access::Write)?);
         let worker = engine
             .options()
             .compaction

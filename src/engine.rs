@@ -85,7 +85,8 @@ pub(crate) struct EngineParts<M: Model> {
     pub last_checkpoint: Option<CheckpointMeta>,
     pub next_checkpoint: u64,
     pub open_report: OpenReport,
-    pub lock: Box<dyn DirLock>,
+    /// The writer's directory lock; `None` for a read-only engine.
+    pub lock: Option<Box<dyn DirLock>>,
 }
 
 /// Engine state shared by the handle, its readers and the background worker.
@@ -115,7 +116,8 @@ pub(crate) struct Engine<M: Model> {
     /// Set when the handle closes: background work stops at its next step.
     closing: AtomicBool,
     open_report: OpenReport,
-    _lock: Box<dyn DirLock>,
+    /// The writer's directory lock; `None` for a read-only engine.
+    lock: Option<Box<dyn DirLock>>,
 }
 
 impl<M: Model> Engine<M> {
@@ -144,8 +146,13 @@ impl<M: Model> Engine<M> {
             }),
             closing: AtomicBool::new(false),
             open_report: parts.open_report,
-            _lock: parts.lock,
+            lock: parts.lock,
         }
+    }
+
+    /// Whether this engine only reads (opened beside a writer, without the lock).
+    pub fn is_read_only(&self) -> bool {
+        self.lock.is_none()
     }
 
     /// The database directory.
@@ -247,6 +254,14 @@ impl<M: Model> Engine<M> {
             .fetch_add(stored_bytes, Ordering::Relaxed);
         self.bytes_since_checkpoint
             .fetch_add(stored_bytes, Ordering::Relaxed);
+    }
+
+    /// Counts `batches` batch records read by a refresh, with `top_seq` the highest seq of any
+    /// record read, and a seal read with them.
+    pub fn count_refresh(&self, batches: u64, top_seq: u64, seal: u64) {
+        self.batches.fetch_add(batches, Ordering::Relaxed);
+        self.max_seq.fetch_max(top_seq, Ordering::SeqCst);
+        self.seal.fetch_max(seal, Ordering::SeqCst);
     }
 
     /// Whether enough log was written since the last checkpoint for an automatic one.

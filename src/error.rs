@@ -114,6 +114,11 @@ pub enum Error {
         oldest: u64,
     },
 
+    /// The handle was opened read-only ([`Db::open_read_only`](crate::Db::open_read_only)):
+    /// it never writes.
+    #[error("database is open read-only")]
+    ReadOnly,
+
     /// The database has been closed.
     #[error("database is closed")]
     Closed,

@@ -18,7 +18,8 @@ use hashbrown::DefaultHashBuilder;
 
 use crate::index::{DeltaRef, Index, StateRef};
 use crate::layout::index_location;
-use crate::wal::BatchRecord;
+use crate::wal::records::StateBody;
+use crate::wal::{BatchRecord, RecordLocation};
 
 /// Logs shorter than this are indexed on the replaying thread (threads would cost more).
 pub(crate) const PARALLEL_FROM_BYTES: u64 = 16 << 20;
@@ -48,6 +49,22 @@ pub(crate) fn delta_refs<'a>(
             };
             (delta.aggregate, delta_ref)
         })
+}
+
+/// The index reference of a state record at `location` of `frame_bytes` bytes.
+pub(crate) fn state_ref(
+    location: RecordLocation,
+    frame_bytes: u64,
+    body: &StateBody<'_>,
+) -> StateRef {
+    let (segment, record_offset) = index_location(location.segment, location.offset);
+    StateRef {
+        segment,
+        record_offset,
+        len: frame_bytes as u32,
+        horizon: body.horizon,
+        max_seq: body.max_seq,
+    }
 }
 
 /// What a part's thread applies, in log order.

@@ -61,6 +61,7 @@ pub mod model;
 mod open;
 mod options;
 mod periodic;
+mod refresh;
 #[cfg(feature = "workload")]
 mod rng;
 mod scan;

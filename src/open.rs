@@ -10,11 +10,10 @@ use crate::checkpoint::format::{self as checkpoint, CheckpointMeta};
 use crate::checkpoint::validate::newest_valid_checkpoint;
 use crate::engine::{Counters, Engine, EngineParts, OpenReport};
 use crate::error::{Error, Result};
-use crate::index::{Index, StateRef};
-use crate::index_builder::{delta_refs, IndexBuilder, PARALLEL_FROM_BYTES};
+use crate::index::Index;
+use crate::index_builder::{delta_refs, state_ref, IndexBuilder, PARALLEL_FROM_BYTES};
 use crate::layout::{
-    checkpoint_dir, index_location, prepare_dir, require_database, segment_lengths, sync_dirs,
-    take_lock,
+    checkpoint_dir, prepare_dir, require_database, segment_lengths, sync_dirs, take_lock,
 };
 use crate::model::Model;
 use crate::options::{Options, MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES};
@@ -22,18 +21,66 @@ use crate::storage::Storage;
 use crate::wal::recovery::LogRecord;
 use crate::wal::{Log, RecordLocation};
 
+/// How a database is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// The one writer: takes the lock, recovers (truncating a torn tail), appends.
+    Write,
+    /// A reader beside a writer (DESIGN.md, section 6b): no lock, nothing written.
+    ReadOnly,
+}
+
+/// Attempts of a read-only open that a concurrent compaction (deleting a file between its
+/// listing and its reading) made fail.
+const READ_ONLY_ATTEMPTS: usize = 8;
+
+/// Opens the database in `dir` read-only, retrying when the writer's compaction deleted a file
+/// between its listing and its reading.
+pub(crate) fn open_read_only<M: Model + Clone>(
+    dir: PathBuf,
+    options: Options,
+    model: M,
+    storage: Arc<dyn Storage>,
+) -> Result<Engine<M>> {
+    let mut attempt = 1;
+    loop {
+        let (dir, options, model) = (dir.clone(), options.clone(), model.clone());
+        match open(dir, options, model, Arc::clone(&storage), Access::ReadOnly) {
+            Err(error) if attempt < READ_ONLY_ATTEMPTS && is_vanished_file(&error) => attempt += 1,
+            opened => return opened,
+        }
+    }
+}
+
+/// Whether `error` is a file that disappeared under a reader (the writer deleted it).
+pub(crate) fn is_vanished_file(error: &Error) -> bool {
+    matches!(error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// Opens the database in `dir`: recovery as DESIGN.md describes it, then the engine.
 pub(crate) fn open<M: Model>(
     dir: PathBuf,
     options: Options,
     model: M,
     storage: Arc<dyn Storage>,
+    access: Access,
 ) -> Result<Engine<M>> {
     validate_options(&options)?;
-    prepare_dir(&*storage, &dir, &options)?;
-    require_database(&*storage, &dir, &options)?;
-    let lock = take_lock(&*storage, &dir)?;
-    sync_dirs(&*storage, &dir)?;
+    let lock = match access {
+        Access::Write => {
+            prepare_dir(&*storage, &dir, &options)?;
+            require_database(&*storage, &dir, &options)?;
+            let lock = take_lock(&*storage, &dir)?;
+            sync_dirs(&*storage, &dir)?;
+            Some(lock)
+        }
+        Access::ReadOnly => {
+            let existing = options.clone().create_if_missing(false);
+            prepare_dir(&*storage, &dir, &existing)?;
+            require_database(&*storage, &dir, &existing)?;
+            None
+        }
+    };
     let mut report = OpenReport::default();
     let (checkpoint, rejected) = newest_valid_checkpoint(&*storage, &dir)?;
     report.checkpoints_rejected = rejected;
@@ -51,22 +98,31 @@ pub(crate) fn open<M: Model>(
     let parts = index_parts(&*storage, &dir, from)?;
     let (opened, index) = std::thread::scope(|scope| {
         let mut builder = IndexBuilder::start(scope, index, parts);
-        let opened = Log::open(Arc::clone(&storage), &dir, &options, from, &mut |r| {
-            recovered.apply(r, &mut builder)
-        });
+        let mut apply = |r: &LogRecord<'_>| recovered.apply(r, &mut builder);
+        let opened = match access {
+            Access::Write => Log::open(Arc::clone(&storage), &dir, &options, from, &mut apply),
+            Access::ReadOnly => {
+                Log::open_read_only(Arc::clone(&storage), &dir, &options, from, &mut apply)
+            }
+        };
         (opened, builder.finish())
     });
     let (log, scan) = opened?;
     for torn in scan.torn.iter().chain(&scan.incomplete_segment) {
-        log::warn!("dropped a torn tail: {torn}");
+        match access {
+            Access::Write => log::warn!("dropped a torn tail: {torn}"),
+            Access::ReadOnly => log::debug!("not reading an unfinished append: {torn}"),
+        }
     }
     for damage in &scan.damage {
         log::warn!("skipped corrupt data: {damage}");
     }
-    report.torn_bytes_dropped = [&scan.torn, &scan.incomplete_segment]
-        .iter()
-        .filter_map(|d| d.as_ref().map(|d| d.bytes))
-        .sum();
+    if access == Access::Write {
+        report.torn_bytes_dropped = [&scan.torn, &scan.incomplete_segment]
+            .iter()
+            .filter_map(|d| d.as_ref().map(|d| d.bytes))
+            .sum();
+    }
     report.skipped = scan.damage;
     recovered.counters.batches = recovered.counters.batches.saturating_add(scan.batches);
     let next_checkpoint = next_checkpoint_number(&*storage, &dir)?;
@@ -139,15 +195,7 @@ impl Recovered {
                 frame_bytes,
                 body,
             } => {
-                let (segment, record_offset) = index_location(location.segment, location.offset);
-                let state = StateRef {
-                    segment,
-                    record_offset,
-                    len: *frame_bytes as u32,
-                    horizon: body.horizon,
-                    max_seq: body.max_seq,
-                };
-                index.state(body.aggregate, state);
+                index.state(body.aggregate, state_ref(*location, *frame_bytes, body));
                 counters.max_seq = counters.max_seq.max(body.max_seq);
             }
             LogRecord::Seal { seal } => counters.seal = counters.seal.max(*seal),

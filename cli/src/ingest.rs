@@ -10,7 +10,7 @@ use aggrelog::{Compression, Db, Error, Options, SyncMode};
 use clap::Args;
 use serde_json::json;
 
-use crate::open::DbArgs;
+use crate::open::{open_writer, DbArgs};
 use crate::output::{emit, progress, Failure};
 
 /// Options of `ingest`.
@@ -65,7 +65,7 @@ pub fn ingest(args: &IngestArgs) -> Result<(), Failure> {
         .sync(parse_sync(&args.sync)?)
         .compression(args.compress.then(Compression::default))
         .background_compaction(!args.no_compaction);
-    let db = Db::open(&args.db.db, args.db.apply(options))?;
+    let db = open_writer(&args.db.db, args.db.apply(options), args.db.lock_wait)?;
     let bar = progress(total_bytes, "ingest");
     let mut done = Progress::default();
     let result = args.files.iter().try_for_each(|name| {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::open::{open_existing, DbArgs};
+use crate::open::{open_existing, open_reader, DbArgs};
 use crate::output::{emit, progress, Failure};
 
 /// `checkpoint`: writes one now.
@@ -60,9 +60,9 @@ pub fn seal(args: &DbArgs, seq: u64) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `backup`: a point-in-time copy into a new directory.
+/// `backup`: a point-in-time copy into a new directory, read beside a writer if one runs.
 pub fn backup(args: &DbArgs, dest: &Path) -> Result<(), Failure> {
-    let db = open_existing(args)?;
+    let db = open_reader(args)?;
     let spinner = progress(0, "backing up");
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let report = db.backup(dest);

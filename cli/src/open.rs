@@ -1,9 +1,11 @@
 //! Opening the database for a command: the `--db` and `--recovery` options every command that
 //! opens shares.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
 
-use aggrelog::{Db, Options, RecoveryMode};
+use aggrelog::{Db, Error, Options, RecoveryMode};
 use clap::{Args, ValueEnum};
 
 use crate::output::Failure;
@@ -27,6 +29,21 @@ pub struct DbArgs {
     /// opens, and reports each range skipped on stderr.
     #[arg(long, value_enum, default_value = "strict")]
     pub recovery: Recovery,
+    /// Commands that write: wait up to SECONDS for another writer to release the database
+    /// (default 0: fail at once). Read commands never wait: they read beside the writer.
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = parse_seconds)]
+    pub lock_wait: Duration,
+}
+
+/// How often a waiting writer tries the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(100);
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
 }
 
 impl DbArgs {
@@ -39,12 +56,36 @@ impl DbArgs {
     }
 }
 
-/// Opens an existing database for a short command: no background maintenance thread, no
-/// automatic checkpoint. What recovery dropped or skipped reaches stderr through the log.
-pub fn open_existing(args: &DbArgs) -> Result<Db, Failure> {
+/// Options of a short command: an existing database, no background maintenance thread, no
+/// automatic checkpoint.
+fn short_command(args: &DbArgs) -> Options {
     let options = Options::default()
         .create_if_missing(false)
         .background_compaction(false)
         .checkpoint_every_bytes(0);
-    Ok(Db::open(&args.db, args.apply(options))?)
+    args.apply(options)
+}
+
+/// Opens an existing database to change it, waiting up to `lock_wait` for another writer to
+/// let go of it. What recovery dropped or skipped reaches stderr through the log.
+pub fn open_existing(args: &DbArgs) -> Result<Db, Failure> {
+    open_writer(&args.db, short_command(args), args.lock_wait)
+}
+
+/// Opens a database to write, waiting up to `lock_wait` for another writer to let go of it.
+pub fn open_writer(db: &Path, options: Options, lock_wait: Duration) -> Result<Db, Failure> {
+    let deadline = Instant::now() + lock_wait;
+    loop {
+        match Db::open(db, options.clone()) {
+            Err(Error::Locked { .. }) if Instant::now() < deadline => {
+                thread::sleep(LOCK_POLL);
+            }
+            opened => return Ok(opened?),
+        }
+    }
+}
+
+/// Opens an existing database to read, beside a writer if one runs: no lock, nothing written.
+pub fn open_reader(args: &DbArgs) -> Result<Db, Failure> {
+    Ok(Db::open_read_only(&args.db, short_command(args))?)
 }

@@ -10,7 +10,7 @@ use aggrelog::model::{binary, DeltaKind};
 use aggrelog::{AggregateState, CheckReport, RecordLocation};
 use serde_json::{json, Value};
 
-use crate::open::{open_existing, DbArgs};
+use crate::open::{open_reader, DbArgs};
 use crate::output::{cut, emit, Failure, EXIT_ABSENT, EXIT_FAILURE};
 
 fn state_line(id: &str, state: &AggregateState) -> String {
@@ -24,7 +24,7 @@ fn state_line(id: &str, state: &AggregateState) -> String {
 
 /// `get`: one aggregate's state, exit 1 when absent.
 pub fn get(args: &DbArgs, id: &str, as_of: Option<u64>) -> Result<(), Failure> {
-    let db = open_existing(args)?;
+    let db = open_reader(args)?;
     match db.get_as_of(id, as_of.unwrap_or(u64::MAX))? {
         Some(state) => emit(state_line(id, &state)),
         None => Err(Failure {
@@ -42,7 +42,7 @@ pub fn get(args: &DbArgs, id: &str, as_of: Option<u64>) -> Result<(), Failure> {
 
 /// `scan`: every live aggregate in id order.
 pub fn scan(args: &DbArgs) -> Result<(), Failure> {
-    let db = open_existing(args)?;
+    let db = open_reader(args)?;
     let mut out = BufWriter::new(io::stdout().lock());
     for item in db.scan() {
         let (id, state) = item?;
@@ -54,7 +54,7 @@ pub fn scan(args: &DbArgs) -> Result<(), Failure> {
 
 /// `replay`: every delta in log order in the input format, and a summary on stderr.
 pub fn replay(args: &DbArgs) -> Result<(), Failure> {
-    let db = open_existing(args)?;
+    let db = open_reader(args)?;
     let started = Instant::now();
     let mut out = BufWriter::new(io::stdout().lock());
     let mut replay = db.replay(RecordLocation::START);
@@ -159,7 +159,7 @@ fn print_check(report: &CheckReport) -> Result<(), Failure> {
 
 /// `stats`: the counters as one JSON object.
 pub fn stats(args: &DbArgs) -> Result<(), Failure> {
-    let db = open_existing(args)?;
+    let db = open_reader(args)?;
     let stats = db.stats();
     let checkpoint = stats.checkpoint.map(|c| {
         json!({

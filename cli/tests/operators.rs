@@ -223,23 +223,29 @@ fn library_log_records_reach_stderr_under_a_filter() {
         let mut f = fs::OpenOptions::new().append(true).open(&segment).unwrap();
         f.write_all(&[0x5a; 7]).unwrap();
     };
+    let clean_len = fs::metadata(&segment).unwrap().len();
     torn();
-    let out = aggrelog(&["stats", "--db", db_arg]);
+    // A read command reads beside a writer and truncates nothing: it says nothing either.
+    let read = aggrelog(&["stats", "--db", db_arg]);
+    assert_eq!(text(&read.stderr), "");
+    assert_eq!(fs::metadata(&segment).unwrap().len(), clean_len + 7);
+    // A writing command recovers: the library's record of it reaches stderr.
+    let out = aggrelog(&["checkpoint", "--db", db_arg]);
     let err = text(&out.stderr);
     assert!(
         err.starts_with("aggrelog: warn: dropped a torn tail"),
         "{err}"
     );
+    assert_eq!(fs::metadata(&segment).unwrap().len(), clean_len);
     torn();
     let quiet = Command::new(env!("CARGO_BIN_EXE_aggrelog"))
-        .args(["stats", "--db", db_arg])
+        .args(["checkpoint", "--db", db_arg])
         .env("AGGRELOG_LOG", "off")
         .output()
         .unwrap();
     assert!(quiet.status.success());
     assert_eq!(text(&quiet.stderr), "");
-    let stats: Value = serde_json::from_slice(&quiet.stdout).unwrap();
-    assert_eq!(stats["torn_bytes_dropped"], 7);
+    assert_eq!(fs::metadata(&segment).unwrap().len(), clean_len);
 }
 
 #[test]
@@ -315,4 +321,50 @@ fn backup_writes_a_copy_that_opens_with_the_same_states() {
     let again = aggrelog(&["backup", "--db", db, dest]);
     assert_eq!(again.status.code(), Some(2));
     assert!(text(&again.stderr).contains("exists"));
+}
+
+#[test]
+fn read_commands_work_while_an_ingest_runs_and_writers_can_wait_for_the_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let db = db.to_str().unwrap();
+    let first = write_file(tmp.path(), "first.jsonl", &line("a", 1, 1));
+    assert!(aggrelog(&["ingest", "--db", db, &first]).status.success());
+    // An ingest that holds the database while it waits for its input.
+    let mut ingest = Command::new(env!("CARGO_BIN_EXE_aggrelog"))
+        .args(["ingest", "--db", db, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for args in [
+        vec!["get", "--db", db, "a"],
+        vec!["stats", "--db", db],
+        vec!["scan", "--db", db],
+    ] {
+        let out = aggrelog(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    let copy = tmp.path().join("copy");
+    let out = aggrelog(&["backup", "--db", db, copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let busy = aggrelog(&["seal", "--db", db, "1"]);
+    assert_eq!(busy.status.code(), Some(2));
+    assert!(text(&busy.stderr).contains("locked"));
+
+    // A writer that waits gets the database once the ingest is done.
+    let waiting = Command::new(env!("CARGO_BIN_EXE_aggrelog"))
+        .args(["seal", "--db", db, "--lock-wait", "20", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = ingest.stdin.take().unwrap();
+    stdin.write_all(line("b", 2, 2).as_bytes()).unwrap();
+    drop(stdin);
+    assert!(ingest.wait().unwrap().success());
+    let sealed = waiting.wait_with_output().unwrap();
+    assert!(sealed.status.success(), "{}", text(&sealed.stderr));
+    assert_eq!(text(&sealed.stdout), "{\"seal\":1}\n");
 }

@@ -73,18 +73,20 @@ impl Pending {
 }
 
 #[derive(Default)]
-struct CommitQueue {
+pub(super) struct CommitQueue {
     pending: Vec<Arc<Pending>>,
     leader_active: bool,
     /// Set after a failed write or sync, or on close: no further append is accepted.
-    refusal: Option<Refusal>,
+    pub(super) refusal: Option<Refusal>,
 }
 
 #[derive(Clone)]
-enum Refusal {
+pub(super) enum Refusal {
     /// A write, sync or rotation failed with this error.
     Failed(Arc<Error>),
     Closed,
+    /// The log was opened read-only: it never appends.
+    ReadOnly,
 }
 
 impl Refusal {
@@ -92,12 +94,13 @@ impl Refusal {
         match self {
             Refusal::Failed(cause) => Error::Poisoned(Arc::clone(cause)),
             Refusal::Closed => Error::Closed,
+            Refusal::ReadOnly => Error::ReadOnly,
         }
     }
 }
 
 /// The active segment, owned by whoever commits.
-struct Appender {
+pub(super) struct Appender {
     segment: u64,
     path: PathBuf,
     file: Box<dyn AppendFile>,
@@ -136,24 +139,25 @@ impl Appender {
     }
 }
 
-struct SegmentState {
-    path: PathBuf,
+pub(super) struct SegmentState {
+    pub(super) path: PathBuf,
     /// Bytes readers may see: the end of the last committed frame.
-    len: u64,
-    view: Option<ReadView>,
+    pub(super) len: u64,
+    pub(super) view: Option<ReadView>,
 }
 
 /// The write-ahead log of one database.
 pub struct Log {
-    storage: Arc<dyn Storage>,
-    wal_dir: PathBuf,
-    segment_size_bytes: u64,
-    sync: SyncMode,
-    queue: Mutex<CommitQueue>,
-    appender: Mutex<Appender>,
-    segments: RwLock<BTreeMap<u64, SegmentState>>,
+    pub(super) storage: Arc<dyn Storage>,
+    pub(super) wal_dir: PathBuf,
+    pub(super) segment_size_bytes: u64,
+    pub(super) sync: SyncMode,
+    pub(super) queue: Mutex<CommitQueue>,
+    /// The active segment; `None` when the log was opened read-only.
+    pub(super) appender: Mutex<Option<Appender>>,
+    pub(super) segments: RwLock<BTreeMap<u64, SegmentState>>,
     /// The interval sync of `SyncMode::Interval`, stopped on close.
-    sync_thread: Mutex<Option<Periodic>>,
+    pub(super) sync_thread: Mutex<Option<Periodic>>,
 }
 
 impl Log {
@@ -206,7 +210,7 @@ impl Log {
             segment_size_bytes: options.segment_size_bytes,
             sync: options.sync,
             queue: Mutex::new(CommitQueue::default()),
-            appender: Mutex::new(appender),
+            appender: Mutex::new(Some(appender)),
             segments: RwLock::new(segments),
             sync_thread: Mutex::new(None),
         });
@@ -214,7 +218,9 @@ impl Log {
         // and continued in a new one.
         let older_last = scan.segments.last();
         if older_last.is_some_and(|e| !e.sealed && e.version < FORMAT_VERSION) {
-            log.rotate(&mut lock(&log.appender))?;
+            if let Some(app) = lock(&log.appender).as_mut() {
+                log.rotate(app)?;
+            }
         }
         if let SyncMode::Interval(interval) = options.sync {
             // A failed sync poisons the log; the next append reports it.
@@ -325,7 +331,7 @@ impl Log {
 
     fn refuse(&self, refusal: Refusal) {
         let mut queue = lock(&self.queue);
-        if !matches!(queue.refusal, Some(Refusal::Failed(_))) {
+        if !matches!(queue.refusal, Some(Refusal::Failed(_) | Refusal::ReadOnly)) {
             queue.refusal = Some(refusal);
         }
     }
@@ -333,7 +339,8 @@ impl Log {
     /// Writes a group of records, rotating segments as needed, then syncs once if anyone in the
     /// group needs durability.
     fn commit_group(&self, group: &[Arc<Pending>]) -> Result<Vec<Vec<RecordLocation>>> {
-        let mut app = lock(&self.appender);
+        let mut guard = lock(&self.appender);
+        let app = guard.as_mut().ok_or(Error::ReadOnly)?;
         let mut buffer = mem::take(&mut app.buffer);
         buffer.clear();
         let mut locations = Vec::with_capacity(group.len());
@@ -348,12 +355,12 @@ impl Log {
                 };
                 let room_needed = frame_bytes + (commit_bytes + END_FRAME_BYTES) as u64;
                 if app.len + buffer.len() as u64 + room_needed > self.segment_size_bytes {
-                    self.flush(&mut app, &buffer)?;
+                    self.flush(app, &buffer)?;
                     buffer.clear();
-                    self.rotate(&mut app)?;
+                    self.rotate(app)?;
                 }
                 if buffer.is_empty() {
-                    open_write(&app, &mut buffer);
+                    open_write(app, &mut buffer);
                 }
                 let offset = app.len + buffer.len() as u64;
                 let segment = app.segment;
@@ -368,7 +375,7 @@ impl Log {
             }
             locations.push(placed);
         }
-        self.flush(&mut app, &buffer)?;
+        self.flush(app, &buffer)?;
         if self.sync == SyncMode::Always && group.iter().any(|p| p.durable) {
             app.sync_data()?;
         }
@@ -438,27 +445,37 @@ impl Log {
         if let Some(refusal) = &lock(&self.queue).refusal {
             return Err(refusal.to_error());
         }
-        let mut app = lock(&self.appender);
+        let mut guard = lock(&self.appender);
+        let app = guard.as_mut().ok_or(Error::ReadOnly)?;
         if app.len == SEGMENT_HEADER_BYTES as u64 {
             return Ok(());
         }
         // A half-created next segment may exist after a failure: no append may go on until a
         // reopen.
-        self.rotate(&mut app).map_err(|e| self.fail(e))
+        self.rotate(app).map_err(|e| self.fail(e))
     }
 
-    /// The end of the log: where the next record will start.
+    /// The end of the log: where the next record will start (read-only: the end of what was
+    /// read).
     pub fn end(&self) -> RecordLocation {
-        let app = lock(&self.appender);
-        RecordLocation {
-            segment: app.segment,
-            offset: app.len,
+        match lock(&self.appender).as_ref() {
+            Some(app) => RecordLocation {
+                segment: app.segment,
+                offset: app.len,
+            },
+            None => read(&self.segments).iter().next_back().map_or(
+                RecordLocation::START,
+                |(&segment, state)| RecordLocation {
+                    segment,
+                    offset: state.len,
+                },
+            ),
         }
     }
 
-    /// Id of the segment being appended to.
+    /// Id of the segment being appended to (read-only: the last segment read).
     pub fn active_segment(&self) -> u64 {
-        lock(&self.appender).segment
+        self.end().segment
     }
 
     /// Deletes a sealed segment file and makes the deletion durable. Refuses the active one.
@@ -478,10 +495,10 @@ impl Log {
 
     /// Syncs the active segment if it has unsynced appends.
     pub fn sync(&self) -> Result<()> {
-        let mut app = lock(&self.appender);
-        if !app.unsynced() {
+        let mut guard = lock(&self.appender);
+        let Some(app) = guard.as_mut().filter(|app| app.unsynced()) else {
             return Ok(());
-        }
+        };
         app.sync_data().map_err(|e| self.fail(e))
     }
 

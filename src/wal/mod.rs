@@ -8,6 +8,7 @@
 //! the model's fold or the engine.
 
 pub mod batch;
+pub mod follow;
 pub mod format;
 pub mod frame;
 pub mod log;
