@@ -30,9 +30,15 @@ pub(crate) enum Access {
     ReadOnly,
 }
 
-/// Attempts of a read-only open that a concurrent compaction (deleting a file between its
-/// listing and its reading) made fail.
-const READ_ONLY_ATTEMPTS: usize = 8;
+/// Attempts of a read-only open or refresh that a concurrent compaction (deleting a file
+/// between its listing and its reading) made fail; they wait longer each time (1 ms doubling,
+/// at most 200 ms: about 2 s in all), as a compaction deletes many files one by one.
+pub(crate) const READ_ONLY_ATTEMPTS: u32 = 16;
+
+/// The pause before read-only attempt `attempt` (1-based) is retried.
+pub(crate) fn retry_pause(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis((1u64 << attempt.min(8)).min(200))
+}
 
 /// Opens the database in `dir` read-only, retrying when the writer's compaction deleted a file
 /// between its listing and its reading.
@@ -46,7 +52,10 @@ pub(crate) fn open_read_only<M: Model + Clone>(
     loop {
         let (dir, options, model) = (dir.clone(), options.clone(), model.clone());
         match open(dir, options, model, Arc::clone(&storage), Access::ReadOnly) {
-            Err(error) if attempt < READ_ONLY_ATTEMPTS && is_vanished_file(&error) => attempt += 1,
+            Err(error) if attempt < READ_ONLY_ATTEMPTS && is_vanished_file(&error) => {
+                std::thread::sleep(retry_pause(attempt));
+                attempt += 1;
+            }
             opened => return opened,
         }
     }

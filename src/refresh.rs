@@ -9,13 +9,8 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::index_builder::{delta_refs, state_ref};
 use crate::model::Model;
-use crate::open::is_vanished_file;
+use crate::open::{is_vanished_file, retry_pause, READ_ONLY_ATTEMPTS};
 use crate::wal::recovery::LogRecord;
-
-/// Attempts of a refresh that a concurrent compaction (deleting a file between its listing and
-/// its reading) made fail; a repeated attempt re-reads records already applied, which the index
-/// recognises (same place) and does not count twice.
-const REFRESH_ATTEMPTS: usize = 8;
 
 /// What a refresh read.
 #[derive(Default)]
@@ -41,7 +36,12 @@ impl<M: Model> Engine<M> {
             let mut apply = |record: &LogRecord<'_>| self.apply(record, &mut read);
             match self.log().refresh(self.options().recovery, &mut apply) {
                 Ok(scan) => break (scan, read),
-                Err(e) if attempt < REFRESH_ATTEMPTS && is_vanished_file(&e) => attempt += 1,
+                // A repeated attempt re-reads records already applied, which the index
+                // recognises by their place and does not count twice.
+                Err(e) if attempt < READ_ONLY_ATTEMPTS && is_vanished_file(&e) => {
+                    std::thread::sleep(retry_pause(attempt));
+                    attempt += 1;
+                }
                 Err(e) => return Err(e),
             }
         };

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::format::RecordLocation;
 use super::log::{CommitQueue, Log, Refusal, SegmentState};
-use super::recovery::{scan_log, LogRecord, LogScan, ScanPolicy};
+use super::recovery::{scan_log, scan_log_after, LogRecord, LogScan, ScanPolicy};
 use crate::error::{Error, Result};
 use crate::layout::WAL_DIR;
 use crate::locks::{read, write};
@@ -56,7 +56,7 @@ impl Log {
         debug_assert!(lock_is_read_only(self), "refresh is for read-only logs");
         let from = self.end();
         let policy = ScanPolicy::Open(recovery);
-        let scan = scan_log(&*self.storage, &self.wal_dir, policy, from, on_record)?;
+        let scan = scan_log_after(&*self.storage, &self.wal_dir, policy, from, on_record)?;
         self.adopt(&scan)?;
         Ok(scan)
     }

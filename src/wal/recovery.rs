@@ -384,6 +384,31 @@ pub fn scan_log(
     on_record: &mut dyn FnMut(&LogRecord<'_>),
 ) -> Result<LogScan> {
     let ids = list_segments(storage, wal_dir)?;
+    scan_segments(storage, wal_dir, &ids, policy, from, on_record)
+}
+
+/// [`scan_log`] of the segments from `from.segment` on only: a reader catching up has read
+/// (and mapped) the earlier ones already, which a writer's compaction may delete meanwhile.
+pub fn scan_log_after(
+    storage: &dyn Storage,
+    wal_dir: &Path,
+    policy: ScanPolicy,
+    from: RecordLocation,
+    on_record: &mut dyn FnMut(&LogRecord<'_>),
+) -> Result<LogScan> {
+    let mut ids = list_segments(storage, wal_dir)?;
+    ids.retain(|&id| id >= from.segment);
+    scan_segments(storage, wal_dir, &ids, policy, from, on_record)
+}
+
+fn scan_segments(
+    storage: &dyn Storage,
+    wal_dir: &Path,
+    ids: &[u64],
+    policy: ScanPolicy,
+    from: RecordLocation,
+    on_record: &mut dyn FnMut(&LogRecord<'_>),
+) -> Result<LogScan> {
     let mut scanner = Scanner {
         policy,
         scan: LogScan::default(),
