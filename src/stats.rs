@@ -42,6 +42,9 @@ pub struct Stats {
     pub deltas: u64,
     /// Deltas not yet folded into a state record.
     pub unfolded_deltas: u64,
+    /// Aggregates whose state includes a compaction state record: their folded deltas are no
+    /// longer in the log one by one (`replay` does not yield them).
+    pub folded_aggregates: u64,
     /// Batch records written.
     pub batches: u64,
     /// Estimated heap bytes of the in-memory index (see `Index::approx_heap_bytes`).
@@ -115,6 +118,7 @@ pub(crate) fn collect<M: Model>(engine: &Engine<M>) -> Stats {
         for (_, chain) in index.iter_unordered() {
             let len = chain.deltas.len() as u64;
             stats.unfolded_deltas += len;
+            stats.folded_aggregates += u64::from(chain.base.is_some());
             let bucket = CHAIN_BUCKETS.iter().position(|&b| len <= b).unwrap_or(7);
             stats.chain_histogram[bucket] += 1;
         }

@@ -77,8 +77,17 @@ pub fn replay(args: &DbArgs) -> Result<(), Failure> {
     }
     out.flush()?;
     let totals = replay.totals();
+    let folded = db.stats().folded_aggregates;
+    let unreplayed = if folded == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {folded} aggregates are folded into state records, whose deltas are not replayed \
+             (replay | ingest would not rebuild them)"
+        )
+    };
     eprintln!(
-        "replayed {} deltas in {} batches from {} segments ({} bytes) in {} ms",
+        "replayed {} deltas in {} batches from {} segments ({} bytes) in {} ms{unreplayed}",
         totals.deltas,
         totals.batches,
         totals.segments,

@@ -368,3 +368,26 @@ fn read_commands_work_while_an_ingest_runs_and_writers_can_wait_for_the_lock() {
     assert!(sealed.status.success(), "{}", text(&sealed.stderr));
     assert_eq!(text(&sealed.stdout), "{\"seal\":1}\n");
 }
+
+#[test]
+fn replay_says_how_many_aggregates_it_cannot_yield_as_deltas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let db = db.to_str().unwrap();
+    let file = write_file(tmp.path(), "a.jsonl", &(line("a", 1, 1) + &line("b", 1, 2)));
+    assert!(aggrelog(&["ingest", "--db", db, &file]).status.success());
+    let before = text(&aggrelog(&["replay", "--db", db]).stderr);
+    assert!(
+        before.starts_with("replayed 2 deltas") && !before.contains("folded"),
+        "{before}"
+    );
+    assert!(aggrelog(&["compact", "--db", db]).status.success());
+    let after = aggrelog(&["replay", "--db", db]);
+    assert_eq!(text(&after.stdout), "");
+    let err = text(&after.stderr);
+    assert!(
+        err.starts_with("replayed 0 deltas")
+            && err.contains("; 2 aggregates are folded into state records"),
+        "{err}"
+    );
+}
