@@ -16,9 +16,11 @@ use std::thread::{Scope, ScopedJoinHandle};
 use compact_str::CompactString;
 use hashbrown::DefaultHashBuilder;
 
+use crate::engine::Counters;
 use crate::index::{DeltaRef, Index, StateRef};
 use crate::layout::index_location;
 use crate::wal::records::StateBody;
+use crate::wal::recovery::LogRecord;
 use crate::wal::{BatchRecord, RecordLocation};
 
 /// Logs shorter than this are indexed on the replaying thread (threads would cost more).
@@ -64,6 +66,50 @@ pub(crate) fn state_ref(
         len: frame_bytes as u32,
         horizon: body.horizon,
         max_seq: body.max_seq,
+    }
+}
+
+/// Where the records a scan finds go: the index builder when a database opens, the live index
+/// when a reader refreshes.
+pub(crate) trait IndexSink {
+    /// Indexes the deltas of one batch record.
+    fn deltas<'a>(&mut self, deltas: impl Iterator<Item = (&'a str, DeltaRef)>);
+    /// Installs a state record (the supersede rule).
+    fn state(&mut self, aggregate: &str, state: StateRef);
+}
+
+/// Applies one scanned record by the rules of recovery: a batch's deltas indexed, a state
+/// record installed, a seal raised; `counters` keeps the seal and the highest seq.
+pub(crate) fn apply_record(
+    record: &LogRecord<'_>,
+    sink: &mut impl IndexSink,
+    counters: &mut Counters,
+) {
+    match record {
+        LogRecord::Batch(batch) => {
+            sink.deltas(delta_refs(batch));
+            let top = batch.deltas.iter().map(|d| d.seq).max().unwrap_or(0);
+            counters.max_seq = counters.max_seq.max(top);
+        }
+        LogRecord::State {
+            location,
+            frame_bytes,
+            body,
+        } => {
+            sink.state(body.aggregate, state_ref(*location, *frame_bytes, body));
+            counters.max_seq = counters.max_seq.max(body.max_seq);
+        }
+        LogRecord::Seal { seal } => counters.seal = counters.seal.max(*seal),
+    }
+}
+
+impl IndexSink for IndexBuilder<'_> {
+    fn deltas<'a>(&mut self, deltas: impl Iterator<Item = (&'a str, DeltaRef)>) {
+        IndexBuilder::deltas(self, deltas);
+    }
+
+    fn state(&mut self, aggregate: &str, state: StateRef) {
+        IndexBuilder::state(self, aggregate, state);
     }
 }
 

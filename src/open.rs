@@ -11,7 +11,7 @@ use crate::checkpoint::validate::newest_valid_checkpoint;
 use crate::engine::{Counters, Engine, EngineParts, OpenReport};
 use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::index_builder::{delta_refs, state_ref, IndexBuilder, PARALLEL_FROM_BYTES};
+use crate::index_builder::{apply_record, IndexBuilder, PARALLEL_FROM_BYTES};
 use crate::layout::{
     checkpoint_dir, prepare_dir, require_database, segment_lengths, sync_dirs, take_lock,
 };
@@ -192,23 +192,7 @@ impl Recovered {
 
     /// Applies one replayed record.
     fn apply(&mut self, record: &LogRecord<'_>, index: &mut IndexBuilder<'_>) {
-        let counters = &mut self.counters;
-        match record {
-            LogRecord::Batch(batch) => {
-                index.deltas(delta_refs(batch));
-                let top = batch.deltas.iter().map(|d| d.seq).max().unwrap_or(0);
-                counters.max_seq = counters.max_seq.max(top);
-            }
-            LogRecord::State {
-                location,
-                frame_bytes,
-                body,
-            } => {
-                index.state(body.aggregate, state_ref(*location, *frame_bytes, body));
-                counters.max_seq = counters.max_seq.max(body.max_seq);
-            }
-            LogRecord::Seal { seal } => counters.seal = counters.seal.max(*seal),
-        }
+        apply_record(record, index, &mut self.counters);
     }
 }
 

@@ -5,18 +5,25 @@
 
 use std::collections::BTreeSet;
 
-use crate::engine::Engine;
+use crate::engine::{Counters, Engine};
 use crate::error::{Error, Result};
-use crate::index_builder::{delta_refs, state_ref};
+use crate::index::{DeltaRef, StateRef};
+use crate::index_builder::{apply_record, IndexSink};
 use crate::model::Model;
 use crate::open::{is_vanished_file, retry_pause, READ_ONLY_ATTEMPTS};
 use crate::wal::recovery::LogRecord;
 
-/// What a refresh read.
-#[derive(Default)]
-struct Read {
-    top_seq: u64,
-    seal: u64,
+/// The live index of a reader, locked per record so that its own reads go on.
+struct LiveIndex<'e, M: Model>(&'e Engine<M>);
+
+impl<M: Model> IndexSink for LiveIndex<'_, M> {
+    fn deltas<'a>(&mut self, deltas: impl Iterator<Item = (&'a str, DeltaRef)>) {
+        self.0.index_write().insert_all(deltas);
+    }
+
+    fn state(&mut self, aggregate: &str, state: StateRef) {
+        self.0.index_write().install_state(aggregate, state);
+    }
 }
 
 impl<M: Model> Engine<M> {
@@ -32,8 +39,9 @@ impl<M: Model> Engine<M> {
         let _gate = self.gate_exclusive();
         let mut attempt = 1;
         let (scan, read) = loop {
-            let mut read = Read::default();
-            let mut apply = |record: &LogRecord<'_>| self.apply(record, &mut read);
+            let mut read = Counters::default();
+            let mut apply =
+                |record: &LogRecord<'_>| apply_record(record, &mut LiveIndex(self), &mut read);
             match self.log().refresh(self.options().recovery, &mut apply) {
                 Ok(scan) => break (scan, read),
                 // A repeated attempt re-reads records already applied, which the index
@@ -45,30 +53,9 @@ impl<M: Model> Engine<M> {
                 Err(e) => return Err(e),
             }
         };
-        self.count_refresh(scan.batches, read.top_seq, read.seal);
+        self.count_refresh(scan.batches, read.max_seq, read.seal);
         self.forget_deleted_segments()?;
         Ok(scan.batches)
-    }
-
-    /// Applies one record read by a refresh.
-    fn apply(&self, record: &LogRecord<'_>, read: &mut Read) {
-        match record {
-            LogRecord::Batch(batch) => {
-                self.index_write().insert_all(delta_refs(batch));
-                let top = batch.deltas.iter().map(|d| d.seq).max().unwrap_or(0);
-                read.top_seq = read.top_seq.max(top);
-            }
-            LogRecord::State {
-                location,
-                frame_bytes,
-                body,
-            } => {
-                let state = state_ref(*location, *frame_bytes, body);
-                self.index_write().install_state(body.aggregate, state);
-                read.top_seq = read.top_seq.max(body.max_seq);
-            }
-            LogRecord::Seal { seal } => read.seal = read.seal.max(*seal),
-        }
     }
 
     /// Unmaps segments the writer deleted and the index no longer points into, waiting for the

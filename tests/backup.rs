@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread;
 
 use aggrelog::{Db, Options, SyncMode};
-use common::{batch_of, oracle, patch, scan_all, TestDelta};
+use common::{batch_of, oracle, patch, present_batches, scan_all, TestDelta};
 use serde_json::json;
 
 fn options() -> Options {
@@ -67,15 +67,7 @@ fn a_backup_during_writes_is_a_consistent_point_in_time() {
 
     let copy = Db::open(&dest, options()).unwrap();
     let states = scan_all(&copy);
-    let mut present = BTreeSet::new();
-    for n in 0..BATCHES {
-        let first = states.contains_key(&format!("m{n}-first"));
-        let last = states.contains_key(&format!("m{n}-last"));
-        assert_eq!(first, last, "batch {n} is partly in the backup");
-        if first {
-            present.insert(n);
-        }
-    }
+    let present: BTreeSet<usize> = present_batches(&states, BATCHES).into_iter().collect();
     assert!(
         (0..before).all(|n| present.contains(&n)),
         "an acknowledged batch is missing"

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use aggrelog::{Db, Error, Options, SyncMode};
-use common::{batch_of, oracle, patch, scan_all, TestDelta};
+use common::{batch_of, oracle, patch, present_batches, scan_all, TestDelta};
 use serde_json::json;
 
 fn options() -> Options {
@@ -45,15 +45,7 @@ fn batch(n: usize) -> Vec<TestDelta> {
 /// there, and the states equal the oracle over exactly the batches there.
 fn check_reader(reader: &Db, floor: usize, written: usize) -> usize {
     let states = scan_all(reader);
-    let mut present = BTreeSet::new();
-    for n in 0..written {
-        let first = states.contains_key(&format!("m{n}-first"));
-        let last = states.contains_key(&format!("m{n}-last"));
-        assert_eq!(first, last, "batch {n} is partly visible");
-        if first {
-            present.insert(n);
-        }
-    }
+    let present: BTreeSet<usize> = present_batches(&states, written).into_iter().collect();
     assert!(
         (0..floor).all(|n| present.contains(&n)),
         "a batch written before is missing"

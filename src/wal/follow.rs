@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use super::format::RecordLocation;
-use super::log::{CommitQueue, Log, Refusal, SegmentState};
+use super::log::{Log, SegmentState};
 use super::recovery::{scan_log, scan_log_after, LogRecord, LogScan, ScanPolicy};
 use crate::error::{Error, Result};
 use crate::layout::WAL_DIR;
@@ -29,18 +29,13 @@ impl Log {
         let wal_dir = db_dir.join(WAL_DIR);
         let policy = ScanPolicy::Open(options.recovery);
         let scan = scan_log(&*storage, &wal_dir, policy, from, on_record)?;
-        let mut queue = CommitQueue::default();
-        queue.refusal = Some(Refusal::ReadOnly);
-        let log = Arc::new(Log {
+        let log = Arc::new(Log::assemble(
             storage,
             wal_dir,
-            segment_size_bytes: options.segment_size_bytes,
-            sync: options.sync,
-            queue: Mutex::new(queue),
-            appender: Mutex::new(None),
-            segments: RwLock::new(BTreeMap::new()),
-            sync_thread: Mutex::new(None),
-        });
+            options,
+            None,
+            BTreeMap::new(),
+        ));
         log.adopt(&scan)?;
         Ok((log, scan))
     }

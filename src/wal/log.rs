@@ -73,15 +73,15 @@ impl Pending {
 }
 
 #[derive(Default)]
-pub(super) struct CommitQueue {
+struct CommitQueue {
     pending: Vec<Arc<Pending>>,
     leader_active: bool,
     /// Set after a failed write or sync, or on close: no further append is accepted.
-    pub(super) refusal: Option<Refusal>,
+    refusal: Option<Refusal>,
 }
 
 #[derive(Clone)]
-pub(super) enum Refusal {
+enum Refusal {
     /// A write, sync or rotation failed with this error.
     Failed(Arc<Error>),
     Closed,
@@ -150,14 +150,14 @@ pub(super) struct SegmentState {
 pub struct Log {
     pub(super) storage: Arc<dyn Storage>,
     pub(super) wal_dir: PathBuf,
-    pub(super) segment_size_bytes: u64,
-    pub(super) sync: SyncMode,
-    pub(super) queue: Mutex<CommitQueue>,
+    segment_size_bytes: u64,
+    sync: SyncMode,
+    queue: Mutex<CommitQueue>,
     /// The active segment; `None` when the log was opened read-only.
     pub(super) appender: Mutex<Option<Appender>>,
     pub(super) segments: RwLock<BTreeMap<u64, SegmentState>>,
     /// The interval sync of `SyncMode::Interval`, stopped on close.
-    pub(super) sync_thread: Mutex<Option<Periodic>>,
+    sync_thread: Mutex<Option<Periodic>>,
 }
 
 impl Log {
@@ -204,16 +204,13 @@ impl Log {
         }
         let sealed_last = scan.segments.last().is_some_and(|e| e.sealed);
         let appender = open_appender(&*storage, &wal_dir, &mut segments, sealed_last)?;
-        let log = Arc::new(Log {
+        let log = Arc::new(Log::assemble(
             storage,
             wal_dir,
-            segment_size_bytes: options.segment_size_bytes,
-            sync: options.sync,
-            queue: Mutex::new(CommitQueue::default()),
-            appender: Mutex::new(Some(appender)),
-            segments: RwLock::new(segments),
-            sync_thread: Mutex::new(None),
-        });
+            options,
+            Some(appender),
+            segments,
+        ));
         // Appends go to segments of the current format only: an older last segment is sealed
         // and continued in a new one.
         let older_last = scan.segments.last();
@@ -229,6 +226,31 @@ impl Log {
             *lock(&log.sync_thread) = Some(thread);
         }
         Ok((log, scan))
+    }
+
+    /// A log over `segments`, appending through `appender` (`None`: read-only, and every
+    /// append is refused).
+    pub(super) fn assemble(
+        storage: Arc<dyn Storage>,
+        wal_dir: PathBuf,
+        options: &Options,
+        appender: Option<Appender>,
+        segments: BTreeMap<u64, SegmentState>,
+    ) -> Log {
+        let mut queue = CommitQueue::default();
+        if appender.is_none() {
+            queue.refusal = Some(Refusal::ReadOnly);
+        }
+        Log {
+            storage,
+            wal_dir,
+            segment_size_bytes: options.segment_size_bytes,
+            sync: options.sync,
+            queue: Mutex::new(queue),
+            appender: Mutex::new(appender),
+            segments: RwLock::new(segments),
+            sync_thread: Mutex::new(None),
+        }
     }
 
     /// The largest record body a segment can hold (after its header, a commit record and the

@@ -101,6 +101,19 @@ pub fn replay_lines(db: &Db) -> String {
         .collect()
 }
 
+/// The batches (numbered `0..written`, each with marker aggregates `m{n}-first` and `m{n}-last`)
+/// present in `states`; panics if one is partly present.
+pub fn present_batches(states: &BTreeMap<String, (u64, Value)>, written: usize) -> Vec<usize> {
+    (0..written)
+        .filter(|n| {
+            let first = states.contains_key(&format!("m{n}-first"));
+            let last = states.contains_key(&format!("m{n}-last"));
+            assert_eq!(first, last, "batch {n} is partly present");
+            first
+        })
+        .collect()
+}
+
 /// Copies the directory tree `from` to `to`.
 pub fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
