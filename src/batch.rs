@@ -41,6 +41,21 @@ impl Batch {
         Batch::default()
     }
 
+    /// An empty batch whose deltas take stamp positions `first_position`, `first_position + 1`,
+    /// ...: one part of an upstream batch split into several writes (a file ingested in pieces)
+    /// keeps the positions the whole would have given, so the same deltas written whole or
+    /// split, once or again, are the same deltas (duplicates, never conflicts).
+    pub fn starting_at(first_position: u32) -> Self {
+        Batch {
+            encoder: BatchEncoder::starting_at(first_position),
+        }
+    }
+
+    /// Stamp position of the batch's first delta (0 unless made by [`Batch::starting_at`]).
+    pub fn first_position(&self) -> u32 {
+        self.encoder.first_position()
+    }
+
     /// Adds an RFC 7396 merge patch for `aggregate` at `seq`; `patch` must be a JSON object.
     pub fn patch(&mut self, aggregate: &str, seq: u64, patch: &Value) -> Result<&mut Self> {
         let mut body = Vec::new();
@@ -63,6 +78,11 @@ impl Batch {
         body: &[u8],
     ) -> Result<&mut Self> {
         validate_aggregate_id(aggregate).map_err(Error::InvalidInput)?;
+        if !self.encoder.has_room() {
+            return Err(Error::InvalidInput(
+                "a batch's delta positions must fit 32 bits".into(),
+            ));
+        }
         if kind == DeltaKind::Delete && !body.is_empty() {
             return Err(Error::InvalidInput("a delete carries no body".into()));
         }

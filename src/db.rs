@@ -22,7 +22,7 @@ use crate::scan::Scan;
 use crate::stats::{self, Stats};
 use crate::storage::{FsStorage, Storage};
 use crate::wal::batch::{compress_payload, BatchDecoder, Checksums, DeltaRecord};
-use crate::wal::format::{FLAG_ZSTD, FRAME_HEADER_BYTES};
+use crate::wal::format::{FLAG_POSITIONED, FLAG_ZSTD, FRAME_HEADER_BYTES};
 use crate::wal::log::NewRecord;
 use crate::wal::reader::DeltaReader;
 use crate::wal::replay::Replay;
@@ -192,22 +192,29 @@ impl<M: Model> Db<M> {
         }
         let engine = &*self.engine;
         let payload = batch.payload();
+        let positioned = if batch.first_position() > 0 {
+            FLAG_POSITIONED
+        } else {
+            0
+        };
         // `Batch` wrote these records and their CRCs itself: decode the structure only.
-        let deltas = BatchDecoder::with_checksums(payload, Checksums::CoveredByFrame)
+        let deltas = BatchDecoder::of_frame(payload, positioned, Checksums::CoveredByFrame)
             .and_then(|d| d.collect::<Result<Vec<_>, _>>())
             .map_err(|e| Error::Internal(format!("a batch does not decode: {e}")))?;
+        let first_position = batch.first_position();
         let (flags, body) = match engine.options().compression {
             Some(c) if payload.len() >= c.min_batch_bytes => (
-                FLAG_ZSTD,
+                FLAG_ZSTD | positioned,
                 compress_payload(payload, c.level).map_err(Error::Compression)?,
             ),
-            _ => (0, payload.to_vec()),
+            _ => (positioned, payload.to_vec()),
         };
         let stored_bytes = (FRAME_HEADER_BYTES + body.len()) as u64;
         let location = {
             let _gate = engine.gate_shared();
             let seal = engine.seal();
-            if let Some((position, low)) = first_new_below(&engine.index_read(), &deltas, seal) {
+            let index = engine.index_read();
+            if let Some((position, low)) = first_new_below(&index, &deltas, first_position, seal) {
                 return Err(Error::Sealed {
                     aggregate: low.aggregate.to_owned(),
                     position,
@@ -215,10 +222,12 @@ impl<M: Model> Db<M> {
                     seal,
                 });
             }
+            drop(index);
             let location = engine.log().append(flags, body)?;
             let record = BatchRecord {
                 segment: location.segment,
                 offset: location.offset,
+                first_position,
                 deltas: &deltas,
             };
             engine.index_write().insert_all(delta_refs(&record));
@@ -365,16 +374,18 @@ impl<M: Model> Drop for Db<M> {
     }
 }
 
-/// The first delta of a batch that is below the seal and not already held unfolded, with its
-/// position: what makes the batch a rejected one.
+/// The first delta of a batch (whose first stamp position is `first_position`) that is below
+/// the seal and not already held unfolded, with its index in the batch: what makes the batch a
+/// rejected one.
 fn first_new_below<'d, 'p>(
     index: &Index,
     deltas: &'d [DeltaRecord<'p>],
+    first_position: u32,
     seal: u64,
 ) -> Option<(u32, &'d DeltaRecord<'p>)> {
-    deltas.iter().enumerate().find_map(|(position, d)| {
-        let position = position as u32;
+    deltas.iter().zip(0u32..).find_map(|(d, at)| {
+        let position = first_position + at;
         let held = d.seq >= seal || index.holds(d.aggregate, d.seq, position, d.checksum);
-        (!held).then_some((position, d))
+        (!held).then_some((at, d))
     })
 }

@@ -95,7 +95,7 @@ pub enum Error {
     Sealed {
         /// The aggregate of the rejected delta.
         aggregate: String,
-        /// Its position in its batch.
+        /// Its index in its batch (0 for the batch's first delta, whatever its stamp position).
         position: u32,
         /// Its seq.
         seq: u64,

@@ -34,23 +34,20 @@ pub(crate) fn delta_refs<'a>(
     record: &'a BatchRecord<'_>,
 ) -> impl Iterator<Item = (&'a str, DeltaRef)> {
     let (segment, record_offset) = index_location(record.segment, record.offset);
-    record
-        .deltas
-        .iter()
-        .enumerate()
-        .map(move |(position, delta)| {
-            let len = (delta.aggregate.len() + delta.body.len() + 19) as u32;
-            let delta_ref = DeltaRef {
-                seq: delta.seq,
-                segment,
-                position: position as u32,
-                checksum: delta.checksum,
-                record_offset,
-                delta_offset: delta.offset,
-                len,
-            };
-            (delta.aggregate, delta_ref)
-        })
+    let first = record.first_position;
+    record.deltas.iter().enumerate().map(move |(index, delta)| {
+        let len = (delta.aggregate.len() + delta.body.len() + 19) as u32;
+        let delta_ref = DeltaRef {
+            seq: delta.seq,
+            segment,
+            position: first + index as u32,
+            checksum: delta.checksum,
+            record_offset,
+            delta_offset: delta.offset,
+            len,
+        };
+        (delta.aggregate, delta_ref)
+    })
 }
 
 /// The index reference of a state record at `location` of `frame_bytes` bytes.

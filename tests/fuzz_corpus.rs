@@ -234,7 +234,7 @@ fn record_script(id: u64, segment: &[u8], deltas: bool) -> Vec<u8> {
 
 fn delta_script(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    for d in decode_batch(payload).expect("batch") {
+    for d in decode_batch(payload, 0).expect("batch").1 {
         let seq = u16::try_from(d.seq).expect("small seq");
         fuzzing::encode_delta(d.aggregate, seq, d.kind, d.body, &mut out);
     }

@@ -45,9 +45,9 @@ use crate::layout::{checkpoint_file_name, segment_file_name, CHECKPOINT_DIR, WAL
 use crate::model::{binary, DeltaKind, DeltaView, MergePatch, Model, PatchState, Stamp};
 use crate::varint;
 use crate::wal::batch::{compress_payload, decompress_payload, validate_aggregate_id};
-use crate::wal::batch::{BatchDecoder, BatchEncoder};
+use crate::wal::batch::{BatchDecoder, BatchEncoder, Checksums};
 use crate::wal::format::{encode_segment_header, write_frame, RecordType, FLAG_ZSTD};
-use crate::wal::format::{FORMAT_VERSION, OLDEST_READ_VERSION};
+use crate::wal::format::{FLAG_POSITIONED, FORMAT_VERSION, OLDEST_READ_VERSION};
 use crate::wal::frame::{frame_at, Frame, FrameScanner, ScanEvent};
 use crate::wal::records::{decode_seal_body, decode_state_body, encode_state_body};
 use crate::wal::recovery::{batch_payload, decode_batch};
@@ -471,7 +471,16 @@ fn decode_payloads(bytes: &[u8]) {
 /// of a frame whose CRC they verified), and with every delta's CRC verified, in which case a
 /// payload that decodes must re-encode to the same bytes.
 fn decode_payload(payload: &[u8]) {
-    if let Ok(deltas) = decode_batch(payload) {
+    if let Ok((first, deltas)) = decode_batch(payload, FLAG_POSITIONED) {
+        let declared = BatchDecoder::of_frame(payload, FLAG_POSITIONED, Checksums::Verify)
+            .map_or(0, |d| d.remaining());
+        assert_eq!(deltas.len(), declared as usize, "positioned decode count");
+        assert!(
+            first.checked_add(deltas.len() as u32).is_some(),
+            "positions fit"
+        );
+    }
+    if let Ok((_, deltas)) = decode_batch(payload, 0) {
         let declared = BatchDecoder::new(payload).map_or(0, |d| d.remaining());
         assert_eq!(
             deltas.len(),

@@ -1,18 +1,21 @@
 //! The body of a batch record: a count followed by delta records (see DESIGN.md).
 //!
 //! ```text
-//! payload        := count:u32 delta*count
+//! payload        := count:u32 delta*count       (frame flag FLAG_POSITIONED clear)
+//!                 | first_position:u32 count:u32 delta*count   (flag set)
 //! delta          := id_len:u16 id:[u8; id_len] seq:u64 kind:u8 body_len:u32 body checksum:u32
 //! checksum       := crc32(id_len ..= body)      (kind 1 = patch, 2 = delete with empty body)
 //! stored body    := payload                     (frame flag clear)
 //!                 | raw_len:u32 zstd(payload)   (frame flag FLAG_ZSTD)
 //! ```
-//! Integers are little-endian. The per-delta checksum lets a reader verify one delta without
-//! re-checking its whole batch, and is the [`Stamp`](crate::model::Stamp) tie-breaker.
+//! Integers are little-endian. The delta at index `i` has stamp position `first_position + i`
+//! (`first_position` is 0 without the flag). The per-delta checksum lets a reader verify one
+//! delta without re-checking its whole batch, and is the [`Stamp`](crate::model::Stamp)
+//! tie-breaker.
 
 use byteorder::{ByteOrder, LittleEndian};
 
-use super::format::MAX_BATCH_PAYLOAD_BYTES;
+use super::format::{FLAG_POSITIONED, MAX_BATCH_PAYLOAD_BYTES};
 use crate::decode::{DecodeError, Decoded};
 use crate::model::DeltaKind;
 use crate::text;
@@ -62,18 +65,55 @@ pub fn validate_aggregate_id(id: &str) -> Result<(), String> {
 pub struct BatchEncoder {
     payload: Vec<u8>,
     count: u32,
+    /// Stamp position of the first delta; a payload starting elsewhere than 0 carries it.
+    first_position: u32,
 }
 
 impl Default for BatchEncoder {
     fn default() -> Self {
-        BatchEncoder {
-            payload: vec![0; 4],
-            count: 0,
-        }
+        BatchEncoder::starting_at(0)
     }
 }
 
 impl BatchEncoder {
+    /// An empty payload whose first delta takes stamp position `first_position`.
+    pub fn starting_at(first_position: u32) -> Self {
+        let mut payload = Vec::new();
+        if first_position > 0 {
+            payload.extend_from_slice(&first_position.to_le_bytes());
+        }
+        payload.extend_from_slice(&[0; 4]);
+        BatchEncoder {
+            payload,
+            count: 0,
+            first_position,
+        }
+    }
+
+    /// Stamp position of the first delta.
+    pub fn first_position(&self) -> u32 {
+        self.first_position
+    }
+
+    /// Whether the payload carries its first position (frame flag `FLAG_POSITIONED`).
+    pub fn positioned(&self) -> bool {
+        self.first_position > 0
+    }
+
+    /// Whether one more delta still gets a position that fits 32 bits.
+    pub fn has_room(&self) -> bool {
+        self.first_position
+            .checked_add(self.count)
+            .is_some_and(|p| p < u32::MAX)
+    }
+
+    fn count_at(&self) -> usize {
+        if self.positioned() {
+            4
+        } else {
+            0
+        }
+    }
     /// Appends one delta; the id must already be valid. Returns the delta's checksum.
     pub fn push(&mut self, aggregate: &str, seq: u64, kind: DeltaKind, body: &[u8]) -> u32 {
         let start = self.payload.len();
@@ -94,7 +134,8 @@ impl BatchEncoder {
         LittleEndian::write_u32(&mut fixed[..4], checksum);
         self.payload.extend_from_slice(&fixed[..4]);
         self.count += 1;
-        LittleEndian::write_u32(&mut self.payload[..4], self.count);
+        let at = self.count_at();
+        LittleEndian::write_u32(&mut self.payload[at..at + 4], self.count);
         checksum
     }
 
@@ -120,6 +161,7 @@ pub struct BatchDecoder<'a> {
     offset: usize,
     remaining: u32,
     checksums: Checksums,
+    first_position: u32,
 }
 
 /// Whether a decoder verifies each delta's own CRC.
@@ -141,22 +183,45 @@ impl<'a> BatchDecoder<'a> {
         Self::with_checksums(payload, Checksums::Verify)
     }
 
-    /// Starts decoding `payload` with the given checksum policy.
+    /// Starts decoding an unpositioned `payload` with the given checksum policy.
     pub fn with_checksums(payload: &'a [u8], checksums: Checksums) -> Decoded<Self> {
-        if payload.len() < 4 {
-            return Err(DecodeError::new(0, "batch payload shorter than its count"));
+        Self::of_frame(payload, 0, checksums)
+    }
+
+    /// Starts decoding the payload of a batch frame with `flags` (`FLAG_POSITIONED`: it starts
+    /// with its first position) under the given checksum policy.
+    pub fn of_frame(payload: &'a [u8], flags: u8, checksums: Checksums) -> Decoded<Self> {
+        let positioned = flags & FLAG_POSITIONED != 0;
+        let header = if positioned { 8 } else { 4 };
+        if payload.len() < header {
+            return Err(DecodeError::new(0, "batch payload shorter than its header"));
         }
-        let count = LittleEndian::read_u32(&payload[..4]);
-        if count as usize > (payload.len() - 4) / MIN_DELTA_BYTES {
+        let first_position = if positioned {
+            LittleEndian::read_u32(&payload[..4])
+        } else {
+            0
+        };
+        let count = LittleEndian::read_u32(&payload[header - 4..header]);
+        if count as usize > (payload.len() - header) / MIN_DELTA_BYTES {
             let reason = format!("batch claims {count} deltas in {} bytes", payload.len());
+            return Err(DecodeError::new(0, reason));
+        }
+        if first_position.checked_add(count).is_none() {
+            let reason = format!("positions {first_position} + {count} overflow 32 bits");
             return Err(DecodeError::new(0, reason));
         }
         Ok(BatchDecoder {
             payload,
-            offset: 4,
+            offset: header,
             remaining: count,
             checksums,
+            first_position,
         })
+    }
+
+    /// Stamp position of the batch's first delta (the others follow it).
+    pub fn first_position(&self) -> u32 {
+        self.first_position
     }
 
     /// A decoder that yields nothing.
@@ -166,6 +231,7 @@ impl<'a> BatchDecoder<'a> {
             offset: 0,
             remaining: 0,
             checksums: Checksums::Verify,
+            first_position: 0,
         }
     }
 
@@ -326,6 +392,32 @@ mod tests {
         batch.push("A", 1, DeltaKind::Patch, b"\x08\x00");
         batch.push("bb", 2, DeltaKind::Delete, b"");
         batch
+    }
+
+    #[test]
+    fn a_positioned_payload_carries_its_first_position() {
+        let mut batch = BatchEncoder::starting_at(40);
+        batch.push("A", 1, DeltaKind::Patch, b"\x08\x00");
+        batch.push("bb", 2, DeltaKind::Delete, b"");
+        let payload = batch.payload();
+        assert_eq!(&payload[..8], &[40, 0, 0, 0, 2, 0, 0, 0]);
+        let decoder = BatchDecoder::of_frame(payload, FLAG_POSITIONED, Checksums::Verify).unwrap();
+        assert_eq!(decoder.first_position(), 40);
+        let records: Vec<_> = decoder.collect::<Decoded<_>>().unwrap();
+        assert_eq!(records[1].aggregate, "bb");
+        // Read as unpositioned it does not decode; a position past 32 bits is refused.
+        assert!(BatchDecoder::with_checksums(payload, Checksums::Verify)
+            .and_then(|d| d.collect::<Decoded<Vec<_>>>())
+            .is_err());
+        let mut overflowing = payload.to_vec();
+        overflowing[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(BatchDecoder::of_frame(&overflowing, FLAG_POSITIONED, Checksums::Verify).is_err());
+        assert!(BatchDecoder::of_frame(&payload[..6], FLAG_POSITIONED, Checksums::Verify).is_err());
+        assert_eq!(
+            BatchEncoder::default().payload(),
+            &[0, 0, 0, 0],
+            "position 0: the old layout"
+        );
     }
 
     #[test]

@@ -71,7 +71,10 @@ pub const COMMIT_FRAME_BYTES: usize = FRAME_HEADER_BYTES + 8;
 
 /// Frame flag: the body is `[u32 uncompressed length][zstd frame]`.
 pub const FLAG_ZSTD: u8 = 0b0000_0001;
-const KNOWN_FLAGS: u8 = FLAG_ZSTD;
+/// Frame flag of a batch: its payload starts with `first_position: u32`, the stamp position of
+/// its first delta (the others follow it); without it the first position is 0.
+pub const FLAG_POSITIONED: u8 = 0b0000_0010;
+const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_POSITIONED;
 
 /// Encodes the header of segment `segment_id` in format `version` (the current one is
 /// [`FORMAT_VERSION`]; tests and fuzzers write older ones).

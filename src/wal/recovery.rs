@@ -71,6 +71,8 @@ pub struct BatchRecord<'a> {
     pub segment: u64,
     /// Offset of the frame in the segment.
     pub offset: u64,
+    /// Stamp position of the first delta (the others follow it).
+    pub first_position: u32,
     /// The batch's deltas in order.
     pub deltas: &'a [DeltaRecord<'a>],
 }
@@ -137,9 +139,12 @@ pub fn batch_payload<'a>(frame: &Frame<'a>) -> Decoded<Cow<'a, [u8]>> {
     }
 }
 
-/// Decodes every delta of the payload of a frame whose CRC was verified, or none.
-pub fn decode_batch(payload: &[u8]) -> Decoded<Vec<DeltaRecord<'_>>> {
-    BatchDecoder::with_checksums(payload, Checksums::CoveredByFrame)?.collect()
+/// Decodes every delta of the payload of a batch frame with `flags` whose CRC was verified, or
+/// none; returns them with the stamp position of the first.
+pub fn decode_batch(payload: &[u8], flags: u8) -> Decoded<(u32, Vec<DeltaRecord<'_>>)> {
+    let decoder = BatchDecoder::of_frame(payload, flags, Checksums::CoveredByFrame)?;
+    let first_position = decoder.first_position();
+    Ok((first_position, decoder.collect::<Decoded<Vec<_>>>()?))
 }
 
 struct Scanner<'s> {
@@ -304,10 +309,11 @@ impl Scanner<'_> {
         match frame.header.record_type {
             RecordType::Batch => {
                 let payload = batch_payload(frame)?;
-                let deltas = decode_batch(&payload)?;
+                let (first_position, deltas) = decode_batch(&payload, frame.header.flags)?;
                 let record = BatchRecord {
                     segment,
                     offset: frame.offset,
+                    first_position,
                     deltas: &deltas,
                 };
                 (self.on_record)(&LogRecord::Batch(record));

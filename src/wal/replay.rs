@@ -93,13 +93,15 @@ pub struct ReplayedBatch<'a> {
     pub location: RecordLocation,
     path: &'a std::path::Path,
     payload: &'a [u8],
+    /// The frame's flags (whether the payload carries its first position).
+    flags: u8,
 }
 
 impl<'a> ReplayedBatch<'a> {
     /// Number of deltas the batch holds.
     pub fn len(&self) -> usize {
         // The declared count, if it can fit in the payload (else `deltas` reports the damage).
-        BatchDecoder::with_checksums(self.payload, Checksums::CoveredByFrame)
+        BatchDecoder::of_frame(self.payload, self.flags, Checksums::CoveredByFrame)
             .map_or(0, |decoder| decoder.remaining() as usize)
     }
 
@@ -112,9 +114,10 @@ impl<'a> ReplayedBatch<'a> {
     /// structure is malformed anyway (lengths, kind, UTF-8) is a corruption error naming the
     /// segment file and the frame offset, and ends the batch.
     pub fn deltas(&self) -> BatchDeltas<'a> {
+        let batch = BatchDecoder::of_frame(self.payload, self.flags, Checksums::CoveredByFrame);
         BatchDeltas {
-            batch: BatchDecoder::with_checksums(self.payload, Checksums::CoveredByFrame),
-            position: 0,
+            position: batch.as_ref().map_or(0, |b| b.first_position()),
+            batch,
             path: self.path,
             location: self.location,
         }
@@ -317,10 +320,10 @@ impl Drop for Checker {
 
 /// Where the next batch's payload is, found by [`Replay::find_batch`].
 enum Found {
-    /// At `start..end` of the current segment's view.
-    Mapped(RecordLocation, usize, usize),
-    /// In the scratch buffer (decompressed).
-    Scratch(RecordLocation),
+    /// At `start..end` of the current segment's view; the frame's flags.
+    Mapped(RecordLocation, usize, usize, u8),
+    /// In the scratch buffer (decompressed); the frame's flags.
+    Scratch(RecordLocation, u8),
     /// The log is exhausted.
     End,
 }
@@ -388,12 +391,12 @@ impl Replay {
                 return Some(Err(e));
             }
         };
-        let (location, payload) = match found {
+        let (location, payload, flags) = match found {
             Found::End => return None,
-            Found::Scratch(location) => (location, &self.scratch[..]),
-            Found::Mapped(location, start, end) => {
+            Found::Scratch(location, flags) => (location, &self.scratch[..], flags),
+            Found::Mapped(location, start, end, flags) => {
                 let cursor = self.current.as_ref()?;
-                (location, &cursor.view[start..end])
+                (location, &cursor.view[start..end], flags)
             }
         };
         let path = match &self.current {
@@ -404,6 +407,7 @@ impl Replay {
             location,
             path,
             payload,
+            flags,
         };
         self.totals.deltas += batch.len() as u64;
         Some(Ok(batch))
@@ -489,12 +493,13 @@ impl Replay {
                 self.totals.batches += 1;
                 let body_start = offset as usize + FRAME_HEADER_BYTES;
                 if flags & FLAG_ZSTD == 0 {
-                    return Ok(Some(Found::Mapped(location, body_start, cursor.offset)));
+                    let found = Found::Mapped(location, body_start, cursor.offset, flags);
+                    return Ok(Some(found));
                 }
                 let body = &cursor.view[body_start..cursor.offset];
                 decompress_payload_into(body, &mut self.scratch)
                     .map_err(|error| Error::corruption(&cursor.path, offset, error.reason))?;
-                Ok(Some(Found::Scratch(location)))
+                Ok(Some(Found::Scratch(location, flags)))
             }
             Checked::Damage(damage) => {
                 if self.mode == RecoveryMode::Strict {

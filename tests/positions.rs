@@ -1,0 +1,92 @@
+//! A batch split into parts keeps the stamp positions the whole would have given
+//! (`Batch::starting_at`): the same deltas written whole or in parts, once or again, give the
+//! same states and count as duplicates, never conflicts, through replay, checkpoints,
+//! compaction and reopen.
+
+mod common;
+
+use aggrelog::{Batch, Db, Options, RecordLocation, SyncMode};
+use common::scan_all;
+use serde_json::json;
+
+fn options() -> Options {
+    Options::default()
+        .sync(SyncMode::Never)
+        .segment_size_bytes(8 << 10)
+        .background_compaction(false)
+        .checkpoint_every_bytes(0)
+}
+
+/// One upstream batch: several deltas per aggregate at one seq, so their order is their
+/// position.
+fn deltas() -> Vec<(String, serde_json::Value)> {
+    (0..60u64)
+        .map(|n| (format!("a{}", n % 4), json!({"v": n, "last": n % 5 == 0})))
+        .collect()
+}
+
+fn write_in_parts(db: &Db, part: usize) {
+    let all = deltas();
+    for (start, chunk) in all.chunks(part).enumerate().map(|(k, c)| (k * part, c)) {
+        let mut batch = Batch::starting_at(start as u32);
+        for (id, patch) in chunk {
+            batch.patch(id, 7, patch).unwrap();
+        }
+        db.write(&batch).unwrap();
+    }
+}
+
+#[test]
+fn parts_keep_the_positions_of_the_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = Db::open(tmp.path().join("whole"), options()).unwrap();
+    write_in_parts(&whole, usize::MAX);
+    let parts = Db::open(tmp.path().join("parts"), options()).unwrap();
+    write_in_parts(&parts, 7);
+    assert_eq!(scan_all(&whole), scan_all(&parts));
+    // The last delta of each aggregate at seq 7 decides: position order, not write order.
+    assert_eq!(
+        whole.get("a3").unwrap().unwrap().state,
+        json!({"v": 59, "last": false})
+    );
+
+    // Replay yields the stamp positions of the whole.
+    let positions: Vec<u32> = parts
+        .replay(RecordLocation::START)
+        .map(|d| d.unwrap().position)
+        .collect();
+    assert_eq!(positions, (0..60).collect::<Vec<u32>>());
+
+    // Written again, split differently: duplicates only.
+    write_in_parts(&whole, 11);
+    write_in_parts(&parts, usize::MAX);
+    for db in [&whole, &parts] {
+        let stats = db.stats();
+        assert_eq!((stats.duplicates, stats.conflicts), (60, 0));
+    }
+    assert_eq!(scan_all(&whole), scan_all(&parts));
+
+    // Through a checkpoint, a reopen and compaction.
+    let expected = scan_all(&whole);
+    parts.checkpoint().unwrap();
+    parts.close().unwrap();
+    let parts = Db::open(tmp.path().join("parts"), options()).unwrap();
+    assert_eq!(scan_all(&parts), expected);
+    parts.compact().unwrap();
+    parts.close().unwrap();
+    let parts = Db::open(tmp.path().join("parts"), options()).unwrap();
+    assert_eq!(scan_all(&parts), expected);
+    write_in_parts(&parts, 3);
+    assert_eq!(
+        scan_all(&parts),
+        expected,
+        "late duplicates change nothing after compaction"
+    );
+}
+
+#[test]
+fn positions_must_fit_32_bits() {
+    let mut batch = Batch::starting_at(u32::MAX - 1);
+    batch.patch("a", 1, &json!({})).unwrap();
+    assert!(batch.patch("b", 1, &json!({})).is_err());
+}
