@@ -1,5 +1,5 @@
-//! `ingest`: each FILE committed as one atomic batch, in order, after every FILE was found
-//! readable; a summary on stderr at the end.
+//! `ingest`: each FILE committed as one atomic batch (or in parts, see `stream.rs`), in order,
+//! after every FILE was found readable; a summary on stderr at the end.
 
 use std::fs::File;
 use std::io::{self, BufReader};
@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::open::{open_writer, DbArgs};
 use crate::output::{emit, progress, Failure};
+use crate::stream::{ingest_in_parts, Parts};
 
 /// Options of `ingest`.
 #[derive(Args, Debug)]
@@ -28,6 +29,15 @@ pub struct IngestArgs {
     /// Do not run background compaction and automatic checkpoints while ingesting.
     #[arg(long)]
     pub no_compaction: bool,
+    /// Commit each FILE in parts of at most N deltas (each part atomic, printed as
+    /// {"batch":"FILE:FIRST-LAST","deltas":N} with line numbers) instead of as one batch; a
+    /// delta keeps the stamp position it has in the whole file.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_lines: Option<u64>,
+    /// With --batch-lines: also commit a part MS milliseconds after its first delta arrived,
+    /// however small (for a producer that writes to stdin as it goes).
+    #[arg(long, value_name = "MS", requires = "batch_lines")]
+    pub batch_ms: Option<u64>,
     /// JSON Lines files, one delta per line; "-" reads stdin. The database is created if
     /// missing.
     #[arg(required = true)]
@@ -68,8 +78,15 @@ pub fn ingest(args: &IngestArgs) -> Result<(), Failure> {
     let db = open_writer(&args.db.db, args.db.apply(options), args.db.lock_wait)?;
     let bar = progress(total_bytes, "ingest");
     let mut done = Progress::default();
+    let parts = args.batch_lines.map(|lines| Parts {
+        lines: usize::try_from(lines).unwrap_or(usize::MAX),
+        wait: args.batch_ms.map(Duration::from_millis),
+    });
     let result = args.files.iter().try_for_each(|name| {
-        let deltas = ingest_file(&db, name)?;
+        let deltas = match parts {
+            Some(parts) => ingest_in_parts(&db, name, parts)?,
+            None => ingest_file(&db, name)?,
+        };
         done.files += 1;
         done.deltas += deltas;
         bar.inc(file_len(name));

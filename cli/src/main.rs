@@ -13,6 +13,7 @@ mod maintain;
 mod open;
 mod output;
 mod read;
+mod stream;
 
 use std::io::{self, Write};
 use std::path::PathBuf;

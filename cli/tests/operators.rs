@@ -391,3 +391,80 @@ fn replay_says_how_many_aggregates_it_cannot_yield_as_deltas() {
         "{err}"
     );
 }
+
+#[test]
+fn ingest_in_parts_keeps_positions_and_streams_from_stdin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whole, parts) = (tmp.path().join("whole"), tmp.path().join("parts"));
+    let (whole, parts) = (whole.to_str().unwrap(), parts.to_str().unwrap());
+    // Ten deltas of two aggregates at one seq: their order in the file decides.
+    let lines: String = (0..10)
+        .map(|n| line(["a", "b"][n % 2], 5, n as u64))
+        .collect();
+    let file = write_file(tmp.path(), "f.jsonl", &lines);
+    assert!(aggrelog(&["ingest", "--db", whole, &file]).status.success());
+    let out = aggrelog(&["ingest", "--db", parts, "--batch-lines", "4", &file]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{{\"batch\":\"{file}:1-4\",\"deltas\":4}}\n{{\"batch\":\"{file}:5-8\",\"deltas\":4}}\n{{\"batch\":\"{file}:9-10\",\"deltas\":2}}\n"
+        )
+    );
+    let scan = |db: &str| text(&aggrelog(&["scan", "--db", db]).stdout);
+    assert_eq!(scan(whole), scan(parts));
+    assert!(scan(whole).contains("{\"v\":9}"));
+    // Again, split differently: duplicates, never conflicts.
+    assert!(
+        aggrelog(&["ingest", "--db", whole, "--batch-lines", "3", &file])
+            .status
+            .success()
+    );
+    let stats: Value = serde_json::from_slice(&aggrelog(&["stats", "--db", whole]).stdout).unwrap();
+    assert_eq!(
+        (stats["duplicates"].as_u64(), stats["conflicts"].as_u64()),
+        (Some(10), Some(0))
+    );
+    assert_eq!(scan(whole), scan(parts));
+
+    // A producer writing to stdin as it goes: a part is committed after 100 ms.
+    let db = tmp.path().join("stream");
+    let db = db.to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aggrelog"))
+        .args([
+            "ingest",
+            "--db",
+            db,
+            "--batch-lines",
+            "1000",
+            "--batch-ms",
+            "100",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(line("s", 1, 1).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "{\"batch\":\"-:1-1\",\"deltas\":1}\n");
+    // Committed while the producer is still connected: readers see it.
+    let get = aggrelog(&["get", "--db", db, "s"]);
+    assert!(get.status.success(), "{}", text(&get.stderr));
+    stdin
+        .write_all((line("s", 2, 2) + "{broken\n").as_bytes())
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with("-:3: bad JSON"),
+        "{}",
+        text(&out.stderr)
+    );
+}

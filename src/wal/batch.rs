@@ -184,6 +184,7 @@ impl<'a> BatchDecoder<'a> {
     }
 
     /// Starts decoding an unpositioned `payload` with the given checksum policy.
+    #[cfg(any(test, feature = "testing"))]
     pub fn with_checksums(payload: &'a [u8], checksums: Checksums) -> Decoded<Self> {
         Self::of_frame(payload, 0, checksums)
     }
