@@ -9,8 +9,8 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::layout::{checkpoint_dir, prepare_dir, LOCK_FILE, WAL_DIR};
 use crate::model::Model;
-use crate::open::is_vanished_file;
 use crate::options::Options;
+use crate::retry::is_vanished_file;
 use crate::wal::RecordLocation;
 
 /// What [`Db::backup`](crate::Db::backup) wrote.

@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::layout::{segment_path, take_lock, WAL_DIR};
+use crate::layout::{segment_path, WAL_DIR};
 use crate::model::{binary, DeltaKind};
+use crate::retry::retrying_vanished;
 use crate::storage::{FsStorage, Storage};
 use crate::wal::recovery::{scan_log, LogRecord};
 use crate::wal::{Damage, RecordLocation, ScanPolicy};
@@ -40,10 +41,15 @@ impl CheckReport {
 }
 
 /// Verifies every segment header, frame CRC, batch layout, delta CRC and patch body of the
-/// database in `path`, without changing anything. Takes the directory lock, so it fails while
-/// another handle has the database open.
+/// database in `path`, without changing anything. It takes no lock: it runs beside a writer
+/// (an append in progress at the log's end is reported as a torn tail, not damage, and a file
+/// the writer deletes meanwhile makes it start again).
 pub fn check(path: impl AsRef<Path>) -> Result<CheckReport> {
     let dir = path.as_ref();
+    retrying_vanished(|| check_once(dir))
+}
+
+fn check_once(dir: &Path) -> Result<CheckReport> {
     let storage = FsStorage;
     if !storage.exists(dir).map_err(|e| Error::io(dir, e))? {
         return Err(Error::NotFound {
@@ -59,7 +65,6 @@ pub fn check(path: impl AsRef<Path>) -> Result<CheckReport> {
             path: dir.to_path_buf(),
         });
     }
-    let _lock = take_lock(&storage, dir)?;
     let mut bad_bodies = Vec::new();
     let from = RecordLocation::START;
     let scan = scan_log(&storage, &wal_dir, ScanPolicy::Check, from, &mut |record| {

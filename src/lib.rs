@@ -62,6 +62,7 @@ mod open;
 mod options;
 mod periodic;
 mod refresh;
+mod retry;
 #[cfg(feature = "workload")]
 mod rng;
 mod scan;

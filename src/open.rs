@@ -17,6 +17,7 @@ use crate::layout::{
 };
 use crate::model::Model;
 use crate::options::{Options, MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES};
+use crate::retry::retrying_vanished;
 use crate::storage::Storage;
 use crate::wal::recovery::LogRecord;
 use crate::wal::{Log, RecordLocation};
@@ -30,16 +31,6 @@ pub(crate) enum Access {
     ReadOnly,
 }
 
-/// Attempts of a read-only open or refresh that a concurrent compaction (deleting a file
-/// between its listing and its reading) made fail; they wait longer each time (1 ms doubling,
-/// at most 200 ms: about 2 s in all), as a compaction deletes many files one by one.
-pub(crate) const READ_ONLY_ATTEMPTS: u32 = 16;
-
-/// The pause before read-only attempt `attempt` (1-based) is retried.
-pub(crate) fn retry_pause(attempt: u32) -> std::time::Duration {
-    std::time::Duration::from_millis((1u64 << attempt.min(8)).min(200))
-}
-
 /// Opens the database in `dir` read-only, retrying when the writer's compaction deleted a file
 /// between its listing and its reading.
 pub(crate) fn open_read_only<M: Model + Clone>(
@@ -48,22 +39,10 @@ pub(crate) fn open_read_only<M: Model + Clone>(
     model: M,
     storage: Arc<dyn Storage>,
 ) -> Result<Engine<M>> {
-    let mut attempt = 1;
-    loop {
+    retrying_vanished(|| {
         let (dir, options, model) = (dir.clone(), options.clone(), model.clone());
-        match open(dir, options, model, Arc::clone(&storage), Access::ReadOnly) {
-            Err(error) if attempt < READ_ONLY_ATTEMPTS && is_vanished_file(&error) => {
-                std::thread::sleep(retry_pause(attempt));
-                attempt += 1;
-            }
-            opened => return opened,
-        }
-    }
-}
-
-/// Whether `error` is a file that disappeared under a reader (the writer deleted it).
-pub(crate) fn is_vanished_file(error: &Error) -> bool {
-    matches!(error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+        open(dir, options, model, Arc::clone(&storage), Access::ReadOnly)
+    })
 }
 
 /// Opens the database in `dir`: recovery as DESIGN.md describes it, then the engine.

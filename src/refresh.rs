@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::index::{DeltaRef, StateRef};
 use crate::index_builder::{apply_record, IndexSink};
 use crate::model::Model;
-use crate::open::{is_vanished_file, retry_pause, READ_ONLY_ATTEMPTS};
+use crate::retry::retrying_vanished;
 use crate::wal::recovery::LogRecord;
 
 /// The live index of a reader, locked per record so that its own reads go on.
@@ -37,22 +37,15 @@ impl<M: Model> Engine<M> {
         }
         // One refresh at a time.
         let _gate = self.gate_exclusive();
-        let mut attempt = 1;
-        let (scan, read) = loop {
-            let mut read = Counters::default();
+        // A repeated attempt re-reads records already applied, which the index recognises by
+        // their place and does not count twice.
+        let mut read = Counters::default();
+        let scan = retrying_vanished(|| {
+            read = Counters::default();
             let mut apply =
                 |record: &LogRecord<'_>| apply_record(record, &mut LiveIndex(self), &mut read);
-            match self.log().refresh(self.options().recovery, &mut apply) {
-                Ok(scan) => break (scan, read),
-                // A repeated attempt re-reads records already applied, which the index
-                // recognises by their place and does not count twice.
-                Err(e) if attempt < READ_ONLY_ATTEMPTS && is_vanished_file(&e) => {
-                    std::thread::sleep(retry_pause(attempt));
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+            self.log().refresh(self.options().recovery, &mut apply)
+        })?;
         self.count_refresh(scan.batches, read.max_seq, read.seal);
         self.forget_deleted_segments()?;
         Ok(scan.batches)

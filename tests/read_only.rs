@@ -103,6 +103,9 @@ fn a_reader_beside_a_writer_that_appends_checkpoints_and_compacts() {
             // A fresh reader opened now sees at least as much.
             let fresh = Db::open_read_only(&dir, options()).unwrap();
             check_reader(&fresh, floor, acknowledged.load(Ordering::SeqCst));
+            // `check` beside the writer finds no damage (an append in progress is a torn tail).
+            let report = aggrelog::check(&dir).unwrap();
+            assert!(report.is_clean(), "{:?}", report.damage);
         }
     }
     stop.store(true, Ordering::SeqCst);

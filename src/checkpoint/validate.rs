@@ -10,6 +10,7 @@ use super::format::{self as checkpoint, Checkpoint};
 use crate::error::{Error, Result};
 use crate::index::Chain;
 use crate::layout::{checkpoint_dir, segment_lengths, segment_path, WAL_DIR};
+use crate::retry::is_vanished_file;
 use crate::storage::{ReadView, Storage};
 use crate::wal::format::{RecordType, END_FRAME_BYTES, FLAG_ZSTD, FRAME_HEADER_BYTES};
 use crate::wal::frame::{frame_at, frame_header_at};
@@ -49,6 +50,8 @@ pub(crate) fn checkpoint_problems(
     let mut problems = Vec::new();
     for (_, path) in checkpoint::list(storage, &checkpoint_dir(dir))?.checkpoints {
         match checkpoint::load(storage, &path) {
+            // Removed by a writer since it was listed (retention): nothing to judge.
+            Err(e) if is_vanished_file(&e) => {}
             Err(e) => problems.push((path, e.to_string(), true)),
             Ok(c) => {
                 if let Err(e) = validate_against_log(storage, dir, &c, &lengths) {
