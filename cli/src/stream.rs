@@ -4,8 +4,10 @@
 //! (`Batch::starting_at`), so ingesting a file split or whole, once or again, gives the same
 //! states and counts duplicates, never conflicts. Memory holds one part.
 
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
+use std::mem;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,8 +18,13 @@ use serde_json::json;
 
 use crate::output::{emit, Failure};
 
-/// Lines read ahead of the committing thread.
-const READ_AHEAD_LINES: usize = 4096;
+/// Lines the reading thread hands over at once at most (fewer when its input would wait).
+const LINES_PER_HANDOVER: usize = 512;
+/// Handovers read ahead of the committing thread.
+const READ_AHEAD_HANDOVERS: usize = 16;
+
+/// Lines as the reading thread hands them over.
+type Lines = Receiver<Vec<io::Result<String>>>;
 
 /// How a stream is cut into parts.
 #[derive(Clone, Copy, Debug)]
@@ -49,16 +56,20 @@ impl Part {
 /// Commits FILE in parts; returns the deltas committed.
 pub fn ingest_in_parts(db: &Db, name: &str, parts: Parts) -> Result<usize, Failure> {
     let lines = read_ahead(name)?;
+    let mut ready = VecDeque::new();
     let mut line_no = 0u64;
     let mut committed = 0usize;
     let mut part = Part::new(0);
     loop {
-        let next = match parts.wait.filter(|_| !part.lines.is_empty()) {
-            Some(wait) => {
-                let left = wait.saturating_sub(part.started.elapsed());
-                lines.recv_timeout(left)
-            }
-            None => lines.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        let next = match ready.pop_front() {
+            Some(text) => Ok(text),
+            None => match next_handover(&lines, &part, parts.wait) {
+                Ok(handover) => {
+                    ready.extend(handover);
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
         };
         let text = match next {
             Ok(text) => text.map_err(|e| format!("{name}:{}: cannot read: {e}", line_no + 1))?,
@@ -81,21 +92,51 @@ pub fn ingest_in_parts(db: &Db, name: &str, parts: Parts) -> Result<usize, Failu
     Ok(committed)
 }
 
+/// The next handover of lines, waiting at most until the part's time is up.
+fn next_handover(
+    lines: &Lines,
+    part: &Part,
+    wait: Option<Duration>,
+) -> Result<Vec<io::Result<String>>, RecvTimeoutError> {
+    match wait.filter(|_| !part.lines.is_empty()) {
+        Some(wait) => lines.recv_timeout(wait.saturating_sub(part.started.elapsed())),
+        None => lines.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    }
+}
+
 /// Reads FILE's lines on a thread of their own, so that a part can be committed while the
-/// input waits.
-fn read_ahead(name: &str) -> Result<Receiver<io::Result<String>>, Failure> {
-    let input: Box<dyn BufRead + Send> = if name == "-" {
-        Box::new(BufReader::new(io::stdin()))
+/// input waits. Lines are handed over in bunches, and whenever the input has nothing more
+/// buffered (the next read could wait).
+fn read_ahead(name: &str) -> Result<Lines, Failure> {
+    let source: Box<dyn Read + Send> = if name == "-" {
+        Box::new(io::stdin())
     } else {
-        let file = File::open(name).map_err(|e| format!("{name}: cannot open: {e}"))?;
-        Box::new(BufReader::with_capacity(1 << 20, file))
+        Box::new(File::open(name).map_err(|e| format!("{name}: cannot open: {e}"))?)
     };
-    let (send, receive) = sync_channel(READ_AHEAD_LINES);
+    let mut input = BufReader::with_capacity(1 << 20, source);
+    let (send, receive) = sync_channel(READ_AHEAD_HANDOVERS);
     thread::Builder::new()
         .name("aggrelog-read".into())
         .spawn(move || {
-            for line in input.lines() {
-                if send.send(line).is_err() {
+            let mut bunch = Vec::with_capacity(LINES_PER_HANDOVER);
+            loop {
+                let mut line = String::new();
+                let read = input.read_line(&mut line);
+                let end = matches!(read, Ok(0) | Err(_));
+                match read {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        let content = line.trim_end_matches(['\n', '\r']).len();
+                        line.truncate(content);
+                        bunch.push(Ok(line));
+                    }
+                    Err(e) => bunch.push(Err(e)),
+                }
+                let full = bunch.len() >= LINES_PER_HANDOVER || input.buffer().is_empty();
+                if (full || end) && !bunch.is_empty() && send.send(mem::take(&mut bunch)).is_err() {
+                    return;
+                }
+                if end {
                     return;
                 }
             }
