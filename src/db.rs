@@ -12,6 +12,7 @@ use crate::checkpoint::CheckpointMeta;
 use crate::compaction::{self, CompactionReport, Scope};
 use crate::engine::{AggregateState, Engine};
 use crate::error::{Error, Result};
+use crate::export::{self, TransferReport};
 use crate::index::Index;
 use crate::index_builder::delta_refs;
 use crate::materialize::Materialize;
@@ -318,6 +319,22 @@ impl<M: Model> Db<M> {
     /// wait until it returns.
     pub fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
         backup::backup(&self.engine, dest.as_ref())
+    }
+
+    /// Writes every record of the log, in log order, to `out` as JSON Lines (batches with their
+    /// first stamp position, compaction state records with their horizon and encoded state,
+    /// seals; DESIGN.md, section 5b3). [`Db::import`] into a new database gives the same
+    /// states, history and future folds. Works on a read-only handle too.
+    pub fn export(&self, out: &mut dyn std::io::Write) -> Result<TransferReport> {
+        export::export(&self.engine, out)
+    }
+
+    /// Reads an export into this database, which must hold nothing yet, record by record in
+    /// log order. A bad line fails naming its number; what came before it stays imported.
+    pub fn import(&self, input: &mut dyn std::io::BufRead) -> Result<TransferReport> {
+        let write = |batch: &Batch| self.write(batch).map(drop);
+        let seal = |seal: u64| self.seal(seal);
+        export::import(&self.engine, &write, &seal, input)
     }
 
     /// Writes a checkpoint now: later opens replay only the log after it.

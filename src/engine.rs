@@ -256,9 +256,9 @@ impl<M: Model> Engine<M> {
             .fetch_add(stored_bytes, Ordering::Relaxed);
     }
 
-    /// Counts `batches` batch records read by a refresh, with `top_seq` the highest seq of any
-    /// record read, and a seal read with them.
-    pub fn count_refresh(&self, batches: u64, top_seq: u64, seal: u64) {
+    /// Counts `batches` batch records read by a refresh or an import, with `top_seq` the
+    /// highest seq of any record read, and a seal read with them.
+    pub fn note_records(&self, batches: u64, top_seq: u64, seal: u64) {
         self.batches.fetch_add(batches, Ordering::Relaxed);
         self.max_seq.fetch_max(top_seq, Ordering::SeqCst);
         self.seal.fetch_max(seal, Ordering::SeqCst);

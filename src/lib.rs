@@ -50,6 +50,7 @@ mod db;
 mod decode;
 mod engine;
 mod error;
+mod export;
 mod fold;
 mod index;
 mod index_builder;
@@ -85,6 +86,7 @@ pub use compaction::CompactionReport;
 pub use db::{Db, WriteReceipt};
 pub use engine::AggregateState;
 pub use error::{Error, Result};
+pub use export::TransferReport;
 pub use model::{DeltaKind, DeltaView, MergePatch, Model, ModelError, Stamp};
 pub use options::{
     CompactionOptions, Compression, History, Options, RecoveryMode, SyncMode,

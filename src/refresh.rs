@@ -46,7 +46,7 @@ impl<M: Model> Engine<M> {
                 |record: &LogRecord<'_>| apply_record(record, &mut LiveIndex(self), &mut read);
             self.log().refresh(self.options().recovery, &mut apply)
         })?;
-        self.count_refresh(scan.batches, read.max_seq, read.seal);
+        self.note_records(scan.batches, read.max_seq, read.seal);
         self.forget_deleted_segments()?;
         Ok(scan.batches)
     }

@@ -90,3 +90,25 @@ fn positions_must_fit_32_bits() {
     batch.patch("a", 1, &json!({})).unwrap();
     assert!(batch.patch("b", 1, &json!({})).is_err());
 }
+
+#[test]
+fn export_and_import_keep_the_positions_of_parts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parts = Db::open(tmp.path().join("parts"), options()).unwrap();
+    write_in_parts(&parts, 7);
+    let mut exported = Vec::new();
+    parts.export(&mut exported).unwrap();
+    assert!(String::from_utf8_lossy(&exported).contains("\"first_position\":7"));
+    let copy = Db::open(tmp.path().join("copy"), options()).unwrap();
+    copy.import(&mut std::io::BufReader::new(&exported[..]))
+        .unwrap();
+    assert_eq!(scan_all(&copy), scan_all(&parts));
+    let positions = |db: &Db| -> Vec<u32> {
+        db.replay(RecordLocation::START)
+            .map(|d| d.unwrap().position)
+            .collect()
+    };
+    assert_eq!(positions(&copy), positions(&parts));
+    write_in_parts(&copy, 60);
+    assert_eq!(copy.stats().conflicts, 0);
+}

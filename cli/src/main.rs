@@ -14,6 +14,7 @@ mod open;
 mod output;
 mod read;
 mod stream;
+mod transfer;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -93,6 +94,22 @@ enum Command {
         /// The backup's directory; it must not exist.
         dest: PathBuf,
     },
+    /// Write every record of the log, in log order, as JSON Lines to FILE (default stdout):
+    /// `import` into a new database gives the same states, history and future folds.
+    Export {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Output file (created; it must not exist); stdout when absent.
+        file: Option<PathBuf>,
+    },
+    /// Build a new database from the output of `export`.
+    Import {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Files written by `export`, in order; "-" reads stdin.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
     /// Declare that no new delta with a lower seq will arrive any more.
     Seal {
         #[command(flatten)]
@@ -149,6 +166,8 @@ fn run() -> i32 {
         Command::Compact { db } => maintain::compact(&db),
         Command::Seal { db, seq } => maintain::seal(&db, seq),
         Command::Backup { db, dest } => maintain::backup(&db, &dest),
+        Command::Export { db, file } => transfer::export(&db, file.as_deref()),
+        Command::Import { db, files } => transfer::import(&db, &files),
         Command::Demo => demo::run().map_err(Failure::from),
         Command::Bench(args) => ingest::parse_sync(&args.sync)
             .and_then(|sync| bench::run(&args, sync).map_err(Failure::from)),

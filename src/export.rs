@@ -1,0 +1,233 @@
+//! Export and import that keep the semantics (DESIGN.md, section 5b3): the log written out as
+//! JSON Lines, one line per record in log order (batches with their first stamp position,
+//! compaction state records with their horizon and encoded state, seals), and read back into a
+//! new database in the same order. The new database's index is then the one recovery would
+//! build from the source's log: the same states, the same history, the same future folds.
+//!
+//! ```text
+//! {"batch":[{"aggregate":A,"seq":S,"patch":{...}} | {"aggregate":A,"seq":S,"delete":true}, ...],
+//!  "first_position":N}                  first_position only when it is not 0
+//! {"state":{"aggregate":A,"horizon":H,"max_seq":S,"folded":F,"encoded":"BASE64"}}
+//!                                       horizon null: every seq (History::None)
+//! {"seal":S}
+//! ```
+
+use std::io::{BufRead, Write};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use crate::batch::Batch;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::index_builder::state_ref;
+use crate::jsonl::parse_line;
+use crate::model::{binary, DeltaKind, Model};
+use crate::wal::format::{RecordType, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::wal::frame::{FrameScanner, ScanEvent};
+use crate::wal::log::NewRecord;
+use crate::wal::records::{decode_seal_body, decode_state_body, encode_state_body, StateBody};
+use crate::wal::recovery::{batch_payload, decode_batch};
+
+/// What an export or an import carried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct TransferReport {
+    /// Batch records.
+    pub batches: u64,
+    /// Deltas in them.
+    pub deltas: u64,
+    /// Compaction state records.
+    pub states: u64,
+    /// Seal records.
+    pub seals: u64,
+}
+
+/// Writes every record of `engine`'s log, in log order, as one JSON line each.
+pub(crate) fn export<M: Model>(engine: &Engine<M>, out: &mut dyn Write) -> Result<TransferReport> {
+    // No segment is deleted while it is read.
+    let _reading = engine.reading();
+    let mut report = TransferReport::default();
+    for (id, path, len) in engine.log().segments() {
+        let view = engine.log().view(id, len)?;
+        let bytes = &view[..len as usize];
+        for event in FrameScanner::new(bytes, id, SEGMENT_HEADER_BYTES) {
+            let frame = match event {
+                ScanEvent::Frame(frame) => frame,
+                ScanEvent::Damage(d) => return Err(Error::corruption(&path, d.offset, d.reason)),
+            };
+            let bad = |reason: String| Error::corruption(&path, frame.offset, reason);
+            let line = match frame.header.record_type {
+                RecordType::Batch => {
+                    let payload = batch_payload(&frame).map_err(|e| bad(e.reason))?;
+                    let (first, deltas) =
+                        decode_batch(&payload, frame.header.flags).map_err(|e| bad(e.reason))?;
+                    let mut items = Vec::with_capacity(deltas.len());
+                    for d in &deltas {
+                        let mut item = Map::new();
+                        item.insert("aggregate".into(), d.aggregate.into());
+                        item.insert("seq".into(), d.seq.into());
+                        match d.kind {
+                            DeltaKind::Patch => {
+                                let patch = binary::decode_value(d.body)
+                                    .map_err(|e| bad(format!("undecodable patch: {e}")))?;
+                                item.insert("patch".into(), patch);
+                            }
+                            DeltaKind::Delete => drop(item.insert("delete".into(), true.into())),
+                        }
+                        items.push(Value::Object(item));
+                    }
+                    report.batches += 1;
+                    report.deltas += deltas.len() as u64;
+                    match first {
+                        0 => json!({ "batch": items }),
+                        first => json!({ "batch": items, "first_position": first }),
+                    }
+                }
+                RecordType::State => {
+                    let body = decode_state_body(frame.body).map_err(|e| bad(e.reason))?;
+                    report.states += 1;
+                    let horizon = (body.horizon != u64::MAX).then_some(body.horizon);
+                    json!({"state": {
+                        "aggregate": body.aggregate,
+                        "horizon": horizon,
+                        "max_seq": body.max_seq,
+                        "folded": body.folded,
+                        "encoded": STANDARD.encode(body.state),
+                    }})
+                }
+                RecordType::Seal => {
+                    report.seals += 1;
+                    json!({ "seal": decode_seal_body(frame.body).map_err(|e| bad(e.reason))? })
+                }
+                RecordType::End | RecordType::Commit => continue,
+            };
+            writeln!(out, "{line}").map_err(|e| Error::io("export output", e))?;
+        }
+    }
+    out.flush().map_err(|e| Error::io("export output", e))?;
+    Ok(report)
+}
+
+/// Reads an export into `engine`, which must hold nothing yet, record by record in order.
+pub(crate) fn import<M: Model>(
+    engine: &Engine<M>,
+    write: &dyn Fn(&Batch) -> Result<()>,
+    seal: &dyn Fn(u64) -> Result<()>,
+    input: &mut dyn BufRead,
+) -> Result<TransferReport> {
+    if engine.batches() > 0 || engine.index_read().aggregates() > 0 {
+        return Err(Error::InvalidInput(
+            "import builds a new database: this one already holds data".into(),
+        ));
+    }
+    let mut report = TransferReport::default();
+    let mut line = String::new();
+    let mut line_no = 0u64;
+    loop {
+        line.clear();
+        let read = input
+            .read_line(&mut line)
+            .map_err(|e| Error::io("import input", e))?;
+        if read == 0 {
+            return Ok(report);
+        }
+        line_no += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |reason: String| Error::InvalidInput(format!("line {line_no}: {reason}"));
+        let value: Value =
+            serde_json::from_str(&line).map_err(|e| bad(format!("bad JSON: {e}")))?;
+        if let Some(items) = value.get("batch") {
+            let first = value.get("first_position").map_or(Some(0), Value::as_u64);
+            let first = first
+                .and_then(|f| u32::try_from(f).ok())
+                .ok_or_else(|| bad("\"first_position\" must be a 32-bit integer".into()))?;
+            let batch = import_batch(items, first).map_err(bad)?;
+            report.batches += 1;
+            report.deltas += batch.len() as u64;
+            write(&batch)?;
+        } else if let Some(state) = value.get("state") {
+            import_state(engine, state).map_err(|e| match e {
+                Error::InvalidInput(reason) => bad(reason),
+                other => other,
+            })?;
+            report.states += 1;
+        } else if let Some(s) = value.get("seal").and_then(Value::as_u64) {
+            seal(s)?;
+            report.seals += 1;
+        } else {
+            return Err(bad(
+                "expected a \"batch\", \"state\" or \"seal\" line".into()
+            ));
+        }
+    }
+}
+
+fn import_batch(items: &Value, first_position: u32) -> std::result::Result<Batch, String> {
+    let items = items.as_array().ok_or("\"batch\" must be an array")?;
+    let mut batch = Batch::starting_at(first_position);
+    for item in items {
+        let delta = parse_line(&item.to_string())?;
+        match &delta.patch {
+            Some(patch) => batch.patch(&delta.aggregate, delta.seq, patch),
+            None => batch.delete(&delta.aggregate, delta.seq),
+        }
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(batch)
+}
+
+/// Appends a state record as the export gives it and installs it, as compaction would.
+fn import_state<M: Model>(engine: &Engine<M>, state: &Value) -> Result<()> {
+    let field = |name: &str| state.get(name).and_then(Value::as_u64);
+    let invalid = |what: &str| Error::InvalidInput(format!("state: {what}"));
+    let aggregate = state
+        .get("aggregate")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("\"aggregate\" must be a string"))?;
+    crate::wal::batch::validate_aggregate_id(aggregate).map_err(|e| invalid(&e))?;
+    let horizon = match state.get("horizon") {
+        Some(Value::Null) => u64::MAX,
+        _ => field("horizon").ok_or_else(|| invalid("\"horizon\" must be an integer or null"))?,
+    };
+    let max_seq = field("max_seq").ok_or_else(|| invalid("\"max_seq\" must be an integer"))?;
+    let folded = field("folded").ok_or_else(|| invalid("\"folded\" must be an integer"))?;
+    let encoded = state
+        .get("encoded")
+        .and_then(Value::as_str)
+        .and_then(|text| STANDARD.decode(text).ok())
+        .ok_or_else(|| invalid("\"encoded\" must be base64"))?;
+    // Untrusted bytes: the model must accept them before they enter the log.
+    let mut scratch = M::State::default();
+    (engine.model().join_encoded_state(&mut scratch, &encoded))
+        .map_err(|e| invalid(&format!("the model rejects the encoded state: {e}")))?;
+    let body = StateBody {
+        aggregate,
+        horizon,
+        max_seq,
+        folded,
+        state: &encoded,
+    };
+    let mut bytes = Vec::new();
+    encode_state_body(&body, &mut bytes);
+    let frame_bytes = (FRAME_HEADER_BYTES + bytes.len()) as u64;
+    let record = NewRecord {
+        record_type: RecordType::State,
+        flags: 0,
+        body: bytes,
+    };
+    let _gate = engine.gate_exclusive();
+    let location = engine.log().append_records(vec![record], true)?;
+    let location = location
+        .first()
+        .copied()
+        .ok_or_else(|| Error::Internal("an append returned no location".into()))?;
+    let state = state_ref(location, frame_bytes, &body);
+    engine.index_write().install_state(aggregate, state);
+    engine.note_records(0, max_seq, 0);
+    Ok(())
+}
