@@ -124,6 +124,20 @@ pub(crate) fn import<M: Model>(
         ));
     }
     let mut report = TransferReport::default();
+    let imported = import_lines(engine, write, seal, input, &mut report);
+    // State records are appended unsynced: what was imported is made durable, also before a
+    // bad line is reported.
+    let synced = engine.log().sync();
+    imported.and(synced).map(|()| report)
+}
+
+fn import_lines<M: Model>(
+    engine: &Engine<M>,
+    write: &dyn Fn(&Batch) -> Result<()>,
+    seal: &dyn Fn(u64) -> Result<()>,
+    input: &mut dyn BufRead,
+    report: &mut TransferReport,
+) -> Result<()> {
     let mut line = String::new();
     let mut line_no = 0u64;
     loop {
@@ -132,7 +146,7 @@ pub(crate) fn import<M: Model>(
             .read_line(&mut line)
             .map_err(|e| Error::io("import input", e))?;
         if read == 0 {
-            return Ok(report);
+            return Ok(());
         }
         line_no += 1;
         if line.trim().is_empty() {
@@ -221,7 +235,9 @@ fn import_state<M: Model>(engine: &Engine<M>, state: &Value) -> Result<()> {
         body: bytes,
     };
     let _gate = engine.gate_exclusive();
-    let location = engine.log().append_records(vec![record], true)?;
+    // Not synced one by one: the import syncs once at its end, or before it reports a bad
+    // line.
+    let location = engine.log().append_records(vec![record], false)?;
     let location = location
         .first()
         .copied()
