@@ -214,16 +214,20 @@ impl<M: Model> Db<M> {
         let location = {
             let _gate = engine.gate_shared();
             let seal = engine.seal();
-            let index = engine.index_read();
-            if let Some((position, low)) = first_new_below(&index, &deltas, first_position, seal) {
-                return Err(Error::Sealed {
-                    aggregate: low.aggregate.to_owned(),
-                    position,
-                    seq: low.seq,
-                    seal,
-                });
+            // The index is consulted only for a batch with deltas below the seal.
+            if deltas.iter().any(|d| d.seq < seal) {
+                let index = engine.index_read();
+                if let Some((position, low)) =
+                    first_new_below(&index, &deltas, first_position, seal)
+                {
+                    return Err(Error::Sealed {
+                        aggregate: low.aggregate.to_owned(),
+                        position,
+                        seq: low.seq,
+                        seal,
+                    });
+                }
             }
-            drop(index);
             let location = engine.log().append(flags, body)?;
             let record = BatchRecord {
                 segment: location.segment,
