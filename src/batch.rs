@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::{merge_patch, DeltaKind};
-use crate::wal::batch::{validate_aggregate_id, BatchEncoder};
+use crate::wal::batch::{encoded_delta_bytes, validate_aggregate_id, BatchEncoder};
 use crate::wal::format::MAX_BATCH_PAYLOAD_BYTES;
 
 /// A set of deltas written atomically by [`Db::write`](crate::Db::write): after any crash either
@@ -86,7 +86,7 @@ impl Batch {
         if kind == DeltaKind::Delete && !body.is_empty() {
             return Err(Error::InvalidInput("a delete carries no body".into()));
         }
-        let grown = self.encoder.payload().len() + aggregate.len() + body.len() + 19;
+        let grown = self.encoder.payload().len() + encoded_delta_bytes(aggregate.len(), body.len());
         if grown > MAX_BATCH_PAYLOAD_BYTES {
             return Err(Error::InvalidInput(format!(
                 "batch would exceed {MAX_BATCH_PAYLOAD_BYTES} bytes"

@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
-use crate::layout::{segment_path, WAL_DIR};
+use crate::error::Result;
+use crate::layout::{prepare_dir, require_database, segment_path, WAL_DIR};
 use crate::model::{binary, DeltaKind};
+use crate::options::Options;
 use crate::retry::retrying_vanished;
-use crate::storage::{FsStorage, Storage};
+use crate::storage::FsStorage;
 use crate::wal::recovery::{scan_log, LogRecord};
 use crate::wal::{Damage, RecordLocation, ScanPolicy};
 
@@ -51,20 +52,10 @@ pub fn check(path: impl AsRef<Path>) -> Result<CheckReport> {
 
 fn check_once(dir: &Path) -> Result<CheckReport> {
     let storage = FsStorage;
-    if !storage.exists(dir).map_err(|e| Error::io(dir, e))? {
-        return Err(Error::NotFound {
-            path: dir.to_path_buf(),
-        });
-    }
+    let existing_only = Options::default().create_if_missing(false);
+    prepare_dir(&storage, dir, &existing_only)?;
+    require_database(&storage, dir, &existing_only)?;
     let wal_dir = dir.join(WAL_DIR);
-    if !storage
-        .exists(&wal_dir)
-        .map_err(|e| Error::io(&wal_dir, e))?
-    {
-        return Err(Error::NotADatabase {
-            path: dir.to_path_buf(),
-        });
-    }
     let mut bad_bodies = Vec::new();
     let from = RecordLocation::START;
     let scan = scan_log(&storage, &wal_dir, ScanPolicy::Check, from, &mut |record| {

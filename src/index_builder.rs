@@ -19,6 +19,7 @@ use hashbrown::DefaultHashBuilder;
 use crate::engine::Counters;
 use crate::index::{DeltaRef, Index, StateRef};
 use crate::layout::index_location;
+use crate::wal::batch::encoded_delta_bytes;
 use crate::wal::records::StateBody;
 use crate::wal::recovery::LogRecord;
 use crate::wal::{BatchRecord, RecordLocation};
@@ -36,7 +37,7 @@ pub(crate) fn delta_refs<'a>(
     let (segment, record_offset) = index_location(record.segment, record.offset);
     let first = record.first_position;
     record.deltas.iter().enumerate().map(move |(index, delta)| {
-        let len = (delta.aggregate.len() + delta.body.len() + 19) as u32;
+        let len = encoded_delta_bytes(delta.aggregate.len(), delta.body.len()) as u32;
         let delta_ref = DeltaRef {
             seq: delta.seq,
             segment,

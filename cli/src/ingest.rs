@@ -2,7 +2,7 @@
 //! after every FILE was found readable; a summary on stderr at the end.
 
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, Read};
 use std::time::{Duration, Instant};
 
 use aggrelog::jsonl::{read_numbered_batch, NumberedBatch};
@@ -112,7 +112,7 @@ pub fn ingest(args: &IngestArgs) -> Result<(), Failure> {
 }
 
 /// Checks that every FILE can be opened before anything is committed; returns their bytes.
-fn preflight(files: &[String]) -> Result<u64, Failure> {
+pub fn preflight(files: &[String]) -> Result<u64, Failure> {
     let mut bytes = 0;
     for name in files.iter().filter(|name| *name != "-") {
         let file = File::open(name).map_err(|e| format!("{name}: cannot open: {e}"))?;
@@ -131,25 +131,32 @@ fn ingest_file(db: &Db, name: &str) -> Result<usize, Failure> {
     let numbered = read_file(name)?;
     let receipt = db
         .write(&numbered.batch)
-        .map_err(|e| rejection(name, &numbered, e))?;
+        .map_err(|e| rejection(name, &numbered.lines, e))?;
     emit(json!({"batch": name, "deltas": receipt.deltas}))?;
     Ok(receipt.deltas)
 }
 
-fn read_file(name: &str) -> Result<NumberedBatch, Failure> {
-    let read = if name == "-" {
-        read_numbered_batch(io::stdin().lock())
+/// FILE ("-": stdin), buffered.
+pub fn open_input(name: &str) -> Result<BufReader<Box<dyn Read + Send>>, Failure> {
+    let source: Box<dyn Read + Send> = if name == "-" {
+        Box::new(io::stdin())
     } else {
-        let file = File::open(name).map_err(|e| format!("{name}: cannot open: {e}"))?;
-        read_numbered_batch(BufReader::with_capacity(1 << 20, file))
+        Box::new(File::open(name).map_err(|e| format!("{name}: cannot open: {e}"))?)
     };
-    read.map_err(|e| Failure::new(format!("{name}:{}: {}", e.line, e.reason)))
+    Ok(BufReader::with_capacity(1 << 20, source))
 }
 
-fn rejection(name: &str, numbered: &NumberedBatch, error: Error) -> Failure {
+fn read_file(name: &str) -> Result<NumberedBatch, Failure> {
+    read_numbered_batch(open_input(name)?)
+        .map_err(|e| Failure::new(format!("{name}:{}: {}", e.line, e.reason)))
+}
+
+/// A rejected batch of FILE as a failure: `FILE:LINE` when a delta is to blame (`lines[i]` is
+/// the line of the batch's delta `i`), `FILE` otherwise.
+pub fn rejection(name: &str, lines: &[u64], error: Error) -> Failure {
     match &error {
         Error::Sealed { position, .. } => {
-            let line = numbered.lines.get(*position as usize).copied().unwrap_or(0);
+            let line = lines.get(*position as usize).copied().unwrap_or(0);
             Failure::new(format!("{name}:{line}: {error}"))
         }
         _ => Failure::new(format!("{name}: {error}")),

@@ -5,17 +5,17 @@
 //! states and counts duplicates, never conflicts. Memory holds one part.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead};
 use std::mem;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use aggrelog::jsonl::parse_line;
-use aggrelog::{Batch, Db, Error};
+use aggrelog::{Batch, Db};
 use serde_json::json;
 
+use crate::ingest::{open_input, rejection};
 use crate::output::{emit, Failure};
 
 /// Lines the reading thread hands over at once at most (fewer when its input would wait).
@@ -108,12 +108,7 @@ fn next_handover(
 /// input waits. Lines are handed over in bunches, and whenever the input has nothing more
 /// buffered (the next read could wait).
 fn read_ahead(name: &str) -> Result<Lines, Failure> {
-    let source: Box<dyn Read + Send> = if name == "-" {
-        Box::new(io::stdin())
-    } else {
-        Box::new(File::open(name).map_err(|e| format!("{name}: cannot open: {e}"))?)
-    };
-    let mut input = BufReader::with_capacity(1 << 20, source);
+    let mut input = open_input(name)?;
     let (send, receive) = sync_channel(READ_AHEAD_HANDOVERS);
     thread::Builder::new()
         .name("aggrelog-read".into())
@@ -167,21 +162,11 @@ fn commit(db: &Db, name: &str, part: &mut Part) -> Result<usize, Failure> {
     };
     let receipt = db
         .write(&part.batch)
-        .map_err(|e| rejection(name, part, e))?;
+        .map_err(|e| rejection(name, &part.lines, e))?;
     emit(json!({"batch": format!("{name}:{first}-{last}"), "deltas": receipt.deltas}))?;
     let next = part.batch.first_position() as u64 + part.lines.len() as u64;
     let next = u32::try_from(next)
         .map_err(|_| format!("{name}:{last}: more than {} deltas in one file", u32::MAX))?;
     *part = Part::new(next);
     Ok(receipt.deltas)
-}
-
-fn rejection(name: &str, part: &Part, error: Error) -> Failure {
-    match &error {
-        Error::Sealed { position, .. } => {
-            let line = part.lines.get(*position as usize).copied().unwrap_or(0);
-            Failure::new(format!("{name}:{line}: {error}"))
-        }
-        _ => Failure::new(format!("{name}: {error}")),
-    }
 }

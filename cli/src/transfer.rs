@@ -1,13 +1,14 @@
 //! `export` and `import`: the log as JSON Lines and back (the library's `Db::export` and
 //! `Db::import`; the format is in README.md).
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Write};
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use aggrelog::{Options, TransferReport};
 use serde_json::json;
 
+use crate::ingest::{open_input, preflight};
 use crate::open::{open_reader, open_writer, DbArgs};
 use crate::output::{progress, Failure};
 
@@ -45,20 +46,14 @@ pub fn export(args: &DbArgs, file: Option<&Path>) -> Result<(), Failure> {
 
 /// `import`: a new database from exports, in order.
 pub fn import(args: &DbArgs, files: &[String]) -> Result<(), Failure> {
-    for name in files.iter().filter(|name| *name != "-") {
-        File::open(name).map_err(|e| format!("{name}: cannot open: {e}"))?;
-    }
+    preflight(files)?;
     let options = Options::default().background_compaction(false);
     let db = open_writer(&args.db, args.apply(options), args.lock_wait)?;
     let mut total = TransferReport::default();
     for name in files {
-        let report = if name == "-" {
-            db.import(&mut io::stdin().lock())
-        } else {
-            let file = File::open(name).map_err(|e| format!("{name}: cannot open: {e}"))?;
-            db.import(&mut BufReader::with_capacity(1 << 20, file))
-        }
-        .map_err(|e| format!("{name}: {e}"))?;
+        let report = db
+            .import(&mut open_input(name)?)
+            .map_err(|e| format!("{name}: {e}"))?;
         total.batches += report.batches;
         total.deltas += report.deltas;
         total.states += report.states;

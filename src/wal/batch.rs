@@ -29,6 +29,11 @@ const MIN_DELTA_BYTES: usize = DELTA_OVERHEAD_BYTES + 1;
 const KIND_PATCH: u8 = 1;
 const KIND_DELETE: u8 = 2;
 
+/// Bytes a delta record with an id of `aggregate_bytes` and a body of `body_bytes` takes.
+pub(crate) fn encoded_delta_bytes(aggregate_bytes: usize, body_bytes: usize) -> usize {
+    DELTA_OVERHEAD_BYTES + aggregate_bytes + body_bytes
+}
+
 /// One delta record decoded from a batch payload, borrowing from it.
 #[derive(Clone, Copy, Debug)]
 pub struct DeltaRecord<'a> {
