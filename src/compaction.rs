@@ -15,6 +15,7 @@
 //!    them can no longer be used and are removed.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,7 @@ use crate::layout::index_location;
 use crate::model::Model;
 use crate::options::History;
 use crate::wal::format::{RecordType, FRAME_HEADER_BYTES};
+use crate::wal::fragments::fragment_segments_listed;
 use crate::wal::log::NewRecord;
 use crate::wal::reader::DeltaReader;
 use crate::wal::records::{encode_state_body, StateBody};
@@ -287,6 +289,31 @@ fn install<M: Model>(
     Ok(())
 }
 
+/// Leaves out of `dead` every segment holding a batch commit that lists a fragment in a
+/// segment that stays: a crash after deleting it would leave that fragment's live deltas without
+/// their batch commit (DESIGN.md, section 3.6).
+fn keep_batch_commits_of_live_fragments<M: Model>(
+    engine: &Engine<M>,
+    segments: &[(u64, PathBuf, u64)],
+    dead: Vec<(u64, u64)>,
+) -> Result<Vec<(u64, u64)>> {
+    let dead_ids: BTreeSet<u64> = dead.iter().map(|(id, _)| *id).collect();
+    let staying: BTreeSet<u64> = segments
+        .iter()
+        .map(|(id, _, _)| *id)
+        .filter(|id| !dead_ids.contains(id))
+        .collect();
+    let mut kept = Vec::with_capacity(dead.len());
+    for (id, len) in dead {
+        let view = engine.log().view(id, len)?;
+        let listed = fragment_segments_listed(&view[..len as usize], id);
+        if listed.is_disjoint(&staying) {
+            kept.push((id, len));
+        }
+    }
+    Ok(kept)
+}
+
 /// Deletes sealed segments that nothing points into, after making that safe (module docs).
 fn reclaim<M: Model>(
     engine: &Engine<M>,
@@ -294,16 +321,20 @@ fn reclaim<M: Model>(
     report: &mut CompactionReport,
 ) -> Result<()> {
     let active = engine.log().active_segment();
+    // Read after the active segment: a spanning batch that began meanwhile pinned a segment
+    // at or after it (DESIGN.md, section 3.6).
+    let pinned_from = engine.oldest_pinned_segment().unwrap_or(u64::MAX);
+    let segments = engine.log().segments();
     let dead: Vec<(u64, u64)> = {
         let index = engine.index_read();
-        engine
-            .log()
-            .segments()
-            .into_iter()
-            .filter(|(id, _, _)| *id < active && !index.live_bytes().contains_key(&(*id as u32)))
-            .map(|(id, _, len)| (id, len))
+        segments
+            .iter()
+            .filter(|(id, _, _)| *id < active.min(pinned_from))
+            .filter(|(id, _, _)| !index.live_bytes().contains_key(&(*id as u32)))
+            .map(|(id, _, len)| (*id, *len))
             .collect()
     };
+    let dead = keep_batch_commits_of_live_fragments(engine, &segments, dead)?;
     if dead.is_empty() {
         return Ok(());
     }

@@ -11,10 +11,10 @@ use crate::checkpoint::write::{checkpoint_if_due, write_checkpoint};
 use crate::checkpoint::CheckpointMeta;
 use crate::compaction::{self, CompactionReport, Scope};
 use crate::engine::{AggregateState, Engine};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::export::{self, TransferReport};
-use crate::index::Index;
 use crate::index_builder::delta_refs;
+use crate::large_batch::LargeBatch;
 use crate::materialize::Materialize;
 use crate::model::{MergePatch, Model};
 use crate::open::{open, open_read_only, Access};
@@ -22,8 +22,7 @@ use crate::options::Options;
 use crate::scan::Scan;
 use crate::stats::{self, Stats};
 use crate::storage::{FsStorage, Storage};
-use crate::wal::batch::{compress_payload, BatchDecoder, Checksums, DeltaRecord};
-use crate::wal::format::{FLAG_POSITIONED, FLAG_ZSTD, FRAME_HEADER_BYTES};
+use crate::stored_batch::StoredBatch;
 use crate::wal::log::NewRecord;
 use crate::wal::reader::DeltaReader;
 use crate::wal::replay::Replay;
@@ -54,7 +53,7 @@ impl Db<MergePatch> {
     ///
     /// Open recovers: a torn tail (an append a crash left unfinished) is truncated and
     /// reported in [`Stats::torn_bytes_dropped`]; damage to durable data fails with
-    /// [`Error::Corruption`] naming the file and offset (or is skipped and reported under
+    /// [`Error::Corruption`](crate::Error::Corruption) naming the file and offset (or is skipped and reported under
     /// [`RecoveryMode::SkipCorrupt`](crate::RecoveryMode::SkipCorrupt)).
     ///
     /// ```
@@ -80,7 +79,7 @@ impl Db<MergePatch> {
     /// needs only read permission. It sees every batch written before it opened;
     /// [`Db::refresh`] catches up with later ones. Compaction in the writer may delete segments
     /// it reads: they stay readable (mapped) until a refresh finds nothing points into them.
-    /// Every method that would write fails with [`Error::ReadOnly`].
+    /// Every method that would write fails with [`Error::ReadOnly`](crate::Error::ReadOnly).
     ///
     /// ```
     /// use aggrelog::{Batch, Db, Options};
@@ -160,7 +159,7 @@ impl<M: Model> Db<M> {
     }
 
     /// Writes `batch` atomically. Returns once it is committed under the configured sync mode;
-    /// from then on every reader sees it. Fails with [`Error::Sealed`] (writing nothing) if a
+    /// from then on every reader sees it. Fails with [`Error::Sealed`](crate::Error::Sealed) (writing nothing) if a
     /// delta's seq is below the seal, unless the database already holds that very delta unfolded
     /// (a redelivered batch is accepted as a duplicate). Concurrent writers share one write and
     /// one fsync.
@@ -192,66 +191,71 @@ impl<M: Model> Db<M> {
             });
         }
         let engine = &*self.engine;
-        let payload = batch.payload();
-        let positioned = if batch.first_position() > 0 {
-            FLAG_POSITIONED
-        } else {
-            0
-        };
-        // `Batch` wrote these records and their CRCs itself: decode the structure only.
-        let deltas = BatchDecoder::of_frame(payload, positioned, Checksums::CoveredByFrame)
-            .and_then(|d| d.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| Error::Internal(format!("a batch does not decode: {e}")))?;
-        let first_position = batch.first_position();
-        let (flags, body) = match engine.options().compression {
-            Some(c) if payload.len() >= c.min_batch_bytes => (
-                FLAG_ZSTD | positioned,
-                compress_payload(payload, c.level).map_err(Error::Compression)?,
-            ),
-            _ => (positioned, payload.to_vec()),
-        };
-        let stored_bytes = (FRAME_HEADER_BYTES + body.len()) as u64;
+        let stored = StoredBatch::new(engine, batch)?;
         let location = {
             let _gate = engine.gate_shared();
-            let seal = engine.seal();
-            // The index is consulted only for a batch with deltas below the seal.
-            if deltas.iter().any(|d| d.seq < seal) {
-                let index = engine.index_read();
-                if let Some((position, low)) =
-                    first_new_below(&index, &deltas, first_position, seal)
-                {
-                    return Err(Error::Sealed {
-                        aggregate: low.aggregate.to_owned(),
-                        position,
-                        seq: low.seq,
-                        seal,
-                    });
-                }
-            }
-            let location = engine.log().append(flags, body)?;
+            stored.check_seal(engine)?;
+            let location = engine.log().append(stored.flags, stored.body.clone())?;
             let record = BatchRecord {
                 segment: location.segment,
                 offset: location.offset,
-                first_position,
-                deltas: &deltas,
+                first_position: stored.first_position,
+                deltas: &stored.deltas,
             };
             engine.index_write().insert_all(delta_refs(&record));
             location
         };
-        let top = deltas.iter().map(|d| d.seq).max().unwrap_or(0);
-        engine.count_write(top, stored_bytes);
+        engine.count_write(stored.top_seq(), stored.stored_bytes());
+        self.after_write();
+        Ok(WriteReceipt {
+            location: Some(location),
+            deltas: stored.deltas.len(),
+        })
+    }
+
+    /// A batch of any size (DESIGN.md, section 3.6): deltas added to it are written as
+    /// fragments of a few MiB as they come, so memory does not grow with the batch, and
+    /// [`LargeBatch::commit`] makes them one atomic batch. Until then no reader sees any of it;
+    /// a batch dropped uncommitted, or cut by a crash, is absent whole.
+    ///
+    /// ```
+    /// # fn main() -> aggrelog::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use aggrelog::{Db, Options};
+    /// use serde_json::json;
+    ///
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// let mut snapshot = db.large_batch()?;
+    /// for n in 0..10_000 {
+    ///     snapshot.patch(&format!("aircraft-{n}"), 7, &json!({"engine": {"serial": n}}))?;
+    /// }
+    /// assert!(db.get("aircraft-1")?.is_none()); // not committed yet
+    /// let receipt = snapshot.commit()?;
+    /// assert_eq!(receipt.deltas, 10_000);
+    /// assert_eq!(db.get("aircraft-1")?.unwrap().state, json!({"engine": {"serial": 1}}));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn large_batch(&self) -> Result<LargeBatch<'_, M>> {
+        LargeBatch::begin(self)
+    }
+
+    /// The engine this handle shares with its readers and worker.
+    pub(crate) fn engine(&self) -> &Engine<M> {
+        &self.engine
+    }
+
+    /// What follows a committed write: an automatic checkpoint when there is no background
+    /// worker to take it.
+    pub(crate) fn after_write(&self) {
         if self.worker.is_none() {
             // The batch is committed: a failed automatic checkpoint is a maintenance error
             // (logged, kept for `stats`), not this write's.
-            if let Err(e) = checkpoint_if_due(engine) {
+            if let Err(e) = checkpoint_if_due(&self.engine) {
                 log::warn!("automatic checkpoint failed: {e}");
-                engine.record_maintenance_error(e.to_string());
+                self.engine.record_maintenance_error(e.to_string());
             }
         }
-        Ok(WriteReceipt {
-            location: Some(location),
-            deltas: deltas.len(),
-        })
     }
 
     /// The current state of `aggregate`, or `None` when it is absent.
@@ -260,7 +264,7 @@ impl<M: Model> Db<M> {
     }
 
     /// The state of `aggregate` made of its deltas with `seq <= as_of`, or `None` when it was
-    /// absent then. Fails with [`Error::HistoryUnavailable`] when compaction has folded deltas
+    /// absent then. Fails with [`Error::HistoryUnavailable`](crate::Error::HistoryUnavailable) when compaction has folded deltas
     /// newer than `as_of` (see [`History`](crate::History)).
     pub fn get_as_of(
         &self,
@@ -359,7 +363,7 @@ impl<M: Model> Db<M> {
     }
 
     /// Declares that no delta with a seq below `seal` will arrive any more. Later writes of
-    /// such deltas fail with [`Error::Sealed`], and compaction may drop tombstones below it.
+    /// such deltas fail with [`Error::Sealed`](crate::Error::Sealed), and compaction may drop tombstones below it.
     /// Durable on return. A seal never moves back: a lower value is ignored.
     pub fn seal(&self, seal: u64) -> Result<()> {
         let engine = &*self.engine;
@@ -393,20 +397,4 @@ impl<M: Model> Drop for Db<M> {
             worker.stop();
         }
     }
-}
-
-/// The first delta of a batch (whose first stamp position is `first_position`) that is below
-/// the seal and not already held unfolded, with its index in the batch: what makes the batch a
-/// rejected one.
-fn first_new_below<'d, 'p>(
-    index: &Index,
-    deltas: &'d [DeltaRecord<'p>],
-    first_position: u32,
-    seal: u64,
-) -> Option<(u32, &'d DeltaRecord<'p>)> {
-    deltas.iter().zip(0u32..).find_map(|(d, at)| {
-        let position = first_position + at;
-        let held = d.seq >= seal || index.holds(d.aggregate, d.seq, position, d.checksum);
-        (!held).then_some((at, d))
-    })
 }

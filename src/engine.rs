@@ -12,6 +12,7 @@
 //! - the *maintenance* mutex: held for a whole checkpoint or compaction, so they never overlap;
 //!   the maintenance *counters* have their own mutex, held only to read or bump them.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
@@ -73,6 +74,24 @@ pub(crate) struct Counters {
     pub batches: u64,
 }
 
+/// Segments pinned against compaction by a spanning batch being written; dropping it unpins.
+pub(crate) struct SegmentPin<'e> {
+    pins: &'e Mutex<BTreeMap<u64, usize>>,
+    from: u64,
+}
+
+impl Drop for SegmentPin<'_> {
+    fn drop(&mut self) {
+        let mut pins = lock(self.pins);
+        if let Some(count) = pins.get_mut(&self.from) {
+            *count -= 1;
+            if *count == 0 {
+                pins.remove(&self.from);
+            }
+        }
+    }
+}
+
 /// Everything an open hands over to the engine.
 pub(crate) struct EngineParts<M: Model> {
     pub dir: PathBuf,
@@ -111,6 +130,8 @@ pub(crate) struct Engine<M: Model> {
     bytes_appended: AtomicU64,
     /// Bumped by writers, reset by each checkpoint under the exclusive gate.
     bytes_since_checkpoint: AtomicU64,
+    /// Segments pinned by spanning batches being written: first pinned segment -> batches.
+    pins: Mutex<BTreeMap<u64, usize>>,
     maintenance: Mutex<Maintenance>,
     maintenance_stats: Mutex<MaintenanceStats>,
     /// Set when the handle closes: background work stops at its next step.
@@ -137,6 +158,7 @@ impl<M: Model> Engine<M> {
             batches: AtomicU64::new(parts.counters.batches),
             bytes_appended: AtomicU64::new(0),
             bytes_since_checkpoint: AtomicU64::new(0),
+            pins: Mutex::new(BTreeMap::new()),
             maintenance: Mutex::new(Maintenance {
                 next_checkpoint: parts.next_checkpoint,
             }),
@@ -148,6 +170,24 @@ impl<M: Model> Engine<M> {
             open_report: parts.open_report,
             lock: parts.lock,
         }
+    }
+
+    /// Pins every segment from the active one on against reclaiming until the pin drops: a
+    /// spanning batch's fragments are dead bytes to the index until its commit (DESIGN.md,
+    /// section 3.6). Take it before appending the first fragment.
+    pub fn pin_segments(&self) -> SegmentPin<'_> {
+        let from = self.log.active_segment();
+        *lock(&self.pins).entry(from).or_default() += 1;
+        SegmentPin {
+            pins: &self.pins,
+            from,
+        }
+    }
+
+    /// The oldest segment a spanning batch being written pins, if any. Read it after the
+    /// active segment, so that a batch that began meanwhile is seen.
+    pub fn oldest_pinned_segment(&self) -> Option<u64> {
+        lock(&self.pins).keys().next().copied()
     }
 
     /// Whether this engine only reads (opened beside a writer, without the lock).

@@ -11,6 +11,7 @@
 //!                                       horizon null: every seq (History::None)
 //! {"seal":S}
 //! ```
+//! A spanning batch is written at its batch commit's place as one batch line per fragment.
 
 use std::io::{BufRead, Write};
 
@@ -24,10 +25,14 @@ use crate::error::{Error, Result};
 use crate::index_builder::state_ref;
 use crate::jsonl::parse_line;
 use crate::model::{binary, DeltaKind, Model};
-use crate::wal::format::{RecordType, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::wal::batch::DeltaRecord;
+use crate::wal::format::{RecordLocation, RecordType, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use crate::wal::frame::{FrameScanner, ScanEvent};
 use crate::wal::log::NewRecord;
-use crate::wal::records::{decode_seal_body, decode_state_body, encode_state_body, StateBody};
+use crate::wal::records::{
+    decode_batch_commit_body, decode_seal_body, decode_state_body, encode_state_body,
+    BatchCommitBody, StateBody,
+};
 use crate::wal::recovery::{batch_payload, decode_batch};
 
 /// What an export or an import carried.
@@ -64,27 +69,24 @@ pub(crate) fn export<M: Model>(engine: &Engine<M>, out: &mut dyn Write) -> Resul
                     let payload = batch_payload(&frame).map_err(|e| bad(e.reason))?;
                     let (first, deltas) =
                         decode_batch(&payload, frame.header.flags).map_err(|e| bad(e.reason))?;
-                    let mut items = Vec::with_capacity(deltas.len());
-                    for d in &deltas {
-                        let mut item = Map::new();
-                        item.insert("aggregate".into(), d.aggregate.into());
-                        item.insert("seq".into(), d.seq.into());
-                        match d.kind {
-                            DeltaKind::Patch => {
-                                let patch = binary::decode_value(d.body)
-                                    .map_err(|e| bad(format!("undecodable patch: {e}")))?;
-                                item.insert("patch".into(), patch);
-                            }
-                            DeltaKind::Delete => drop(item.insert("delete".into(), true.into())),
-                        }
-                        items.push(Value::Object(item));
-                    }
                     report.batches += 1;
                     report.deltas += deltas.len() as u64;
-                    match first {
-                        0 => json!({ "batch": items }),
-                        first => json!({ "batch": items, "first_position": first }),
-                    }
+                    batch_line(first, &deltas).map_err(bad)?
+                }
+                RecordType::BatchCommit => {
+                    let at = RecordLocation {
+                        segment: id,
+                        offset: frame.offset,
+                    };
+                    let commit =
+                        decode_batch_commit_body(frame.body, at).map_err(|e| bad(e.reason))?;
+                    let deltas = export_spanning(engine, &commit, out).map_err(|e| match e {
+                        Exported::Output(e) => e,
+                        Exported::Damage(reason) => bad(reason),
+                    })?;
+                    report.batches += 1;
+                    report.deltas += deltas;
+                    continue;
                 }
                 RecordType::State => {
                     let body = decode_state_body(frame.body).map_err(|e| bad(e.reason))?;
@@ -102,13 +104,70 @@ pub(crate) fn export<M: Model>(engine: &Engine<M>, out: &mut dyn Write) -> Resul
                     report.seals += 1;
                     json!({ "seal": decode_seal_body(frame.body).map_err(|e| bad(e.reason))? })
                 }
-                RecordType::End | RecordType::Commit => continue,
+                RecordType::End | RecordType::Commit | RecordType::Fragment => continue,
             };
             writeln!(out, "{line}").map_err(|e| Error::io("export output", e))?;
         }
     }
     out.flush().map_err(|e| Error::io("export output", e))?;
     Ok(report)
+}
+
+/// Why a spanning batch could not be exported.
+enum Exported {
+    /// Writing the output failed.
+    Output(Error),
+    /// The batch is damaged (the reason).
+    Damage(String),
+}
+
+/// Writes the fragments of a spanning batch, verified whole first, as one batch line each, at
+/// the place of its batch commit (DESIGN.md, section 3.6).
+fn export_spanning<M: Model>(
+    engine: &Engine<M>,
+    commit: &BatchCommitBody,
+    out: &mut dyn Write,
+) -> std::result::Result<u64, Exported> {
+    let mut reader = engine.log().fragments();
+    let damage = |e: crate::decode::DecodeError| Exported::Damage(e.reason);
+    let verified = reader.verify(commit, &|_| None).map_err(damage)?;
+    let mut failed = None;
+    reader
+        .apply(commit, &mut |batch| {
+            if failed.is_some() {
+                return;
+            }
+            let line = batch_line(batch.first_position, batch.deltas).map_err(Exported::Damage);
+            let written = line.and_then(|line| {
+                writeln!(out, "{line}").map_err(|e| Exported::Output(Error::io("export output", e)))
+            });
+            failed = written.err();
+        })
+        .map_err(damage)?;
+    failed.map_or(Ok(verified.deltas), Err)
+}
+
+/// The export line of a batch's deltas starting at stamp position `first`.
+fn batch_line(first: u32, deltas: &[DeltaRecord<'_>]) -> std::result::Result<Value, String> {
+    let mut items = Vec::with_capacity(deltas.len());
+    for d in deltas {
+        let mut item = Map::new();
+        item.insert("aggregate".into(), d.aggregate.into());
+        item.insert("seq".into(), d.seq.into());
+        match d.kind {
+            DeltaKind::Patch => {
+                let patch =
+                    binary::decode_value(d.body).map_err(|e| format!("undecodable patch: {e}"))?;
+                item.insert("patch".into(), patch);
+            }
+            DeltaKind::Delete => drop(item.insert("delete".into(), true.into())),
+        }
+        items.push(Value::Object(item));
+    }
+    Ok(match first {
+        0 => json!({ "batch": items }),
+        first => json!({ "batch": items, "first_position": first }),
+    })
 }
 
 /// Reads an export into `engine`, which must hold nothing yet, record by record in order.

@@ -74,6 +74,11 @@ pub(crate) trait IndexSink {
     fn deltas<'a>(&mut self, deltas: impl Iterator<Item = (&'a str, DeltaRef)>);
     /// Installs a state record (the supersede rule).
     fn state(&mut self, aggregate: &str, state: StateRef);
+    /// The fragments of one spanning batch follow, as batches: a sink that readers see while
+    /// it fills shows them all at once.
+    fn begin_spanning(&mut self) {}
+    /// The spanning batch begun last is complete.
+    fn end_spanning(&mut self) {}
 }
 
 /// Applies one scanned record by the rules of recovery: a batch's deltas indexed, a state
@@ -98,6 +103,8 @@ pub(crate) fn apply_record(
             counters.max_seq = counters.max_seq.max(body.max_seq);
         }
         LogRecord::Seal { seal } => counters.seal = counters.seal.max(*seal),
+        LogRecord::SpanningStart => sink.begin_spanning(),
+        LogRecord::SpanningEnd => sink.end_spanning(),
     }
 }
 

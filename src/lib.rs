@@ -55,6 +55,7 @@ mod fold;
 mod index;
 mod index_builder;
 pub mod jsonl;
+mod large_batch;
 mod layout;
 mod locks;
 mod materialize;
@@ -69,6 +70,7 @@ mod rng;
 mod scan;
 mod stats;
 pub mod storage;
+mod stored_batch;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod text;
@@ -87,6 +89,7 @@ pub use db::{Db, WriteReceipt};
 pub use engine::AggregateState;
 pub use error::{Error, Result};
 pub use export::TransferReport;
+pub use large_batch::{LargeBatch, FRAGMENT_PAYLOAD_BYTES};
 pub use model::{DeltaKind, DeltaView, MergePatch, Model, ModelError, Stamp};
 pub use options::{
     CompactionOptions, Compression, History, Options, RecoveryMode, SyncMode,

@@ -4,25 +4,42 @@
 //! installed (superseding what they fold), seals raised.
 
 use std::collections::BTreeSet;
+use std::sync::RwLockWriteGuard;
 
 use crate::engine::{Counters, Engine};
 use crate::error::{Error, Result};
-use crate::index::{DeltaRef, StateRef};
+use crate::index::{DeltaRef, Index, StateRef};
 use crate::index_builder::{apply_record, IndexSink};
 use crate::model::Model;
 use crate::retry::retrying_vanished;
 use crate::wal::recovery::LogRecord;
 
-/// The live index of a reader, locked per record so that its own reads go on.
-struct LiveIndex<'e, M: Model>(&'e Engine<M>);
+/// The live index of a reader, locked per record so that its own reads go on, and for the
+/// whole of a spanning batch so that they see all of it or none.
+struct LiveIndex<'e, M: Model> {
+    engine: &'e Engine<M>,
+    /// Held from the first fragment of a spanning batch to its last.
+    spanning: Option<RwLockWriteGuard<'e, Index>>,
+}
 
 impl<M: Model> IndexSink for LiveIndex<'_, M> {
     fn deltas<'a>(&mut self, deltas: impl Iterator<Item = (&'a str, DeltaRef)>) {
-        self.0.index_write().insert_all(deltas);
+        match &mut self.spanning {
+            Some(index) => index.insert_all(deltas),
+            None => self.engine.index_write().insert_all(deltas),
+        }
     }
 
     fn state(&mut self, aggregate: &str, state: StateRef) {
-        self.0.index_write().install_state(aggregate, state);
+        self.engine.index_write().install_state(aggregate, state);
+    }
+
+    fn begin_spanning(&mut self) {
+        self.spanning = Some(self.engine.index_write());
+    }
+
+    fn end_spanning(&mut self) {
+        self.spanning = None;
     }
 }
 
@@ -42,8 +59,11 @@ impl<M: Model> Engine<M> {
         let mut read = Counters::default();
         let scan = retrying_vanished(|| {
             read = Counters::default();
-            let mut apply =
-                |record: &LogRecord<'_>| apply_record(record, &mut LiveIndex(self), &mut read);
+            let mut live = LiveIndex {
+                engine: self,
+                spanning: None,
+            };
+            let mut apply = |record: &LogRecord<'_>| apply_record(record, &mut live, &mut read);
             self.log().refresh(self.options().recovery, &mut apply)
         })?;
         self.note_records(scan.batches, read.max_seq, read.seal);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use aggrelog::model::binary;
 use aggrelog::model::{DeltaKind, DeltaView, MergePatch, Model, PatchState, Stamp};
 use aggrelog::testing::fuzzing::{
-    self, REC_BATCH, REC_COMPRESS, REC_DELTAS, REC_RAW, REC_SEAL, REC_STATE,
+    self, REC_BATCH, REC_COMPRESS, REC_DELTAS, REC_RAW, REC_SEAL, REC_SPANNING, REC_STATE,
 };
 use aggrelog::testing::fuzzing::{CKPT_ENVELOPE, SEG_GAP, SEG_RECORDS, SEG_VALID_HEADER};
 use aggrelog::testing::internals::encode_patch;
@@ -184,6 +184,13 @@ fn build_db(compress: bool, maintained: bool, batches: u64) -> Files {
         db.seal(12).expect("seal");
         db.compact().expect("compact");
         write_batches(&db, 40, batches / 2 + 1, 7);
+        // A batch larger than a segment: fragments and a batch commit.
+        let mut large = db.large_batch().expect("large batch");
+        for i in 0..60 {
+            let id = format!("ac-{}", i % 9);
+            large.patch(&id, 50, &aircraft_patch(i)).expect("patch");
+        }
+        large.commit().expect("commit");
         db.checkpoint().expect("checkpoint");
     }
     db.close().expect("close");
@@ -213,17 +220,20 @@ fn record_script(id: u64, segment: &[u8], deltas: bool) -> Vec<u8> {
             RecordType::State => (REC_STATE, frame.body.to_vec()),
             RecordType::Seal => (REC_SEAL, frame.body.to_vec()),
             RecordType::Commit => (REC_RAW | REC_DELTAS, frame.body.to_vec()),
-            RecordType::Batch => {
+            RecordType::BatchCommit => (REC_SEAL | REC_SPANNING, vec![0]),
+            RecordType::Batch | RecordType::Fragment => {
                 let payload = batch_payload(&frame).expect("payload").into_owned();
-                let compress = if frame.header.flags & FLAG_ZSTD != 0 {
-                    REC_COMPRESS
-                } else {
-                    0
-                };
+                let mut ctrl = REC_BATCH;
+                if frame.header.flags & FLAG_ZSTD != 0 {
+                    ctrl |= REC_COMPRESS;
+                }
+                if frame.header.record_type == RecordType::Fragment {
+                    ctrl |= REC_SPANNING;
+                }
                 if deltas {
-                    (REC_BATCH | REC_DELTAS | compress, delta_script(&payload))
+                    (ctrl | REC_DELTAS, delta_script(&payload))
                 } else {
-                    (REC_BATCH | compress, payload)
+                    (ctrl, payload)
                 }
             }
         };

@@ -21,7 +21,8 @@
 //! so that body decoders see fuzz bytes behind valid
 //! CRCs. With [`REC_DELTAS`] a batch body is a *delta script* (`id_len: u8, id, seq: u16 LE,
 //! kind: u8` (bit 0 = delete), and for a patch `body_len: u16 LE, body`) re-encoded with correct
-//! per-delta CRCs.
+//! per-delta CRCs. With [`REC_SPANNING`] a batch is a fragment and a seal a batch commit listing
+//! the fragments before it, so that spanning batches reach the open path whole or damaged.
 //!
 //! # `decode_frame` input
 //!
@@ -50,6 +51,7 @@ use crate::wal::format::{encode_segment_header, write_frame, RecordType, FLAG_ZS
 use crate::wal::format::{FLAG_POSITIONED, FORMAT_VERSION, OLDEST_READ_VERSION};
 use crate::wal::frame::{frame_at, Frame, FrameScanner, ScanEvent};
 use crate::wal::records::{decode_seal_body, decode_state_body, encode_state_body};
+use crate::wal::records::{encode_batch_commit_body, BatchCommitBody, FragmentRef};
 use crate::wal::recovery::{batch_payload, decode_batch};
 use crate::{AggregateState, Batch, Db, Options, RecordLocation, RecoveryMode};
 
@@ -79,6 +81,10 @@ pub const REC_DELTAS: u8 = 4;
 pub const REC_COMPRESS: u8 = 8;
 /// Record flag: set the zstd flag without compressing.
 pub const REC_ZSTD_FLAG: u8 = 16;
+/// Record flag: a batch is written as a fragment of a spanning batch; a seal as a batch commit
+/// listing every fragment written before it (the body's first byte damages it: bit 0 the first
+/// fragment's CRC, bit 1 the delta count).
+pub const REC_SPANNING: u8 = 32;
 
 const DB_DIR: &str = "/db";
 
@@ -211,6 +217,7 @@ impl Layout {
             .map(|_| (input.byte(), input.u16()))
             .collect();
         let mut files = Vec::new();
+        let mut fragments = Vec::new();
         for (mode, len) in ckpt_heads {
             let name = checkpoint_file_name(u64::from(mode >> 1) + 1);
             let path = Path::new(DB_DIR).join(CHECKPOINT_DIR).join(name);
@@ -224,7 +231,8 @@ impl Layout {
                 usize::from(len)
             };
             let path = Path::new(DB_DIR).join(WAL_DIR).join(segment_file_name(id));
-            files.push((path, segment_file(id, mode, input.take(len))));
+            let contents = input.take(len);
+            files.push((path, segment_file(id, mode, contents, &mut fragments)));
             id += 1;
         }
         Layout { files }
@@ -253,7 +261,9 @@ fn checkpoint_file(mode: u8, contents: &[u8]) -> Vec<u8> {
     out
 }
 
-fn segment_file(id: u64, mode: u8, contents: &[u8]) -> Vec<u8> {
+/// The bytes of segment `id` from its mode and contents; `fragments` holds the fragments written
+/// by the record scripts so far (a batch commit lists them all).
+fn segment_file(id: u64, mode: u8, contents: &[u8], fragments: &mut Vec<Written>) -> Vec<u8> {
     let mut out = Vec::new();
     if mode & SEG_VALID_HEADER != 0 {
         let version = if mode & SEG_VERSION_1 != 0 {
@@ -271,34 +281,71 @@ fn segment_file(id: u64, mode: u8, contents: &[u8]) -> Vec<u8> {
     while !script.0.is_empty() {
         let ctrl = script.byte();
         let len = usize::from(script.u16());
-        append_record(id, ctrl, script.take(len), &mut out);
+        append_record(id, ctrl, script.take(len), &mut out, fragments);
     }
     out
 }
 
+/// A fragment a record script wrote, and the deltas its payload claims.
+struct Written {
+    fragment: FragmentRef,
+    deltas: u64,
+}
+
 /// Appends one record of a record script to the segment bytes `out`.
-fn append_record(id: u64, ctrl: u8, body: &[u8], out: &mut Vec<u8>) {
+fn append_record(id: u64, ctrl: u8, body: &[u8], out: &mut Vec<u8>, written: &mut Vec<Written>) {
+    let spanning = ctrl & REC_SPANNING != 0;
     let record_type = match ctrl & 3 {
+        REC_BATCH if spanning => RecordType::Fragment,
         REC_BATCH => RecordType::Batch,
         REC_STATE => RecordType::State,
+        REC_SEAL if spanning => RecordType::BatchCommit,
         REC_SEAL => RecordType::Seal,
         _ if ctrl & REC_DELTAS != 0 => RecordType::Commit,
         _ => return out.extend_from_slice(body),
     };
     let mut body = body.to_vec();
     let mut flags = 0;
-    if record_type == RecordType::Batch && ctrl & REC_DELTAS != 0 {
+    let batch_like = matches!(record_type, RecordType::Batch | RecordType::Fragment);
+    if batch_like && ctrl & REC_DELTAS != 0 {
         body = delta_script_payload(&body);
     }
-    if record_type == RecordType::Batch && ctrl & REC_COMPRESS != 0 {
+    let deltas = BatchDecoder::of_frame(&body, 0, Checksums::CoveredByFrame)
+        .map_or(0, |d| u64::from(d.remaining()));
+    if batch_like && ctrl & REC_COMPRESS != 0 {
         body = compress_payload(&body, 1).unwrap_or(body);
         flags = FLAG_ZSTD;
     }
     if ctrl & REC_ZSTD_FLAG != 0 {
         flags = FLAG_ZSTD;
     }
+    if record_type == RecordType::BatchCommit {
+        body = batch_commit_of(written, body.first().copied().unwrap_or(0));
+    }
     let offset = out.len() as u64;
-    write_frame(out, id, offset, record_type, flags, &body);
+    let crc = write_frame(out, id, offset, record_type, flags, &body);
+    if record_type == RecordType::Fragment {
+        let location = RecordLocation {
+            segment: id,
+            offset,
+        };
+        let fragment = FragmentRef { location, crc };
+        written.push(Written { fragment, deltas });
+    }
+}
+
+/// The body of a batch commit listing every fragment written so far (`damage` bit 0: the first
+/// one's CRC is wrong; bit 1: the delta count is off by one).
+fn batch_commit_of(written: &mut Vec<Written>, damage: u8) -> Vec<u8> {
+    let mut commit = BatchCommitBody {
+        deltas: written.iter().map(|w| w.deltas).sum(),
+        fragments: written.drain(..).map(|w| w.fragment).collect(),
+    };
+    if let Some(first) = commit.fragments.first_mut() {
+        first.crc ^= u32::from(damage & 1);
+    }
+    commit.deltas += u64::from(damage >> 1 & 1);
+    encode_batch_commit_body(&commit)
 }
 
 /// A batch payload with correct per-delta CRCs from a delta script; invalid ids are skipped.
@@ -439,10 +486,17 @@ fn scan_segment(segment: &[u8], segment_id: u64, start: usize) {
 
 fn decode_frame_body(frame: &Frame<'_>) {
     match frame.header.record_type {
-        RecordType::Batch => {
+        RecordType::Batch | RecordType::Fragment => {
             if let Ok(payload) = batch_payload(frame) {
                 decode_payload(&payload);
             }
+        }
+        RecordType::BatchCommit => {
+            let at = crate::wal::RecordLocation {
+                segment: u64::MAX,
+                offset: u64::MAX,
+            };
+            let _ = crate::wal::records::decode_batch_commit_body(frame.body, at);
         }
         RecordType::State => decode_state(frame.body),
         RecordType::Seal => {

@@ -36,8 +36,8 @@ impl RecordLocation {
 /// Magic bytes opening every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"AGGRLOG\0";
 /// Version of the segment format this code writes: version 2 opens every write with a commit
-/// record.
-pub const FORMAT_VERSION: u32 = 2;
+/// record; version 3 may hold spanning batches (fragments and batch commits).
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest segment format version this code reads (version 1 has no commit records).
 pub const OLDEST_READ_VERSION: u32 = 1;
 /// Size of the segment header in bytes.
@@ -62,6 +62,12 @@ pub enum RecordType {
     /// Opens every write (format version 2): body = `durable_through` (u64), the offset up to
     /// which the writer knew the segment durable when it issued the write.
     Commit = 5,
+    /// One part of a spanning batch (format version 3): the body of a batch, meaningless until
+    /// a [`RecordType::BatchCommit`] lists it.
+    Fragment = 6,
+    /// Makes the fragments it lists one atomic batch, applied at its own place in the log
+    /// (format version 3; body in `records`).
+    BatchCommit = 7,
 }
 
 /// Bytes of an end-of-segment frame (header + the next segment id).
@@ -152,6 +158,8 @@ pub fn decode_frame_header(bytes: &[u8; FRAME_HEADER_BYTES]) -> Decoded<FrameHea
         3 => RecordType::Seal,
         4 => RecordType::End,
         5 => RecordType::Commit,
+        6 => RecordType::Fragment,
+        7 => RecordType::BatchCommit,
         other => return Err(DecodeError::new(8, format!("unknown record type {other}"))),
     };
     let flags = bytes[9];
@@ -195,6 +203,7 @@ pub fn decode_commit_body(body: &[u8]) -> Decoded<u64> {
 }
 
 /// Appends a complete frame (header + body) for a record at `offset` of segment `segment_id`.
+/// Returns the frame's CRC.
 pub fn write_frame(
     out: &mut Vec<u8>,
     segment_id: u64,
@@ -202,15 +211,35 @@ pub fn write_frame(
     record_type: RecordType,
     flags: u8,
     body: &[u8],
-) {
-    let mut header = [0u8; FRAME_HEADER_BYTES];
-    LittleEndian::write_u32(&mut header[4..8], body.len() as u32);
-    header[8] = record_type as u8;
-    header[9] = flags;
+) -> u32 {
+    let mut header = frame_header_tail(record_type, flags, body);
     let crc = frame_crc(segment_id, offset, &header[4..], body);
     LittleEndian::write_u32(&mut header[0..4], crc);
     out.extend_from_slice(&header);
     out.extend_from_slice(body);
+    crc
+}
+
+/// The CRC [`write_frame`] gives a frame of `record_type` with `flags` and `body` at `offset` of
+/// segment `segment_id` (a spanning batch's commit lists its fragments' CRCs).
+pub fn frame_crc_of(
+    segment_id: u64,
+    offset: u64,
+    record_type: RecordType,
+    flags: u8,
+    body: &[u8],
+) -> u32 {
+    let header = frame_header_tail(record_type, flags, body);
+    frame_crc(segment_id, offset, &header[4..], body)
+}
+
+/// A frame header with every field but the CRC.
+fn frame_header_tail(record_type: RecordType, flags: u8, body: &[u8]) -> [u8; FRAME_HEADER_BYTES] {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    LittleEndian::write_u32(&mut header[4..8], body.len() as u32);
+    header[8] = record_type as u8;
+    header[9] = flags;
+    header
 }
 
 #[cfg(test)]
@@ -256,7 +285,7 @@ mod tests {
     fn unknown_type_flags_and_reserved_bits_are_rejected() {
         let mut frame = Vec::new();
         write_frame(&mut frame, 1, 32, RecordType::Batch, 0, b"");
-        for (byte, value) in [(8, 6u8), (8, 0), (9, 0x80), (10, 1), (11, 1)] {
+        for (byte, value) in [(8, 8u8), (8, 0), (9, 0x80), (10, 1), (11, 1)] {
             let mut header: [u8; FRAME_HEADER_BYTES] = frame[..12].try_into().unwrap();
             header[byte] = value;
             assert!(decode_frame_header(&header).is_err());

@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use super::format::{
-    write_frame, RecordLocation, RecordType, COMMIT_FRAME_BYTES, END_FRAME_BYTES, FORMAT_VERSION,
-    FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+    frame_crc_of, write_frame, RecordLocation, RecordType, COMMIT_FRAME_BYTES, END_FRAME_BYTES,
+    FORMAT_VERSION, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
-use super::records::encode_seal_body;
+use super::fragments::FragmentReader;
+use super::records::{encode_seal_body, FragmentRef};
 use super::recovery::{scan_log, LogRecord, LogScan, ScanPolicy};
 use super::segment::create_segment;
 use crate::error::{Error, Result};
@@ -283,6 +284,41 @@ impl Log {
         records: Vec<NewRecord>,
         durable: bool,
     ) -> Result<Vec<RecordLocation>> {
+        self.submit(records, durable)
+            .map(|(_, locations)| locations)
+    }
+
+    /// Appends one fragment of a spanning batch, unsynced, and returns where it lies with its
+    /// frame CRC, which the batch commit will list (DESIGN.md, section 3.6).
+    pub fn append_fragment(&self, flags: u8, body: Vec<u8>) -> Result<FragmentRef> {
+        let record = NewRecord {
+            record_type: RecordType::Fragment,
+            flags,
+            body,
+        };
+        let (pending, locations) = self.submit(vec![record], false)?;
+        match (pending.records.first(), locations.first()) {
+            (Some(record), Some(&location)) => Ok(FragmentRef {
+                location,
+                crc: frame_crc_of(
+                    location.segment,
+                    location.offset,
+                    RecordType::Fragment,
+                    record.flags,
+                    &record.body,
+                ),
+            }),
+            _ => Err(Error::Internal("an append returned no location".into())),
+        }
+    }
+
+    /// Queues `records` for the next group commit and waits for it; returns the request (with
+    /// its records) and where they landed.
+    fn submit(
+        &self,
+        records: Vec<NewRecord>,
+        durable: bool,
+    ) -> Result<(Arc<Pending>, Vec<RecordLocation>)> {
         for record in &records {
             if record.body.len() as u64 > self.max_record_body_bytes() {
                 return Err(Error::InvalidInput(format!(
@@ -306,12 +342,14 @@ impl Log {
             queue.pending.push(Arc::clone(&pending));
             if queue.leader_active {
                 drop(queue);
-                return pending.wait();
+                let locations = pending.wait()?;
+                return Ok((pending, locations));
             }
             queue.leader_active = true;
         }
         self.lead();
-        pending.wait()
+        let locations = pending.wait()?;
+        Ok((pending, locations))
     }
 
     /// Commits queued records group by group until the queue is empty.
@@ -569,6 +607,11 @@ impl Log {
         segments
             .get(&segment)
             .ok_or_else(|| self.missing_segment(segment))
+    }
+
+    /// A reader of the fragments of spanning batches in this log (DESIGN.md, section 3.6).
+    pub fn fragments(&self) -> FragmentReader<'_> {
+        FragmentReader::new(&*self.storage, &self.wal_dir)
     }
 
     /// Path of segment `segment`'s file.

@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod follow;
 pub mod format;
+pub mod fragments;
 pub mod frame;
 pub mod log;
 pub mod reader;

@@ -11,6 +11,7 @@
 //!   skipped whole, never half-applied.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -20,8 +21,12 @@ use super::format::{
     decode_commit_body, decode_segment_header, RecordType, FLAG_ZSTD, OLDEST_READ_VERSION,
     SEGMENT_HEADER_BYTES,
 };
+use super::fragments::FragmentReader;
 use super::frame::{DamagedRange, Frame, FrameScanner, ScanEvent};
-use super::records::{decode_seal_body, decode_state_body, StateBody};
+use super::records::{
+    decode_batch_commit_body, decode_seal_body, decode_state_body, BatchCommitBody, FragmentRef,
+    StateBody,
+};
 use crate::decode::{DecodeError, Decoded};
 use crate::error::{Error, Result};
 use crate::layout::{list_segments, segment_path};
@@ -66,6 +71,7 @@ impl fmt::Display for Damage {
 }
 
 /// One valid batch record found by the scan, its deltas decoded and verified.
+#[derive(Clone, Copy)]
 pub struct BatchRecord<'a> {
     /// Segment id.
     pub segment: u64,
@@ -95,6 +101,11 @@ pub enum LogRecord<'a> {
         /// The sealed seq.
         seal: u64,
     },
+    /// The fragments of one spanning batch follow as [`LogRecord::Batch`]es, up to
+    /// [`LogRecord::SpanningEnd`]: apply them as one batch.
+    SpanningStart,
+    /// The last fragment of a spanning batch was handed on.
+    SpanningEnd,
 }
 
 /// A segment as found by the scan.
@@ -148,7 +159,11 @@ pub fn decode_batch(payload: &[u8], flags: u8) -> Decoded<(u32, Vec<DeltaRecord<
 }
 
 struct Scanner<'s> {
+    storage: &'s dyn Storage,
+    wal_dir: &'s Path,
     policy: ScanPolicy,
+    /// Fragments this scan verified, by location: (frame CRC, first position, deltas).
+    fragments: HashMap<(u64, u64), (u32, u32, u32)>,
     scan: LogScan,
     on_record: &'s mut dyn FnMut(&LogRecord<'_>),
     /// Damage running to the end of a segment: a torn tail unless a valid record follows.
@@ -320,6 +335,17 @@ impl Scanner<'_> {
                 self.scan.batches += 1;
                 self.scan.deltas += deltas.len() as u64;
             }
+            RecordType::Fragment => {
+                let payload = batch_payload(frame)?;
+                let (first_position, deltas) = decode_batch(&payload, frame.header.flags)?;
+                let place = (segment, frame.offset);
+                let verified = (frame.header.crc, first_position, deltas.len() as u32);
+                self.fragments.insert(place, verified);
+            }
+            RecordType::BatchCommit => {
+                let commit = decode_batch_commit_body(frame.body, location)?;
+                self.spanning_batch(&commit)?;
+            }
             RecordType::State => {
                 let body = decode_state_body(frame.body)?;
                 let frame_bytes = frame.end() - frame.offset;
@@ -349,6 +375,29 @@ impl Scanner<'_> {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl Scanner<'_> {
+    /// Verifies the fragments of a spanning batch, then hands them on as one batch (DESIGN.md,
+    /// section 3.6).
+    fn spanning_batch(&mut self, commit: &BatchCommitBody) -> Decoded<()> {
+        let mut reader = FragmentReader::new(self.storage, self.wal_dir);
+        let fragments = &self.fragments;
+        let known = |f: &FragmentRef| {
+            let place = (f.location.segment, f.location.offset);
+            let (crc, first, count) = fragments.get(&place).copied()?;
+            (crc == f.crc).then_some((first, count))
+        };
+        let verified = reader.verify(commit, &known)?;
+        (self.on_record)(&LogRecord::SpanningStart);
+        let on_record = &mut self.on_record;
+        let applied = reader.apply(commit, &mut |batch| on_record(&LogRecord::Batch(*batch)));
+        (self.on_record)(&LogRecord::SpanningEnd);
+        applied?;
+        self.scan.batches += 1;
+        self.scan.deltas += verified.deltas;
         Ok(())
     }
 }
@@ -416,7 +465,10 @@ fn scan_segments(
     on_record: &mut dyn FnMut(&LogRecord<'_>),
 ) -> Result<LogScan> {
     let mut scanner = Scanner {
+        storage,
+        wal_dir,
         policy,
+        fragments: HashMap::new(),
         scan: LogScan::default(),
         on_record,
         pending_tail: None,

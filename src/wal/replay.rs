@@ -5,8 +5,8 @@
 //! batch's deltas as [`LoggedDelta`]s borrowed from the mapped segment: no copy and no allocation
 //! per record (a compressed batch is decompressed into one reused buffer).
 
-use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -19,7 +19,9 @@ use crate::options::RecoveryMode;
 use crate::storage::ReadView;
 use crate::wal::batch::{decompress_payload_into, BatchDecoder, Checksums};
 use crate::wal::format::{RecordType, FLAG_ZSTD, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::wal::fragments::FragmentReader;
 use crate::wal::frame::{DamagedRange, FrameScanner, ScanEvent};
+use crate::wal::records::{decode_batch_commit_body, FragmentRef};
 use crate::wal::{Log, RecordLocation};
 
 /// One delta as stored, with where it sits in the log.
@@ -192,6 +194,11 @@ pub struct Replay {
     totals: ReplayTotals,
     /// The thread checking frames ahead of the reader, if one was started.
     checker: Option<Checker>,
+    log: Arc<Log>,
+    /// Every segment's view, by id, for reading the fragments of spanning batches.
+    views: BTreeMap<u64, ReadView>,
+    /// Fragments of the spanning batch being replayed, still to yield.
+    spanning: VecDeque<FragmentRef>,
 }
 
 /// One step of walking a segment, as the frame checks found it.
@@ -350,7 +357,14 @@ impl Replay {
         } else {
             None
         };
+        let views = segments
+            .iter()
+            .filter_map(|(id, _, view, _)| Some((*id, view.as_ref().ok()?.clone())))
+            .collect();
         Replay {
+            log: Arc::clone(log),
+            views,
+            spanning: VecDeque::new(),
             segments,
             from,
             mode,
@@ -416,6 +430,12 @@ impl Replay {
     /// Advances to the next batch record, decompressing it into `scratch` if needed.
     fn find_batch(&mut self) -> Result<Found> {
         loop {
+            if let Some(fragment) = self.spanning.pop_front() {
+                match self.read_fragment(&fragment)? {
+                    Some(found) => return Ok(found),
+                    None => continue,
+                }
+            }
             if self.current.is_none() && !self.open_next_segment()? {
                 return Ok(Found::End);
             }
@@ -486,6 +506,13 @@ impl Replay {
                 };
                 cursor.offset = end as usize;
                 self.totals.bytes += end - offset;
+                if record_type == RecordType::BatchCommit {
+                    let view = cursor.view.clone();
+                    let body = &view[offset as usize + FRAME_HEADER_BYTES..end as usize];
+                    let path = cursor.path.clone();
+                    self.begin_spanning(body, location, &path)?;
+                    return Ok(None);
+                }
                 if record_type != RecordType::Batch {
                     self.totals.other_records += 1;
                     return Ok(None);
@@ -515,6 +542,53 @@ impl Replay {
                 Ok(None)
             }
         }
+    }
+
+    /// Verifies the spanning batch whose batch commit at `location` of `path` has `body`, then
+    /// queues its fragments: they are replayed here, at the batch commit (DESIGN.md, section
+    /// 3.6). A damaged one fails the replay (Strict) or is skipped whole (SkipCorrupt).
+    fn begin_spanning(&mut self, body: &[u8], location: RecordLocation, path: &Path) -> Result<()> {
+        let mut reader =
+            FragmentReader::new(&*self.log.storage, &self.log.wal_dir).with_views(&self.views);
+        let verified = decode_batch_commit_body(body, location)
+            .and_then(|commit| Ok((reader.verify(&commit, &|_| None)?, commit)));
+        match verified {
+            Ok((_, commit)) => {
+                self.totals.batches += 1;
+                self.spanning = commit.fragments.into();
+                Ok(())
+            }
+            Err(error) if self.mode == RecoveryMode::Strict => {
+                Err(Error::corruption(path, location.offset, error.reason))
+            }
+            Err(_) => {
+                self.totals.skipped_bytes += (FRAME_HEADER_BYTES + body.len()) as u64;
+                Ok(())
+            }
+        }
+    }
+
+    /// The payload of `fragment`, copied (or decompressed) into the scratch buffer; `None` when
+    /// compaction reclaimed its segment.
+    fn read_fragment(&mut self, fragment: &FragmentRef) -> Result<Option<Found>> {
+        let mut reader =
+            FragmentReader::new(&*self.log.storage, &self.log.wal_dir).with_views(&self.views);
+        let at = fragment.location;
+        let damaged = |reason: String| {
+            Error::corruption(self.log.segment_path(at.segment), at.offset, reason)
+        };
+        let Some(frame) = reader.frame(fragment).map_err(|e| damaged(e.reason))? else {
+            return Ok(None);
+        };
+        let flags = frame.header.flags;
+        if flags & FLAG_ZSTD == 0 {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(frame.body);
+        } else {
+            decompress_payload_into(frame.body, &mut self.scratch)
+                .map_err(|e| damaged(e.reason))?;
+        }
+        Ok(Some(Found::Scratch(at, flags)))
     }
 
     /// Fills `pending` with the next batch's deltas, owned; false at the end.

@@ -1,0 +1,243 @@
+//! [`LargeBatch`]: a batch of any size, written as fragments as it is built and made one
+//! atomic batch by its batch commit (DESIGN.md, section 3.6).
+
+use serde_json::Value;
+
+use crate::batch::Batch;
+use crate::db::{Db, WriteReceipt};
+use crate::engine::SegmentPin;
+use crate::error::{Error, Result};
+use crate::index_builder::delta_refs;
+use crate::model::{merge_patch, DeltaKind, Model};
+use crate::stored_batch::StoredBatch;
+use crate::wal::batch::encoded_delta_bytes;
+use crate::wal::format::{RecordType, FRAME_HEADER_BYTES};
+use crate::wal::log::NewRecord;
+use crate::wal::records::{encode_batch_commit_body, BatchCommitBody, FragmentRef};
+
+/// Payload bytes of a fragment at most (less when a segment is small).
+pub const FRAGMENT_PAYLOAD_BYTES: usize = 4 << 20;
+
+/// A batch of any size, from [`Db::large_batch`]: add deltas as to a [`Batch`], then
+/// [`commit`](LargeBatch::commit). Deltas are written to the log as fragments of at most
+/// [`FRAGMENT_PAYLOAD_BYTES`] while they are added, so memory stays one fragment however
+/// large the batch; none of them is visible, or survives a crash, until the commit returns.
+/// Dropping it uncommitted abandons it: its fragments are dead bytes, reclaimed by compaction.
+/// Delta positions run over the whole batch, as in one [`Batch`].
+pub struct LargeBatch<'db, M: Model> {
+    db: &'db Db<M>,
+    /// Deltas not yet written as a fragment.
+    part: Batch,
+    /// Fragments written, in order, with their (first position, deltas).
+    fragments: Vec<(FragmentRef, (u32, u32))>,
+    /// Deltas added so far (the position of the next).
+    deltas: u64,
+    top_seq: u64,
+    stored_bytes: u64,
+    /// The lowest seal any fragment was checked against, and the lowest delta of the batch
+    /// (seq, aggregate, position): a seal raised above it before the commit refuses the batch.
+    checked_seal: Option<u64>,
+    lowest: Option<(u64, String, u32)>,
+    fragment_limit: usize,
+    /// Keeps compaction from reclaiming the segments the fragments are in until the commit.
+    _pin: SegmentPin<'db>,
+}
+
+impl<'db, M: Model> LargeBatch<'db, M> {
+    /// An empty large batch on `db` (fails on a read-only or refused handle).
+    pub(crate) fn begin(db: &'db Db<M>) -> Result<Self> {
+        let engine = db.engine();
+        engine.log().check_writable()?;
+        // Pinned before the first fragment is appended (DESIGN.md, section 3.6).
+        let pin = engine.pin_segments();
+        let fragment_limit =
+            FRAGMENT_PAYLOAD_BYTES.min(engine.log().max_record_body_bytes() as usize / 2);
+        Ok(LargeBatch {
+            db,
+            part: Batch::new(),
+            fragments: Vec::new(),
+            deltas: 0,
+            top_seq: 0,
+            stored_bytes: 0,
+            checked_seal: None,
+            lowest: None,
+            fragment_limit,
+            _pin: pin,
+        })
+    }
+
+    /// Adds an RFC 7396 merge patch for `aggregate` at `seq` (as [`Batch::patch`]).
+    pub fn patch(&mut self, aggregate: &str, seq: u64, patch: &Value) -> Result<&mut Self> {
+        let mut body = Vec::new();
+        merge_patch::encode_patch(patch, &mut body).map_err(Error::InvalidInput)?;
+        self.push_raw(aggregate, seq, DeltaKind::Patch, &body)
+    }
+
+    /// Adds a delete of `aggregate` at `seq` (as [`Batch::delete`]).
+    pub fn delete(&mut self, aggregate: &str, seq: u64) -> Result<&mut Self> {
+        self.push_raw(aggregate, seq, DeltaKind::Delete, &[])
+    }
+
+    /// Adds a delta already in the model's binary form (as [`Batch::push_raw`]). May write a
+    /// fragment to the log (unsynced); an error then leaves the batch unusable: drop it.
+    pub fn push_raw(
+        &mut self,
+        aggregate: &str,
+        seq: u64,
+        kind: DeltaKind,
+        body: &[u8],
+    ) -> Result<&mut Self> {
+        let grown = self.part.payload_bytes() + encoded_delta_bytes(aggregate.len(), body.len());
+        if !self.part.is_empty() && grown > self.fragment_limit {
+            self.write_fragment()?;
+        }
+        self.part.push_raw(aggregate, seq, kind, body)?;
+        if self.part.payload_bytes() >= self.fragment_limit {
+            self.write_fragment()?;
+        }
+        Ok(self)
+    }
+
+    /// Number of deltas added.
+    pub fn len(&self) -> u64 {
+        self.deltas + self.part.len() as u64
+    }
+
+    /// Whether no delta was added.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the deltas not yet written, then the batch commit, durably under
+    /// [`SyncMode::Always`](crate::SyncMode::Always), and indexes the whole batch at once.
+    /// After any crash the batch is wholly present if this returned, and wholly present or
+    /// wholly absent otherwise. A batch with a delta below the seal that is not already held
+    /// fails with [`Error::Sealed`], and nothing of it is committed.
+    pub fn commit(mut self) -> Result<WriteReceipt> {
+        if !self.part.is_empty() {
+            self.write_fragment()?;
+        }
+        if self.fragments.is_empty() {
+            return Ok(WriteReceipt {
+                location: None,
+                deltas: 0,
+            });
+        }
+        let engine = self.db.engine();
+        let commit = BatchCommitBody {
+            deltas: self.deltas,
+            fragments: self.fragments.iter().map(|(f, _)| *f).collect(),
+        };
+        let record = NewRecord {
+            record_type: RecordType::BatchCommit,
+            flags: 0,
+            body: encode_batch_commit_body(&commit),
+        };
+        let commit_bytes = (FRAME_HEADER_BYTES + record.body.len()) as u64;
+        let location = {
+            let _gate = engine.gate_shared();
+            self.check_seal_unchanged()?;
+            self.verify(&commit)?;
+            let location = engine.log().append_records(vec![record], true)?;
+            let location = location
+                .first()
+                .copied()
+                .ok_or_else(|| Error::Internal("an append returned no location".into()))?;
+            self.index(&commit)?;
+            location
+        };
+        engine.count_write(self.top_seq, self.stored_bytes + commit_bytes);
+        self.db.after_write();
+        Ok(WriteReceipt {
+            location: Some(location),
+            deltas: self.deltas as usize,
+        })
+    }
+
+    /// Appends the buffered deltas as one fragment, unsynced.
+    fn write_fragment(&mut self) -> Result<()> {
+        let part = std::mem::replace(&mut self.part, Batch::new());
+        let engine = self.db.engine();
+        let stored = StoredBatch::new(engine, &part)?;
+        {
+            let _gate = engine.gate_shared();
+            stored.check_seal(engine)?;
+            let seal = engine.seal();
+            self.checked_seal = Some(self.checked_seal.map_or(seal, |s| s.min(seal)));
+        }
+        let count = stored.deltas.len() as u32;
+        for (at, delta) in stored.deltas.iter().enumerate() {
+            if self
+                .lowest
+                .as_ref()
+                .is_none_or(|(seq, _, _)| delta.seq < *seq)
+            {
+                let position = stored.first_position + at as u32;
+                self.lowest = Some((delta.seq, delta.aggregate.to_owned(), position));
+            }
+        }
+        self.top_seq = self.top_seq.max(stored.top_seq());
+        let (stored_bytes, first_position) = (stored.stored_bytes(), stored.first_position);
+        let fragment = engine.log().append_fragment(stored.flags, stored.body)?;
+        self.fragments.push((fragment, (first_position, count)));
+        self.stored_bytes += stored_bytes;
+        self.deltas += u64::from(count);
+        self.part = Batch::starting_at(u32::try_from(self.deltas).map_err(|_| {
+            Error::InvalidInput("a batch's delta positions must fit 32 bits".into())
+        })?);
+        Ok(())
+    }
+
+    /// Fails with [`Error::Sealed`] when the seal rose above a delta of the batch after its
+    /// fragment was checked (call under the commit gate).
+    fn check_seal_unchanged(&self) -> Result<()> {
+        let seal = self.db.engine().seal();
+        match (&self.lowest, self.checked_seal) {
+            (Some((seq, aggregate, position)), Some(checked)) if seal > checked && *seq < seal => {
+                Err(Error::Sealed {
+                    aggregate: aggregate.clone(),
+                    position: *position,
+                    seq: *seq,
+                    seal,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks, before the batch commit is written, that every fragment is in the log as it was
+    /// appended (its frame and CRC; the deltas are this writer's own).
+    fn verify(&self, commit: &BatchCommitBody) -> Result<()> {
+        let log = self.db.engine().log();
+        let known = |fragment: &FragmentRef| {
+            let found = self.fragments.iter().find(|(f, _)| f == fragment);
+            found.map(|(_, positions)| *positions)
+        };
+        let verified = log.fragments().verify(commit, &known);
+        match verified {
+            Ok(found) if found.fragments == commit.fragments.len() as u64 => Ok(()),
+            Ok(_) => Err(Error::Internal(
+                "a fragment's segment was deleted before its batch commit".into(),
+            )),
+            Err(e) => Err(self.corruption(commit, e)),
+        }
+    }
+
+    /// Indexes every fragment's deltas under one hold of the index lock, so readers of this
+    /// handle see none of the batch or all of it.
+    fn index(&self, commit: &BatchCommitBody) -> Result<()> {
+        let engine = self.db.engine();
+        let mut index = engine.index_write();
+        let mut reader = engine.log().fragments();
+        reader
+            .apply(commit, &mut |batch| index.insert_all(delta_refs(batch)))
+            .map_err(|e| self.corruption(commit, e))
+    }
+
+    /// A fragment of `commit` that does not read back as written.
+    fn corruption(&self, commit: &BatchCommitBody, error: crate::decode::DecodeError) -> Error {
+        let at = commit.fragments[0].location;
+        let path = self.db.engine().log().segment_path(at.segment);
+        Error::corruption(path, at.offset, error.reason)
+    }
+}

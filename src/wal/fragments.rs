@@ -1,0 +1,202 @@
+//! Reading a spanning batch (DESIGN.md, section 3.6): the fragments its batch commit lists,
+//! found by location, all verified before any is handed on, then handed on in order as batch
+//! records, so that a spanning batch is applied whole or not at all.
+//!
+//! One segment is mapped at a time (fragments come in segment order), so reading a batch of
+//! any size keeps one segment's pages mapped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::format::{RecordLocation, RecordType, SEGMENT_HEADER_BYTES};
+use super::frame::{frame_at, Frame, FrameScanner, ScanEvent};
+use super::records::{decode_batch_commit_body, BatchCommitBody, FragmentRef};
+use super::recovery::{batch_payload, decode_batch, BatchRecord};
+use crate::decode::{DecodeError, Decoded};
+use crate::layout::segment_path;
+use crate::storage::{ReadView, Storage};
+
+/// Reads fragments by location from the segment files of one log.
+pub struct FragmentReader<'s> {
+    storage: &'s dyn Storage,
+    wal_dir: PathBuf,
+    /// Views to use instead of the files (a replay's segments, mapped when it started).
+    pinned: Option<&'s BTreeMap<u64, ReadView>>,
+    /// The segment mapped last; `None` in the view when its file no longer exists.
+    mapped: Option<(u64, Option<ReadView>)>,
+}
+
+/// What a verified spanning batch holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// Fragments present (the others were reclaimed by compaction).
+    pub fragments: u64,
+    /// Deltas in the present fragments.
+    pub deltas: u64,
+}
+
+impl<'s> FragmentReader<'s> {
+    /// A reader of the segments in `wal_dir`.
+    pub fn new(storage: &'s dyn Storage, wal_dir: &Path) -> Self {
+        FragmentReader {
+            storage,
+            wal_dir: wal_dir.to_path_buf(),
+            pinned: None,
+            mapped: None,
+        }
+    }
+
+    /// Reads the segments in `views` through them rather than their files.
+    pub fn with_views(mut self, views: &'s BTreeMap<u64, ReadView>) -> Self {
+        self.pinned = Some(views);
+        self
+    }
+
+    /// Verifies every fragment `commit` lists (DESIGN.md, section 3.6): frame, type, listed CRC,
+    /// every delta decoded, positions consecutive, counts adding up. A fragment for which
+    /// `verified` gives its `(first_position, count)` was decoded already (by the scan that met
+    /// it): only its frame and CRC are checked. Fragments whose segment no longer exists were
+    /// reclaimed and are not counted.
+    pub fn verify(
+        &mut self,
+        commit: &BatchCommitBody,
+        verified: &dyn Fn(&FragmentRef) -> Option<(u32, u32)>,
+    ) -> Decoded<Verified> {
+        let mut found = Verified::default();
+        let mut next_position: Option<u32> = None;
+        for (n, fragment) in commit.fragments.iter().enumerate() {
+            let known = verified(fragment);
+            let Some(frame) = self.frame(fragment).map_err(|e| at_fragment(n, e))? else {
+                next_position = None;
+                continue;
+            };
+            let (first, count) = if let Some(positions) = known {
+                positions
+            } else {
+                let payload = batch_payload(&frame).map_err(|e| at_fragment(n, e))?;
+                let (first, deltas) =
+                    decode_batch(&payload, frame.header.flags).map_err(|e| at_fragment(n, e))?;
+                (first, deltas.len() as u32)
+            };
+            if next_position.is_some_and(|expected| expected != first) {
+                let reason = format!(
+                    "fragment {n} starts at position {first}, not where the previous one ended"
+                );
+                return Err(DecodeError::new(0, reason));
+            }
+            next_position = first.checked_add(count);
+            found.fragments += 1;
+            found.deltas += u64::from(count);
+        }
+        let all_present = found.fragments == commit.fragments.len() as u64;
+        if found.deltas > commit.deltas || (all_present && found.deltas != commit.deltas) {
+            let reason = format!(
+                "the fragments hold {} deltas, the batch commit says {}",
+                found.deltas, commit.deltas
+            );
+            return Err(DecodeError::new(0, reason));
+        }
+        Ok(found)
+    }
+
+    /// Hands every present fragment of `commit`, verified by [`FragmentReader::verify`], to
+    /// `on_batch` in order.
+    pub fn apply(
+        &mut self,
+        commit: &BatchCommitBody,
+        on_batch: &mut dyn FnMut(&BatchRecord<'_>),
+    ) -> Decoded<()> {
+        for (n, fragment) in commit.fragments.iter().enumerate() {
+            let Some(frame) = self.frame(fragment).map_err(|e| at_fragment(n, e))? else {
+                continue;
+            };
+            let payload = batch_payload(&frame).map_err(|e| at_fragment(n, e))?;
+            let (first_position, deltas) =
+                decode_batch(&payload, frame.header.flags).map_err(|e| at_fragment(n, e))?;
+            on_batch(&BatchRecord {
+                segment: fragment.location.segment,
+                offset: fragment.location.offset,
+                first_position,
+                deltas: &deltas,
+            });
+        }
+        Ok(())
+    }
+
+    /// The verified frame of `fragment`, `None` when its segment no longer exists.
+    pub fn frame(&mut self, fragment: &FragmentRef) -> Decoded<Option<Frame<'_>>> {
+        let RecordLocation { segment, offset } = fragment.location;
+        let Some(view) = self.view(segment)? else {
+            return Ok(None);
+        };
+        let frame = frame_at(view, segment, offset as usize)?;
+        if frame.header.record_type != RecordType::Fragment {
+            let reason = format!(
+                "a {:?} record where a fragment was listed",
+                frame.header.record_type
+            );
+            return Err(DecodeError::new(offset as usize, reason));
+        }
+        if frame.header.crc != fragment.crc {
+            let reason = format!(
+                "the fragment's CRC {:#010x} is not the listed {:#010x}",
+                frame.header.crc, fragment.crc
+            );
+            return Err(DecodeError::new(offset as usize, reason));
+        }
+        Ok(Some(frame))
+    }
+
+    /// The bytes of segment `id`, mapping it if it is not the one mapped last.
+    fn view(&mut self, id: u64) -> Decoded<Option<&[u8]>> {
+        if self.mapped.as_ref().is_none_or(|(mapped, _)| *mapped != id) {
+            self.mapped = None;
+            let view = match self.pinned.and_then(|views| views.get(&id)) {
+                Some(view) => Some(view.clone()),
+                None => self.map(id)?,
+            };
+            self.mapped = Some((id, view));
+        }
+        Ok(self.mapped.as_ref().and_then(|(_, view)| view.as_deref()))
+    }
+
+    fn map(&self, id: u64) -> Decoded<Option<ReadView>> {
+        let path = segment_path(&self.wal_dir, id);
+        let unreadable =
+            |e: std::io::Error| DecodeError::new(0, format!("{}: {e}", path.display()));
+        if !self.storage.exists(&path).map_err(unreadable)? {
+            return Ok(None);
+        }
+        let len = self.storage.file_len(&path).map_err(unreadable)?;
+        self.storage
+            .read_view(&path, len)
+            .map(Some)
+            .map_err(unreadable)
+    }
+}
+
+fn at_fragment(n: usize, error: DecodeError) -> DecodeError {
+    DecodeError::new(0, format!("fragment {n}: {}", error.reason))
+}
+
+/// The segments holding fragments listed by the batch commits in `segment` (segment `id`,
+/// header included); damaged bytes are passed over.
+pub fn fragment_segments_listed(segment: &[u8], id: u64) -> BTreeSet<u64> {
+    let mut listed = BTreeSet::new();
+    for event in FrameScanner::new(segment, id, SEGMENT_HEADER_BYTES) {
+        let ScanEvent::Frame(frame) = event else {
+            continue;
+        };
+        if frame.header.record_type != RecordType::BatchCommit {
+            continue;
+        }
+        let at = RecordLocation {
+            segment: id,
+            offset: frame.offset,
+        };
+        if let Ok(commit) = decode_batch_commit_body(frame.body, at) {
+            listed.extend(commit.fragments.iter().map(|f| f.location.segment));
+        }
+    }
+    listed
+}
