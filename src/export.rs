@@ -27,6 +27,7 @@ use crate::jsonl::parse_line;
 use crate::model::{binary, DeltaKind, Model};
 use crate::wal::batch::DeltaRecord;
 use crate::wal::format::{RecordLocation, RecordType, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::wal::fragments::FragmentError;
 use crate::wal::frame::{FrameScanner, ScanEvent};
 use crate::wal::log::NewRecord;
 use crate::wal::records::{
@@ -81,7 +82,7 @@ pub(crate) fn export<M: Model>(engine: &Engine<M>, out: &mut dyn Write) -> Resul
                     let commit =
                         decode_batch_commit_body(frame.body, at).map_err(|e| bad(e.reason))?;
                     let deltas = export_spanning(engine, &commit, out).map_err(|e| match e {
-                        Exported::Output(e) => e,
+                        Exported::Failed(e) => e,
                         Exported::Damage(reason) => bad(reason),
                     })?;
                     report.batches += 1;
@@ -115,8 +116,8 @@ pub(crate) fn export<M: Model>(engine: &Engine<M>, out: &mut dyn Write) -> Resul
 
 /// Why a spanning batch could not be exported.
 enum Exported {
-    /// Writing the output failed.
-    Output(Error),
+    /// Writing the output or reading a segment failed.
+    Failed(Error),
     /// The batch is damaged (the reason).
     Damage(String),
 }
@@ -129,7 +130,10 @@ fn export_spanning<M: Model>(
     out: &mut dyn Write,
 ) -> std::result::Result<u64, Exported> {
     let mut reader = engine.log().fragments();
-    let damage = |e: crate::decode::DecodeError| Exported::Damage(e.reason);
+    let damage = |e: FragmentError| match e {
+        FragmentError::Damaged(e) => Exported::Damage(e.reason),
+        FragmentError::Io(e) => Exported::Failed(e),
+    };
     let verified = reader.verify(commit, &|_| None).map_err(damage)?;
     let mut failed = None;
     reader
@@ -139,7 +143,7 @@ fn export_spanning<M: Model>(
             }
             let line = batch_line(batch.first_position, batch.deltas).map_err(Exported::Damage);
             let written = line.and_then(|line| {
-                writeln!(out, "{line}").map_err(|e| Exported::Output(Error::io("export output", e)))
+                writeln!(out, "{line}").map_err(|e| Exported::Failed(Error::io("export output", e)))
             });
             failed = written.err();
         })

@@ -10,8 +10,9 @@ use crate::error::{Error, Result};
 use crate::index_builder::delta_refs;
 use crate::model::{merge_patch, DeltaKind, Model};
 use crate::stored_batch::StoredBatch;
-use crate::wal::batch::encoded_delta_bytes;
-use crate::wal::format::{RecordType, FRAME_HEADER_BYTES};
+use crate::wal::batch::{encoded_delta_bytes, BatchDecoder, Checksums};
+use crate::wal::format::{RecordType, FLAG_POSITIONED, FRAME_HEADER_BYTES};
+use crate::wal::fragments::FragmentError;
 use crate::wal::log::NewRecord;
 use crate::wal::records::{encode_batch_commit_body, BatchCommitBody, FragmentRef};
 
@@ -23,7 +24,8 @@ pub const FRAGMENT_PAYLOAD_BYTES: usize = 4 << 20;
 /// [`FRAGMENT_PAYLOAD_BYTES`] while they are added, so memory stays one fragment however
 /// large the batch; none of them is visible, or survives a crash, until the commit returns.
 /// Dropping it uncommitted abandons it: its fragments are dead bytes, reclaimed by compaction.
-/// Delta positions run over the whole batch, as in one [`Batch`].
+/// Delta positions run over the whole batch, as in one [`Batch`]. A batch that never filled a
+/// fragment is committed as an ordinary batch record.
 pub struct LargeBatch<'db, M: Model> {
     db: &'db Db<M>,
     /// Deltas not yet written as a fragment.
@@ -98,9 +100,33 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         Ok(self)
     }
 
+    /// Adds every delta of `part`, in order, after the deltas already added (their positions
+    /// continue the batch's; `part`'s own first position is not used).
+    pub fn extend(&mut self, part: &Batch) -> Result<&mut Self> {
+        let flags = if part.first_position() > 0 {
+            FLAG_POSITIONED
+        } else {
+            0
+        };
+        let decoded = BatchDecoder::of_frame(part.payload(), flags, Checksums::CoveredByFrame);
+        let decoder =
+            decoded.map_err(|e| Error::Internal(format!("a batch does not decode: {e}")))?;
+        for delta in decoder {
+            let delta =
+                delta.map_err(|e| Error::Internal(format!("a batch does not decode: {e}")))?;
+            self.push_raw(delta.aggregate, delta.seq, delta.kind, delta.body)?;
+        }
+        Ok(self)
+    }
+
     /// Number of deltas added.
     pub fn len(&self) -> u64 {
         self.deltas + self.part.len() as u64
+    }
+
+    /// Fragments written to the log so far.
+    pub fn fragments_written(&self) -> usize {
+        self.fragments.len()
     }
 
     /// Whether no delta was added.
@@ -114,14 +140,12 @@ impl<'db, M: Model> LargeBatch<'db, M> {
     /// wholly absent otherwise. A batch with a delta below the seal that is not already held
     /// fails with [`Error::Sealed`], and nothing of it is committed.
     pub fn commit(mut self) -> Result<WriteReceipt> {
+        if self.fragments.is_empty() {
+            // It fits one fragment: an ordinary batch record says the same in one frame.
+            return self.db.write(&self.part);
+        }
         if !self.part.is_empty() {
             self.write_fragment()?;
-        }
-        if self.fragments.is_empty() {
-            return Ok(WriteReceipt {
-                location: None,
-                deltas: 0,
-            });
         }
         let engine = self.db.engine();
         let commit = BatchCommitBody {
@@ -137,7 +161,6 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         let location = {
             let _gate = engine.gate_shared();
             self.check_seal_unchanged()?;
-            self.verify(&commit)?;
             let location = engine.log().append_records(vec![record], true)?;
             let location = location
                 .first()
@@ -161,7 +184,9 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         let stored = StoredBatch::new(engine, &part)?;
         {
             let _gate = engine.gate_shared();
-            stored.check_seal(engine)?;
+            stored
+                .check_seal(engine)
+                .map_err(|e| in_whole_batch(e, stored.first_position))?;
             let seal = engine.seal();
             self.checked_seal = Some(self.checked_seal.map_or(seal, |s| s.min(seal)));
         }
@@ -205,39 +230,43 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         }
     }
 
-    /// Checks, before the batch commit is written, that every fragment is in the log as it was
-    /// appended (its frame and CRC; the deltas are this writer's own).
-    fn verify(&self, commit: &BatchCommitBody) -> Result<()> {
-        let log = self.db.engine().log();
-        let known = |fragment: &FragmentRef| {
-            let found = self.fragments.iter().find(|(f, _)| f == fragment);
-            found.map(|(_, positions)| *positions)
-        };
-        let verified = log.fragments().verify(commit, &known);
-        match verified {
-            Ok(found) if found.fragments == commit.fragments.len() as u64 => Ok(()),
-            Ok(_) => Err(Error::Internal(
-                "a fragment's segment was deleted before its batch commit".into(),
-            )),
-            Err(e) => Err(self.corruption(commit, e)),
-        }
-    }
-
-    /// Indexes every fragment's deltas under one hold of the index lock, so readers of this
-    /// handle see none of the batch or all of it.
+    /// Indexes every fragment's deltas, read back from the log, under one hold of the index
+    /// lock, so readers of this handle see none of the batch or all of it. The batch commit is
+    /// durable by now: if a fragment cannot be read back, the log is refused until a reopen
+    /// indexes the batch from the log (as after a failed sync, DESIGN.md section 4).
     fn index(&self, commit: &BatchCommitBody) -> Result<()> {
         let engine = self.db.engine();
+        let log = engine.log();
         let mut index = engine.index_write();
-        let mut reader = engine.log().fragments();
-        reader
-            .apply(commit, &mut |batch| index.insert_all(delta_refs(batch)))
-            .map_err(|e| self.corruption(commit, e))
+        let applied = log
+            .fragments()
+            .apply(commit, &mut |batch| index.insert_all(delta_refs(batch)));
+        applied.map_err(|e| {
+            log.poison(match e {
+                FragmentError::Io(e) => e,
+                FragmentError::Damaged(e) => {
+                    let at = commit.fragments[0].location;
+                    Error::corruption(log.segment_path(at.segment), at.offset, e.reason)
+                }
+            })
+        })
     }
+}
 
-    /// A fragment of `commit` that does not read back as written.
-    fn corruption(&self, commit: &BatchCommitBody, error: crate::decode::DecodeError) -> Error {
-        let at = commit.fragments[0].location;
-        let path = self.db.engine().log().segment_path(at.segment);
-        Error::corruption(path, at.offset, error.reason)
+/// A seal rejection of one fragment, with the position counted in the whole batch.
+fn in_whole_batch(error: Error, first_position: u32) -> Error {
+    match error {
+        Error::Sealed {
+            aggregate,
+            position,
+            seq,
+            seal,
+        } => Error::Sealed {
+            aggregate,
+            position: first_position + position,
+            seq,
+            seal,
+        },
+        other => other,
     }
 }

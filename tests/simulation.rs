@@ -1,5 +1,5 @@
 //! Deterministic simulation: many seeds, each a random scenario of writes (duplicated, out of
-//! order), reads, checkpoints, compactions, seals, injected faults (short writes, ENOSPC, failing
+//! order, some spanning segments), reads, checkpoints, compactions, seals, injected faults (short writes, ENOSPC, failing
 //! fsync and reads) and crashes over the simulated storage, checked after every recovery
 //! (see `aggrelog::testing::simulation`).
 //!
@@ -31,6 +31,7 @@ fn every_seed_keeps_every_acknowledged_batch_and_the_oracle_state() {
                 total.acknowledged += outcome.acknowledged;
                 total.failed_writes += outcome.failed_writes;
                 total.faults += outcome.faults;
+                total.spanning_writes += outcome.spanning_writes;
             }
             Err(e) => panic!(
                 "{e}\nreproduce with: SIM_SEED={seed} SIM_STEPS={steps} cargo test --release --test simulation -- --nocapture"
@@ -46,6 +47,10 @@ fn every_seed_keeps_every_acknowledged_batch_and_the_oracle_state() {
         assert!(
             total.faults > 0 && total.failed_writes > 0,
             "faults were exercised: {total:?}"
+        );
+        assert!(
+            total.spanning_writes > 0,
+            "spanning batches were written: {total:?}"
         );
     }
 }

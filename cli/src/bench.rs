@@ -1,5 +1,5 @@
 //! `aggrelog bench`: generates the mfg workload and measures, in one run, ingest (with and
-//! without an fsync per batch), open (full replay and from a checkpoint), full-log replay,
+//! without an fsync per batch, and as one spanning batch), open (full replay and from a checkpoint), full-log replay,
 //! materializing every aggregate and point reads, and the raw ceiling on the same data: reading
 //! the same segment files sequentially into a 1 MiB buffer and computing CRC32 over every byte.
 
@@ -49,6 +49,7 @@ struct Figures {
     payload_bytes: u64,
     ingest_sync_s: f64,
     ingest_nosync_s: f64,
+    ingest_spanning_s: f64,
     open_ms: f64,
     open_checkpoint_ms: f64,
     replay_bytes: u64,
@@ -134,6 +135,40 @@ fn ingest(
     Ok((writing.as_secs_f64(), payload_bytes))
 }
 
+/// Writes the whole workload into a new database at `dir` as one spanning batch
+/// (`Db::large_batch`, committed durably once); returns the seconds spent adding deltas and
+/// committing (generation is not timed).
+fn ingest_spanning(
+    dir: &Path,
+    spec: &WorkloadSpec,
+    options: Options,
+    bar: ProgressBar,
+) -> Result<f64, String> {
+    let db = Db::open(dir, options).map_err(|e| e.to_string())?;
+    let mut writing = Duration::ZERO;
+    let mut large = db.large_batch().map_err(|e| e.to_string())?;
+    let mut batches = stream(spec).peekable();
+    let mut ahead = Vec::with_capacity(GENERATED_AHEAD);
+    while batches.peek().is_some() {
+        ahead.clear();
+        for generated in batches.by_ref().take(GENERATED_AHEAD) {
+            ahead.push(generated.map_err(|e| e.to_string())?);
+        }
+        let started = Instant::now();
+        for generated in &ahead {
+            large.extend(&generated.batch).map_err(|e| e.to_string())?;
+        }
+        writing += started.elapsed();
+        bar.inc(ahead.len() as u64);
+    }
+    let started = Instant::now();
+    large.commit().map_err(|e| e.to_string())?;
+    writing += started.elapsed();
+    bar.finish_and_clear();
+    db.close().map_err(|e| e.to_string())?;
+    Ok(writing.as_secs_f64())
+}
+
 fn timed_open(dir: &Path, options: &Options) -> Result<(Db, f64), String> {
     let started = Instant::now();
     let db = Db::open(dir, options.clone()).map_err(|e| e.to_string())?;
@@ -200,7 +235,7 @@ pub fn run(args: &BenchArgs, sync: SyncMode) -> Result<(), String> {
     let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let root = args.db.clone().unwrap_or_else(|| temp.path().to_path_buf());
     let (main, other) = (root.join("main"), root.join("other"));
-    for d in [&main, &other] {
+    for d in [&main, &other, &root.join("spanning")] {
         if d.exists() {
             return Err(format!(
                 "{} already exists: bench writes a fresh database",
@@ -243,6 +278,11 @@ pub fn run(args: &BenchArgs, sync: SyncMode) -> Result<(), String> {
         SyncMode::Always => (main_s, other_s),
         _ => (other_s, main_s),
     };
+    let spanning = root.join("spanning");
+    let spanning_options = options(SyncMode::Always, args.compress);
+    let spanning_bar = bar(n, "ingest (one spanning batch)", hidden);
+    f.ingest_spanning_s = ingest_spanning(&spanning, &spec, spanning_options, spanning_bar)?;
+    std::fs::remove_dir_all(&spanning).map_err(|e| format!("{}: {e}", spanning.display()))?;
     let (db, open_ms) = timed_open(&main, &main_options)?;
     f.open_ms = open_ms;
     db.checkpoint().map_err(|e| e.to_string())?;
@@ -386,6 +426,7 @@ fn figures_json(f: &Figures) -> serde_json::Value {
         "aggregates": f.aggregates,
         "ingest_mb_s": round(mb_per_s(f.payload_bytes, f.ingest_nosync_s), 1),
         "ingest_sync_mb_s": round(mb_per_s(f.payload_bytes, f.ingest_sync_s), 1),
+        "ingest_spanning_mb_s": round(mb_per_s(f.payload_bytes, f.ingest_spanning_s), 1),
         "ingest_deltas_s": round(f.deltas as f64 / f.ingest_nosync_s, 0),
         "ingest_sync_deltas_s": round(f.deltas as f64 / f.ingest_sync_s, 0),
         "open_ms": round(f.open_ms, 1),
@@ -434,6 +475,12 @@ fn print_table(f: &Figures, args: &BenchArgs) {
             false,
         ),
         ("ingest, no fsync", "ingest_mb_s", "MB/s", false),
+        (
+            "ingest, one spanning batch (one fsync)",
+            "ingest_spanning_mb_s",
+            "MB/s",
+            false,
+        ),
         ("open, full replay", "open_ms", "ms", false),
         (
             "open, from a checkpoint (uncompacted)",

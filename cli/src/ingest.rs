@@ -1,11 +1,11 @@
-//! `ingest`: each FILE committed as one atomic batch (or in parts, see `stream.rs`), in order,
+//! `ingest`: each FILE committed as one atomic batch of any size (or in parts, see `stream.rs`), in order,
 //! after every FILE was found readable; a summary on stderr at the end.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::time::{Duration, Instant};
 
-use aggrelog::jsonl::{read_numbered_batch, NumberedBatch};
+use aggrelog::jsonl::parse_line;
 use aggrelog::{Compression, Db, Error, Options, SyncMode};
 use clap::Args;
 use serde_json::json;
@@ -125,15 +125,61 @@ fn file_len(name: &str) -> u64 {
     std::fs::metadata(name).map_or(0, |m| m.len())
 }
 
-/// Commits one FILE as a batch and prints `{"batch":FILE,"deltas":N}`; a rejection names
-/// `FILE:LINE` where a line is to blame, `FILE` otherwise.
+/// Commits one FILE as one atomic batch of any size and prints `{"batch":FILE,"deltas":N}`:
+/// the lines stream into a [`LargeBatch`](aggrelog::LargeBatch), so memory holds one fragment
+/// however large the file. A bad line names `FILE:LINE` and nothing of the file is committed.
 fn ingest_file(db: &Db, name: &str) -> Result<usize, Failure> {
-    let numbered = read_file(name)?;
-    let receipt = db
-        .write(&numbered.batch)
-        .map_err(|e| rejection(name, &numbered.lines, e))?;
+    let mut batch = db.large_batch()?;
+    let mut lines = LineMap::default();
+    for (n, line) in open_input(name)?.lines().enumerate() {
+        let line_no = n as u64 + 1;
+        let at_line = |reason: String| Failure::new(format!("{name}:{line_no}: {reason}"));
+        let line = line.map_err(|e| at_line(format!("cannot read line: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let delta = parse_line(&line).map_err(at_line)?;
+        lines.push(batch.len(), line_no);
+        let pushed = match &delta.patch {
+            Some(patch) => batch.patch(&delta.aggregate, delta.seq, patch),
+            None => batch.delete(&delta.aggregate, delta.seq),
+        };
+        pushed.map_err(|e| rejection(name, |p| lines.line_of(p), e))?;
+    }
+    let receipt = batch
+        .commit()
+        .map_err(|e| rejection(name, |p| lines.line_of(p), e))?;
     emit(json!({"batch": name, "deltas": receipt.deltas}))?;
     Ok(receipt.deltas)
+}
+
+/// The line of each delta of a file by its position, in memory that grows only with the blank
+/// lines: a run of consecutive lines is one entry.
+#[derive(Default)]
+struct LineMap {
+    /// `(position, line)` where a run of consecutive lines starts, positions increasing.
+    runs: Vec<(u64, u64)>,
+}
+
+impl LineMap {
+    /// Records that the delta at `position` (the next one) is on line `line`.
+    fn push(&mut self, position: u64, line: u64) {
+        let continues = self
+            .runs
+            .last()
+            .is_some_and(|&(p, l)| l + (position - p) == line);
+        if !continues {
+            self.runs.push((position, line));
+        }
+    }
+
+    /// The line of the delta at `position` (0 when unknown).
+    fn line_of(&self, position: u32) -> u64 {
+        let position = u64::from(position);
+        let run = self.runs.partition_point(|&(p, _)| p <= position);
+        run.checked_sub(1)
+            .map_or(0, |i| self.runs[i].1 + (position - self.runs[i].0))
+    }
 }
 
 /// FILE ("-": stdin), buffered.
@@ -146,17 +192,12 @@ pub fn open_input(name: &str) -> Result<BufReader<Box<dyn Read + Send>>, Failure
     Ok(BufReader::with_capacity(1 << 20, source))
 }
 
-fn read_file(name: &str) -> Result<NumberedBatch, Failure> {
-    read_numbered_batch(open_input(name)?)
-        .map_err(|e| Failure::new(format!("{name}:{}: {}", e.line, e.reason)))
-}
-
-/// A rejected batch of FILE as a failure: `FILE:LINE` when a delta is to blame (`lines[i]` is
+/// A rejected batch of FILE as a failure: `FILE:LINE` when a delta is to blame (`line_of(i)` is
 /// the line of the batch's delta `i`), `FILE` otherwise.
-pub fn rejection(name: &str, lines: &[u64], error: Error) -> Failure {
+pub fn rejection(name: &str, line_of: impl Fn(u32) -> u64, error: Error) -> Failure {
     match &error {
         Error::Sealed { position, .. } => {
-            let line = lines.get(*position as usize).copied().unwrap_or(0);
+            let line = line_of(*position);
             Failure::new(format!("{name}:{line}: {error}"))
         }
         _ => Failure::new(format!("{name}: {error}")),

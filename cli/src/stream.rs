@@ -162,11 +162,16 @@ fn commit(db: &Db, name: &str, part: &mut Part) -> Result<usize, Failure> {
     };
     let receipt = db
         .write(&part.batch)
-        .map_err(|e| rejection(name, &part.lines, e))?;
+        .map_err(|e| rejection(name, |p| line_at(&part.lines, p), e))?;
     emit(json!({"batch": format!("{name}:{first}-{last}"), "deltas": receipt.deltas}))?;
     let next = part.batch.first_position() as u64 + part.lines.len() as u64;
     let next = u32::try_from(next)
         .map_err(|_| format!("{name}:{last}: more than {} deltas in one file", u32::MAX))?;
     *part = Part::new(next);
     Ok(receipt.deltas)
+}
+
+/// The line of a part's delta `position` (0 when unknown).
+fn line_at(lines: &[u64], position: u32) -> u64 {
+    lines.get(position as usize).copied().unwrap_or(0)
 }

@@ -1,6 +1,6 @@
 //! Deterministic crash simulation over [`SimStorage`]: a scenario of writes (duplicated and out
-//! of order), reads, checkpoints, compactions, seals, injected faults and crashes, checked after
-//! every recovery:
+//! of order, some larger than a segment and written as spanning batches), reads, checkpoints,
+//! compactions, seals, injected faults and crashes, checked after every recovery:
 //! (a) every acknowledged batch is wholly present;
 //! (b) no batch is partly present (each carries marker deltas at its first and last position);
 //! (c) every state equals the oracle over the present batches (for [`MergePatch`], json-patch
@@ -138,6 +138,8 @@ pub struct Outcome {
     pub failed_writes: u64,
     /// Faults the storage injected.
     pub faults: u64,
+    /// Acknowledged writes of batches larger than a fragment (fragments and a batch commit).
+    pub spanning_writes: u64,
 }
 
 /// Salt of the scenario generator (independent of the storage's stream for the same seed).
@@ -189,9 +191,23 @@ fn random_batch(rng: &mut Rng, i: usize, seq: u64) -> Vec<SimDelta> {
             patch,
         });
     }
+    if rng.below(4) == 0 {
+        // A batch larger than a small segment: written as a spanning batch.
+        for k in 0..LARGE_BATCH_MIN_DELTAS + rng.below(360) as usize {
+            let patch = json!({"k": k, "pad": "p".repeat(40)});
+            batch.push(SimDelta {
+                aggregate: format!("f{}", rng.below(10)),
+                seq,
+                patch: Some(patch),
+            });
+        }
+    }
     batch.push(marker(last));
     batch
 }
+
+/// Batches with at least this many deltas are written through [`Db::large_batch`].
+const LARGE_BATCH_MIN_DELTAS: usize = 40;
 
 fn random_faults(rng: &mut Rng) -> FaultConfig {
     let p = |rng: &mut Rng| [0.0, 0.0, 0.01, 0.05, 0.2][rng.below(5) as usize];
@@ -418,23 +434,48 @@ where
         Ok(batch)
     }
 
+    /// Writes batch `n` through [`Db::large_batch`] (fragments and a batch commit when it
+    /// exceeds a fragment).
+    /// Returns whether it was written as fragments.
+    fn write_large(&self, n: usize) -> crate::Result<bool> {
+        let db = self.db().map_err(crate::Error::Internal)?;
+        let mut batch = db.large_batch()?;
+        for d in &self.scenario.batches[n] {
+            match &d.patch {
+                Some(patch) => {
+                    let body = self.model.encode_patch(patch);
+                    batch.push_raw(&d.aggregate, d.seq, DeltaKind::Patch, &body)?
+                }
+                None => batch.delete(&d.aggregate, d.seq)?,
+            };
+        }
+        let spanning = batch.fragments_written() > 0;
+        batch.commit().map(|_| spanning)
+    }
+
     fn write(&mut self, n: usize) -> Result<(), String> {
-        let batch = self.batch(n)?;
         let low_seq = self.scenario.batches[n]
             .iter()
             .map(|d| d.seq)
             .min()
             .unwrap_or(0);
-        match self.db()?.write(&batch) {
+        let written = if self.scenario.batches[n].len() >= LARGE_BATCH_MIN_DELTAS {
+            self.write_large(n)
+        } else {
+            let batch = self.batch(n)?;
+            self.db()?.write(&batch).map(|_| false)
+        };
+        match written {
             Ok(_) if self.known.poisoned => Err("a write succeeded after a failed one".into()),
             // Below the seal only a redelivery of a batch already written is accepted.
             Ok(_) if low_seq < self.known.seal && !self.known.written(n) => Err(format!(
                 "batch {n} with seq {low_seq} accepted below the seal {}",
                 self.known.seal
             )),
-            Ok(_) => {
+            Ok(spanning) => {
                 self.known.acknowledged.insert(n);
                 self.outcome.acknowledged += 1;
+                self.outcome.spanning_writes += u64::from(spanning);
                 Ok(())
             }
             Err(Error::Sealed { .. }) => Ok(()),

@@ -12,7 +12,8 @@ use super::format::{RecordLocation, RecordType, SEGMENT_HEADER_BYTES};
 use super::frame::{frame_at, Frame, FrameScanner, ScanEvent};
 use super::records::{decode_batch_commit_body, BatchCommitBody, FragmentRef};
 use super::recovery::{batch_payload, decode_batch, BatchRecord};
-use crate::decode::{DecodeError, Decoded};
+use crate::decode::DecodeError;
+use crate::error::Error;
 use crate::layout::segment_path;
 use crate::storage::{ReadView, Storage};
 
@@ -61,7 +62,7 @@ impl<'s> FragmentReader<'s> {
         &mut self,
         commit: &BatchCommitBody,
         verified: &dyn Fn(&FragmentRef) -> Option<(u32, u32)>,
-    ) -> Decoded<Verified> {
+    ) -> Result<Verified, FragmentError> {
         let mut found = Verified::default();
         let mut next_position: Option<u32> = None;
         for (n, fragment) in commit.fragments.iter().enumerate() {
@@ -82,7 +83,7 @@ impl<'s> FragmentReader<'s> {
                 let reason = format!(
                     "fragment {n} starts at position {first}, not where the previous one ended"
                 );
-                return Err(DecodeError::new(0, reason));
+                return Err(DecodeError::new(0, reason).into());
             }
             next_position = first.checked_add(count);
             found.fragments += 1;
@@ -94,7 +95,7 @@ impl<'s> FragmentReader<'s> {
                 "the fragments hold {} deltas, the batch commit says {}",
                 found.deltas, commit.deltas
             );
-            return Err(DecodeError::new(0, reason));
+            return Err(DecodeError::new(0, reason).into());
         }
         Ok(found)
     }
@@ -105,7 +106,7 @@ impl<'s> FragmentReader<'s> {
         &mut self,
         commit: &BatchCommitBody,
         on_batch: &mut dyn FnMut(&BatchRecord<'_>),
-    ) -> Decoded<()> {
+    ) -> Result<(), FragmentError> {
         for (n, fragment) in commit.fragments.iter().enumerate() {
             let Some(frame) = self.frame(fragment).map_err(|e| at_fragment(n, e))? else {
                 continue;
@@ -124,7 +125,7 @@ impl<'s> FragmentReader<'s> {
     }
 
     /// The verified frame of `fragment`, `None` when its segment no longer exists.
-    pub fn frame(&mut self, fragment: &FragmentRef) -> Decoded<Option<Frame<'_>>> {
+    pub fn frame(&mut self, fragment: &FragmentRef) -> Result<Option<Frame<'_>>, FragmentError> {
         let RecordLocation { segment, offset } = fragment.location;
         let Some(view) = self.view(segment)? else {
             return Ok(None);
@@ -135,20 +136,20 @@ impl<'s> FragmentReader<'s> {
                 "a {:?} record where a fragment was listed",
                 frame.header.record_type
             );
-            return Err(DecodeError::new(offset as usize, reason));
+            return Err(DecodeError::new(offset as usize, reason).into());
         }
         if frame.header.crc != fragment.crc {
             let reason = format!(
                 "the fragment's CRC {:#010x} is not the listed {:#010x}",
                 frame.header.crc, fragment.crc
             );
-            return Err(DecodeError::new(offset as usize, reason));
+            return Err(DecodeError::new(offset as usize, reason).into());
         }
         Ok(Some(frame))
     }
 
     /// The bytes of segment `id`, mapping it if it is not the one mapped last.
-    fn view(&mut self, id: u64) -> Decoded<Option<&[u8]>> {
+    fn view(&mut self, id: u64) -> Result<Option<&[u8]>, FragmentError> {
         if self.mapped.as_ref().is_none_or(|(mapped, _)| *mapped != id) {
             self.mapped = None;
             let view = match self.pinned.and_then(|views| views.get(&id)) {
@@ -160,10 +161,9 @@ impl<'s> FragmentReader<'s> {
         Ok(self.mapped.as_ref().and_then(|(_, view)| view.as_deref()))
     }
 
-    fn map(&self, id: u64) -> Decoded<Option<ReadView>> {
+    fn map(&self, id: u64) -> Result<Option<ReadView>, FragmentError> {
         let path = segment_path(&self.wal_dir, id);
-        let unreadable =
-            |e: std::io::Error| DecodeError::new(0, format!("{}: {e}", path.display()));
+        let unreadable = |e: std::io::Error| FragmentError::Io(Error::io(&path, e));
         if !self.storage.exists(&path).map_err(unreadable)? {
             return Ok(None);
         }
@@ -175,8 +175,29 @@ impl<'s> FragmentReader<'s> {
     }
 }
 
-fn at_fragment(n: usize, error: DecodeError) -> DecodeError {
-    DecodeError::new(0, format!("fragment {n}: {}", error.reason))
+/// Why a spanning batch could not be read.
+#[derive(Debug)]
+pub enum FragmentError {
+    /// A fragment or the batch commit's list is damaged: the batch is corrupt.
+    Damaged(DecodeError),
+    /// A segment file could not be read.
+    Io(Error),
+}
+
+impl From<DecodeError> for FragmentError {
+    fn from(error: DecodeError) -> Self {
+        FragmentError::Damaged(error)
+    }
+}
+
+/// `error` met reading fragment `n`, named so.
+fn at_fragment(n: usize, error: impl Into<FragmentError>) -> FragmentError {
+    match error.into() {
+        FragmentError::Damaged(e) => {
+            DecodeError::new(0, format!("fragment {n}: {}", e.reason)).into()
+        }
+        io => io,
+    }
 }
 
 /// The segments holding fragments listed by the batch commits in `segment` (segment `id`,

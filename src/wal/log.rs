@@ -382,6 +382,12 @@ impl Log {
         }
     }
 
+    /// Refuses every later append, checkpoint and compaction because of `error` (something
+    /// in the log is not in the index), and returns the error to report now.
+    pub fn poison(&self, error: Error) -> Error {
+        self.fail(error)
+    }
+
     /// Refuses every later append because of `error`, and returns the error to report now.
     fn fail(&self, error: Error) -> Error {
         let cause = Arc::new(error);

@@ -21,7 +21,7 @@ use super::format::{
     decode_commit_body, decode_segment_header, RecordType, FLAG_ZSTD, OLDEST_READ_VERSION,
     SEGMENT_HEADER_BYTES,
 };
-use super::fragments::FragmentReader;
+use super::fragments::{FragmentError, FragmentReader};
 use super::frame::{DamagedRange, Frame, FrameScanner, ScanEvent};
 use super::records::{
     decode_batch_commit_body, decode_seal_body, decode_state_body, BatchCommitBody, FragmentRef,
@@ -164,6 +164,8 @@ struct Scanner<'s> {
     policy: ScanPolicy,
     /// Fragments this scan verified, by location: (frame CRC, first position, deltas).
     fragments: HashMap<(u64, u64), (u32, u32, u32)>,
+    /// A segment a spanning batch lists could not be read: the scan fails with it.
+    io_error: Option<Error>,
     scan: LogScan,
     on_record: &'s mut dyn FnMut(&LogRecord<'_>),
     /// Damage running to the end of a segment: a torn tail unless a valid record follows.
@@ -274,6 +276,9 @@ impl Scanner<'_> {
                         let bytes = frame.end() - frame.offset;
                         self.corruption(damage(frame.offset, bytes, error.reason))?;
                     }
+                    if let Some(error) = self.io_error.take() {
+                        return Err(error);
+                    }
                 }
                 ScanEvent::Damage(d) if unfinished_append(&view, id, version, is_last, &d) => {
                     // Nothing after the damage proves it durable: unsynced bytes that persisted
@@ -380,6 +385,18 @@ impl Scanner<'_> {
 }
 
 impl Scanner<'_> {
+    /// A spanning batch that could not be read: damage to report, or an I/O error that ends the
+    /// scan (kept until the frame's caller returns it).
+    fn fragment_failure(&mut self, error: FragmentError) -> Decoded<()> {
+        match error {
+            FragmentError::Damaged(e) => Err(e),
+            FragmentError::Io(e) => {
+                self.io_error = Some(e);
+                Ok(())
+            }
+        }
+    }
+
     /// Verifies the fragments of a spanning batch, then hands them on as one batch (DESIGN.md,
     /// section 3.6).
     fn spanning_batch(&mut self, commit: &BatchCommitBody) -> Decoded<()> {
@@ -390,12 +407,17 @@ impl Scanner<'_> {
             let (crc, first, count) = fragments.get(&place).copied()?;
             (crc == f.crc).then_some((first, count))
         };
-        let verified = reader.verify(commit, &known)?;
+        let verified = match reader.verify(commit, &known) {
+            Ok(verified) => verified,
+            Err(e) => return self.fragment_failure(e),
+        };
         (self.on_record)(&LogRecord::SpanningStart);
         let on_record = &mut self.on_record;
         let applied = reader.apply(commit, &mut |batch| on_record(&LogRecord::Batch(*batch)));
         (self.on_record)(&LogRecord::SpanningEnd);
-        applied?;
+        if let Err(e) = applied {
+            return self.fragment_failure(e);
+        }
         self.scan.batches += 1;
         self.scan.deltas += verified.deltas;
         Ok(())
@@ -469,6 +491,7 @@ fn scan_segments(
         wal_dir,
         policy,
         fragments: HashMap::new(),
+        io_error: None,
         scan: LogScan::default(),
         on_record,
         pending_tail: None,

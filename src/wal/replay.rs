@@ -19,7 +19,7 @@ use crate::options::RecoveryMode;
 use crate::storage::ReadView;
 use crate::wal::batch::{decompress_payload_into, BatchDecoder, Checksums};
 use crate::wal::format::{RecordType, FLAG_ZSTD, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-use crate::wal::fragments::FragmentReader;
+use crate::wal::fragments::{FragmentError, FragmentReader};
 use crate::wal::frame::{DamagedRange, FrameScanner, ScanEvent};
 use crate::wal::records::{decode_batch_commit_body, FragmentRef};
 use crate::wal::{Log, RecordLocation};
@@ -551,6 +551,7 @@ impl Replay {
         let mut reader =
             FragmentReader::new(&*self.log.storage, &self.log.wal_dir).with_views(&self.views);
         let verified = decode_batch_commit_body(body, location)
+            .map_err(FragmentError::from)
             .and_then(|commit| Ok((reader.verify(&commit, &|_| None)?, commit)));
         match verified {
             Ok((_, commit)) => {
@@ -558,10 +559,11 @@ impl Replay {
                 self.spanning = commit.fragments.into();
                 Ok(())
             }
-            Err(error) if self.mode == RecoveryMode::Strict => {
-                Err(Error::corruption(path, location.offset, error.reason))
+            Err(FragmentError::Io(e)) => Err(e),
+            Err(FragmentError::Damaged(e)) if self.mode == RecoveryMode::Strict => {
+                Err(Error::corruption(path, location.offset, e.reason))
             }
-            Err(_) => {
+            Err(FragmentError::Damaged(_)) => {
                 self.totals.skipped_bytes += (FRAME_HEADER_BYTES + body.len()) as u64;
                 Ok(())
             }
@@ -577,7 +579,11 @@ impl Replay {
         let damaged = |reason: String| {
             Error::corruption(self.log.segment_path(at.segment), at.offset, reason)
         };
-        let Some(frame) = reader.frame(fragment).map_err(|e| damaged(e.reason))? else {
+        let found = reader.frame(fragment).map_err(|e| match e {
+            FragmentError::Damaged(e) => damaged(e.reason),
+            FragmentError::Io(e) => e,
+        });
+        let Some(frame) = found? else {
             return Ok(None);
         };
         let flags = frame.header.flags;
