@@ -186,7 +186,7 @@ fn build_db(compress: bool, maintained: bool, batches: u64) -> Files {
         write_batches(&db, 40, batches / 2 + 1, 7);
         // A batch larger than a segment: fragments and a batch commit.
         let mut large = db.large_batch().expect("large batch");
-        for i in 0..60 {
+        for i in 0..90 {
             let id = format!("ac-{}", i % 9);
             large.patch(&id, 50, &aircraft_patch(i)).expect("patch");
         }
@@ -198,6 +198,34 @@ fn build_db(compress: bool, maintained: bool, batches: u64) -> Files {
         segments: read_numbered(&dir.path().join("wal")),
         checkpoints: read_numbered(&dir.path().join("checkpoints")),
     }
+}
+
+/// A database whose four segments hold a spanning batch: fragments over three of them and its
+/// batch commit, between ordinary batches.
+fn build_spanning_db(compress: bool) -> Files {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Db::open(dir.path(), options(compress)).expect("open");
+    write_batches(&db, 10, 2, 5);
+    let mut large = db.large_batch().expect("large batch");
+    for i in 0..90 {
+        large
+            .patch(&format!("ac-{}", i % 6), 20, &aircraft_patch(i))
+            .expect("patch");
+    }
+    assert!(large.fragments_written() >= 1, "it spans fragments");
+    large.commit().expect("commit");
+    write_batches(&db, 30, 2, 5);
+    db.close().expect("close");
+    let files = Files {
+        segments: read_numbered(&dir.path().join("wal")),
+        checkpoints: read_numbered(&dir.path().join("checkpoints")),
+    };
+    assert!(
+        files.segments.len() <= 4,
+        "{} segments",
+        files.segments.len()
+    );
+    files
 }
 
 fn frames(id: u64, segment: &[u8]) -> Vec<Frame<'_>> {
@@ -231,7 +259,10 @@ fn record_script(id: u64, segment: &[u8], deltas: bool) -> Vec<u8> {
                     ctrl |= REC_SPANNING;
                 }
                 if deltas {
-                    (ctrl | REC_DELTAS, delta_script(&payload))
+                    (
+                        ctrl | REC_DELTAS,
+                        delta_script(&payload, frame.header.flags),
+                    )
                 } else {
                     (ctrl, payload)
                 }
@@ -242,9 +273,9 @@ fn record_script(id: u64, segment: &[u8], deltas: bool) -> Vec<u8> {
     out
 }
 
-fn delta_script(payload: &[u8]) -> Vec<u8> {
+fn delta_script(payload: &[u8], flags: u8) -> Vec<u8> {
     let mut out = Vec::new();
-    for d in decode_batch(payload, 0).expect("batch").1 {
+    for d in decode_batch(payload, flags).expect("batch").1 {
         let seq = u16::try_from(d.seq).expect("small seq");
         fuzzing::encode_delta(d.aggregate, seq, d.kind, d.body, &mut out);
     }
@@ -494,6 +525,8 @@ fn write_seed_corpora() {
         ("maintained", build_db(false, true, 8)),
         ("maintained-zstd", build_db(true, true, 6)),
         ("rotated", build_db(false, false, 40)),
+        ("spanning", build_spanning_db(false)),
+        ("spanning-zstd", build_spanning_db(true)),
     ];
     let mut open = Vec::new();
     for (name, files) in &dbs {

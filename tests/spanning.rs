@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -471,4 +471,123 @@ fn a_batch_commit_outlives_the_live_fragments_it_lists() {
     let _ = std::fs::remove_dir_all(dir.path().join("checkpoints"));
     let db = Db::open(dir.path(), options).unwrap();
     assert_eq!(scan_all(&db), whole, "full replay after compaction");
+}
+
+/// The large batch of the multi-GiB test: whole-state patches (about 1 KiB) of 1000 aggregates
+/// at seq 50, between markers, until `bytes` of payload were added; returns the deltas added.
+fn add_large(batch: &mut LargeBatch<'_, MergePatch>, bytes: u64) -> aggrelog::Result<u64> {
+    let note = "n".repeat(1000);
+    batch.patch("huge-first", 50, &json!({"marker": true}))?;
+    let mut i = 0u64;
+    while i * 1050 < bytes {
+        let id = format!("aircraft-{:04}", i % 1000);
+        batch.patch(&id, 50, &json!({"note": note, "i": i}))?;
+        i += 1;
+    }
+    batch.patch("huge-last", 50, &json!({"marker": true}))?;
+    Ok(i + 2)
+}
+
+/// Runs the large batch through `storage`; returns the operations performed and whether the
+/// commit was acknowledged.
+fn huge_run(dir: &Path, options: &Options, storage: Arc<Crashing>, bytes: u64) -> (u64, bool) {
+    let performed = Arc::clone(&storage.performed);
+    let mut acknowledged = false;
+    if let Ok(db) = Db::open_with(dir, options.clone(), MergePatch, storage) {
+        if let Ok(mut batch) = db.large_batch() {
+            acknowledged = add_large(&mut batch, bytes).is_ok() && batch.commit().is_ok();
+        }
+    }
+    (performed.load(Ordering::SeqCst), acknowledged)
+}
+
+/// `AGGRELOG_SPANNING_MIB` sets the batch size (default 96 MiB over 32 MiB segments; run it at
+/// several GiB with `--release`).
+#[test]
+fn a_crash_at_every_kind_of_point_of_a_multi_segment_batch_leaves_it_absent_or_whole() {
+    let mib: u64 = std::env::var("AGGRELOG_SPANNING_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(96);
+    let bytes = mib << 20;
+    let options = Options::default()
+        .segment_size_bytes(32 << 20)
+        .background_compaction(false)
+        .checkpoint_every_bytes(0);
+    let template = tempfile::tempdir().unwrap();
+    let db = Db::open(template.path(), options.clone()).unwrap();
+    let before = small_batches(1..4);
+    for b in &before {
+        db.write(&batch_of(b)).unwrap();
+    }
+    let absent = scan_all(&db);
+    let base_deltas = db.stats().deltas;
+    db.close().unwrap();
+
+    let dry = tempfile::tempdir().unwrap();
+    copy_dir(template.path(), dry.path());
+    let storage = Arc::new(Crashing::default());
+    let journal = Arc::clone(&storage.journal);
+    let (total, acknowledged) = huge_run(dry.path(), &options, storage, bytes);
+    assert!(acknowledged);
+    let whole = scan_all(&Db::open(dry.path(), options.clone()).unwrap());
+    let deltas = Db::open(dry.path(), options.clone())
+        .unwrap()
+        .stats()
+        .deltas
+        - base_deltas;
+    drop(dry);
+    // Every kind of point: the first appends, the first, middle and last segment creation
+    // (rotation) and the operation after each, the middle of the fragments, and every operation
+    // of the commit.
+    let ops = journal.lock().unwrap().clone();
+    let mut points: BTreeSet<u64> = [1, 2, 3, total / 2, total + 1].into_iter().collect();
+    let creates: Vec<u64> = (ops.iter().enumerate())
+        .filter(|(_, op)| op.starts_with("create"))
+        .map(|(n, _)| n as u64 + 1)
+        .collect();
+    for at in [0, creates.len() / 2, creates.len().saturating_sub(1)] {
+        if let Some(&create) = creates.get(at) {
+            points.extend([create, create + 1]);
+        }
+    }
+    points.extend(total.saturating_sub(6)..=total);
+    let rotations = creates.len();
+    assert!(
+        rotations >= 2,
+        "the batch spans segments: {rotations} rotations"
+    );
+    eprintln!("{mib} MiB, {deltas} deltas, {total} operations, {rotations} rotations; crash points {points:?}");
+
+    for crash_at in points {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(template.path(), dir.path());
+        let storage = Arc::new(Crashing::default());
+        storage.crash_at.store(crash_at, Ordering::SeqCst);
+        let last = ops.get(crash_at as usize - 1).cloned().unwrap_or_default();
+        let (_, acknowledged) = huge_run(dir.path(), &options, storage, bytes);
+        let db = Db::open(dir.path(), options.clone())
+            .unwrap_or_else(|e| panic!("reopen after a crash at {crash_at} ({last}): {e}"));
+        let states = scan_all(&db);
+        let present = states == whole;
+        assert!(
+            present || states == absent,
+            "crash at {crash_at} ({last}): partly present"
+        );
+        assert!(
+            !acknowledged || present,
+            "crash at {crash_at} ({last}): acknowledged, then lost"
+        );
+        let expected_deltas = base_deltas + if present { deltas } else { 0 };
+        assert_eq!(
+            db.stats().deltas,
+            expected_deltas,
+            "crash at {crash_at} ({last})"
+        );
+        drop(db);
+        assert!(
+            aggrelog::check(dir.path()).unwrap().is_clean(),
+            "crash at {crash_at}"
+        );
+    }
 }

@@ -1,7 +1,9 @@
-//! Replay and open stay within a memory limit four times smaller than the log: the `aggrelog`
-//! binary runs `replay` and `stats` (an open with a full replay) inside a cgroup (v1 memory
-//! controller) limited to 48 MiB over a 192 MiB log whose pages were dropped from the page
-//! cache first, so that every page it reads is charged to the cgroup.
+//! Replay, open and a one-batch ingest stay within a memory limit four times smaller than the
+//! log or the file: the `aggrelog` binary runs `replay` and `stats` (an open with a full replay)
+//! inside a cgroup (v1 memory controller) limited to 48 MiB over a 192 MiB log whose pages were
+//! dropped from the page cache first, so that every page it reads is charged to the cgroup; and
+//! `ingest` of one 192 MiB file as one atomic batch (a spanning batch: fragments streamed into
+//! the log) in the same limit.
 //!
 //! Needs root and a writable `/sys/fs/cgroup/memory`; elsewhere the test says why it did not
 //! run and passes. To make a missing cgroup a failure, set `AGGRELOG_REQUIRE_CGROUP=1`.
@@ -20,9 +22,10 @@ const LOG_BYTES: u64 = 4 * LIMIT_BYTES;
 struct Cgroup(PathBuf);
 
 impl Cgroup {
-    fn create(limit: u64) -> Result<Cgroup, String> {
+    /// A group named after `test` (tests run in parallel in one process) and the process.
+    fn create(test: &str, limit: u64) -> Result<Cgroup, String> {
         let root = Path::new("/sys/fs/cgroup/memory");
-        let dir = root.join(format!("aggrelog-test-{}", std::process::id()));
+        let dir = root.join(format!("aggrelog-{test}-{}", std::process::id()));
         fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let group = Cgroup(dir);
         group.write("memory.limit_in_bytes", &limit.to_string())?;
@@ -101,7 +104,7 @@ fn drop_from_page_cache(dir: &Path) {
 
 #[test]
 fn replay_and_open_run_in_a_quarter_of_the_log_size() {
-    let group = match Cgroup::create(LIMIT_BYTES) {
+    let group = match Cgroup::create("replay", LIMIT_BYTES) {
         Ok(group) => group,
         Err(why) if std::env::var_os("AGGRELOG_REQUIRE_CGROUP").is_none() => {
             eprintln!("memory_bound: not run: {why}");
@@ -128,4 +131,68 @@ fn replay_and_open_run_in_a_quarter_of_the_log_size() {
         // run, and the run completed anyway.
         assert!(failures > 0, "{command} never reached the limit");
     }
+}
+
+/// Writes a JSON Lines file of at least `bytes`: whole-state patches (about 1 KiB each) of 2000
+/// aggregates, with marker aggregates first and last; returns the deltas written.
+fn write_snapshot_file(path: &Path, bytes: u64) -> u64 {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(fs::File::create(path).unwrap());
+    let filler = "s".repeat(950);
+    let (mut written, mut deltas) = (0u64, 0u64);
+    let mut line = |id: &str, patch: serde_json::Value| {
+        let text = json!({"aggregate": id, "seq": 7, "patch": patch}).to_string();
+        writeln!(out, "{text}").unwrap();
+        text.len() as u64 + 1
+    };
+    written += line("snapshot-first", json!({"marker": true}));
+    while written < bytes {
+        let id = format!("aircraft-{:04}", deltas % 2000);
+        written += line(&id, json!({"cabin": {"note": filler, "i": deltas}}));
+        deltas += 1;
+    }
+    line("snapshot-last", json!({"marker": true}));
+    out.flush().unwrap();
+    deltas + 2
+}
+
+#[test]
+fn a_single_file_batch_four_times_the_limit_ingests_within_it() {
+    let group = match Cgroup::create("ingest", LIMIT_BYTES) {
+        Ok(group) => group,
+        Err(why) if std::env::var_os("AGGRELOG_REQUIRE_CGROUP").is_none() => {
+            eprintln!("memory_bound: not run: {why}");
+            return;
+        }
+        Err(why) => panic!("{why}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("snapshot.jsonl");
+    let deltas = write_snapshot_file(&file, LOG_BYTES);
+    let db_dir = dir.path().join("db");
+    let db = db_dir.to_str().unwrap();
+    group.write("memory.max_usage_in_bytes", "0").unwrap();
+    let failures_before = group.read("memory.failcnt");
+    assert!(
+        group.run(&["ingest", "--db", db, file.to_str().unwrap()]),
+        "ingest failed"
+    );
+    let peak = group.read("memory.max_usage_in_bytes");
+    let failures = group.read("memory.failcnt") - failures_before;
+    eprintln!(
+        "memory_bound: ingest of a {}-byte file as one batch: peak {peak} bytes charged, \
+         limit hit {failures} times",
+        fs::metadata(&file).unwrap().len()
+    );
+    assert!(failures > 0, "ingest never reached the limit");
+    let options = Options::default().background_compaction(false);
+    let opened = Db::open(&db_dir, options).unwrap();
+    let stats = opened.stats();
+    assert_eq!(
+        (stats.batches, stats.deltas),
+        (1, deltas),
+        "one batch, every delta"
+    );
+    assert!(opened.get("snapshot-first").unwrap().is_some());
+    assert!(opened.get("snapshot-last").unwrap().is_some());
 }

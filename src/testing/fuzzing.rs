@@ -21,8 +21,10 @@
 //! so that body decoders see fuzz bytes behind valid
 //! CRCs. With [`REC_DELTAS`] a batch body is a *delta script* (`id_len: u8, id, seq: u16 LE,
 //! kind: u8` (bit 0 = delete), and for a patch `body_len: u16 LE, body`) re-encoded with correct
-//! per-delta CRCs. With [`REC_SPANNING`] a batch is a fragment and a seal a batch commit listing
-//! the fragments before it, so that spanning batches reach the open path whole or damaged.
+//! per-delta CRCs. With [`REC_SPANNING`] a batch is a fragment (positioned after the first of its
+//! batch: a delta script continues the positions, a raw payload must carry its first position)
+//! and a seal a batch commit listing the fragments since the last one, so that spanning batches
+//! reach the open path whole or damaged.
 //!
 //! # `decode_frame` input
 //!
@@ -305,19 +307,23 @@ fn append_record(id: u64, ctrl: u8, body: &[u8], out: &mut Vec<u8>, written: &mu
         _ => return out.extend_from_slice(body),
     };
     let mut body = body.to_vec();
-    let mut flags = 0;
     let batch_like = matches!(record_type, RecordType::Batch | RecordType::Fragment);
+    // A fragment after the first of its batch continues its positions (and carries the first).
+    let continues = record_type == RecordType::Fragment && !written.is_empty();
+    let mut flags = if continues { FLAG_POSITIONED } else { 0 };
     if batch_like && ctrl & REC_DELTAS != 0 {
-        body = delta_script_payload(&body);
+        let first_position: u64 = written.iter().map(|w| w.deltas).sum();
+        let first_position = if continues { first_position as u32 } else { 0 };
+        body = delta_script_payload(&body, first_position);
     }
-    let deltas = BatchDecoder::of_frame(&body, 0, Checksums::CoveredByFrame)
+    let deltas = BatchDecoder::of_frame(&body, flags, Checksums::CoveredByFrame)
         .map_or(0, |d| u64::from(d.remaining()));
     if batch_like && ctrl & REC_COMPRESS != 0 {
         body = compress_payload(&body, 1).unwrap_or(body);
-        flags = FLAG_ZSTD;
+        flags |= FLAG_ZSTD;
     }
     if ctrl & REC_ZSTD_FLAG != 0 {
-        flags = FLAG_ZSTD;
+        flags |= FLAG_ZSTD;
     }
     if record_type == RecordType::BatchCommit {
         body = batch_commit_of(written, body.first().copied().unwrap_or(0));
@@ -349,9 +355,9 @@ fn batch_commit_of(written: &mut Vec<Written>, damage: u8) -> Vec<u8> {
 }
 
 /// A batch payload with correct per-delta CRCs from a delta script; invalid ids are skipped.
-fn delta_script_payload(script: &[u8]) -> Vec<u8> {
+fn delta_script_payload(script: &[u8], first_position: u32) -> Vec<u8> {
     let mut input = Input(script);
-    let mut encoder = BatchEncoder::default();
+    let mut encoder = BatchEncoder::starting_at(first_position);
     while !input.0.is_empty() {
         let id_len = usize::from(input.byte());
         let id = String::from_utf8_lossy(input.take(id_len)).into_owned();
