@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use crate::backup::{self, BackupReport};
 use crate::batch::Batch;
-use crate::checkpoint::write::{checkpoint_if_due, write_checkpoint};
+use crate::checkpoint::write::{checkpoint_after_write, write_checkpoint};
 use crate::checkpoint::CheckpointMeta;
 use crate::compaction::{self, CompactionReport, Scope};
 use crate::engine::{AggregateState, Engine};
 use crate::error::Result;
 use crate::export::{self, TransferReport};
-use crate::index_builder::delta_refs;
 use crate::large_batch::LargeBatch;
 use crate::materialize::Materialize;
 use crate::model::{MergePatch, Model};
@@ -22,23 +21,12 @@ use crate::options::Options;
 use crate::scan::Scan;
 use crate::stats::{self, Stats};
 use crate::storage::{FsStorage, Storage};
-use crate::stored_batch::StoredBatch;
 use crate::wal::log::NewRecord;
 use crate::wal::reader::DeltaReader;
 use crate::wal::replay::Replay;
-use crate::wal::{BatchRecord, RecordLocation};
+use crate::wal::RecordLocation;
 use crate::worker::Worker;
-
-/// What a successful [`Db::write`] committed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[non_exhaustive]
-pub struct WriteReceipt {
-    /// Where the batch record starts (`None` for an empty batch, which writes nothing).
-    pub location: Option<RecordLocation>,
-    /// Number of deltas committed.
-    pub deltas: usize,
-}
+use crate::write::{write_batch, WriteReceipt};
 
 /// An open aggrelog database. `Send + Sync`: share it between threads behind an `Arc`; readers
 /// proceed while writers append.
@@ -184,33 +172,11 @@ impl<M: Model> Db<M> {
     /// # }
     /// ```
     pub fn write(&self, batch: &Batch) -> Result<WriteReceipt> {
-        if batch.is_empty() {
-            return Ok(WriteReceipt {
-                location: None,
-                deltas: 0,
-            });
+        let receipt = write_batch(&self.engine, batch)?;
+        if self.worker.is_none() {
+            checkpoint_after_write(&self.engine);
         }
-        let engine = &*self.engine;
-        let stored = StoredBatch::new(engine, batch)?;
-        let location = {
-            let _gate = engine.gate_shared();
-            stored.check_seal(engine)?;
-            let location = engine.log().append(stored.flags, stored.body.clone())?;
-            let record = BatchRecord {
-                segment: location.segment,
-                offset: location.offset,
-                first_position: stored.first_position,
-                deltas: &stored.deltas,
-            };
-            engine.index_write().insert_all(delta_refs(&record));
-            location
-        };
-        engine.count_write(stored.top_seq(), stored.stored_bytes());
-        self.after_write();
-        Ok(WriteReceipt {
-            location: Some(location),
-            deltas: stored.deltas.len(),
-        })
+        Ok(receipt)
     }
 
     /// A batch of any size (DESIGN.md, section 3.6): deltas added to it are written as
@@ -237,25 +203,7 @@ impl<M: Model> Db<M> {
     /// # }
     /// ```
     pub fn large_batch(&self) -> Result<LargeBatch<'_, M>> {
-        LargeBatch::begin(self)
-    }
-
-    /// The engine this handle shares with its readers and worker.
-    pub(crate) fn engine(&self) -> &Engine<M> {
-        &self.engine
-    }
-
-    /// What follows a committed write: an automatic checkpoint when there is no background
-    /// worker to take it.
-    pub(crate) fn after_write(&self) {
-        if self.worker.is_none() {
-            // The batch is committed: a failed automatic checkpoint is a maintenance error
-            // (logged, kept for `stats`), not this write's.
-            if let Err(e) = checkpoint_if_due(&self.engine) {
-                log::warn!("automatic checkpoint failed: {e}");
-                self.engine.record_maintenance_error(e.to_string());
-            }
-        }
+        LargeBatch::begin(&self.engine, self.worker.is_none())
     }
 
     /// The current state of `aggregate`, or `None` when it is absent.

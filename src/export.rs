@@ -26,6 +26,7 @@ use crate::index_builder::state_ref;
 use crate::jsonl::parse_line;
 use crate::model::{binary, DeltaKind, Model};
 use crate::wal::batch::DeltaRecord;
+use crate::wal::batch_record::{batch_payload, decode_batch};
 use crate::wal::format::{RecordLocation, RecordType, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use crate::wal::fragments::FragmentError;
 use crate::wal::frame::{FrameScanner, ScanEvent};
@@ -34,7 +35,6 @@ use crate::wal::records::{
     decode_batch_commit_body, decode_seal_body, decode_state_body, encode_state_body,
     BatchCommitBody, StateBody,
 };
-use crate::wal::recovery::{batch_payload, decode_batch};
 
 /// What an export or an import carried.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -4,17 +4,17 @@
 use serde_json::Value;
 
 use crate::batch::Batch;
-use crate::db::{Db, WriteReceipt};
-use crate::engine::SegmentPin;
+use crate::checkpoint::write::checkpoint_after_write;
+use crate::engine::{Engine, SegmentPin};
 use crate::error::{Error, Result};
 use crate::index_builder::delta_refs;
 use crate::model::{merge_patch, DeltaKind, Model};
-use crate::stored_batch::StoredBatch;
 use crate::wal::batch::{encoded_delta_bytes, BatchDecoder, Checksums};
 use crate::wal::format::{RecordType, FLAG_POSITIONED, FRAME_HEADER_BYTES};
 use crate::wal::fragments::FragmentError;
 use crate::wal::log::NewRecord;
 use crate::wal::records::{encode_batch_commit_body, BatchCommitBody, FragmentRef};
+use crate::write::{write_batch, StoredBatch, WriteReceipt};
 
 /// Payload bytes of a fragment at most (less when a segment is small).
 pub const FRAGMENT_PAYLOAD_BYTES: usize = 4 << 20;
@@ -27,7 +27,10 @@ pub const FRAGMENT_PAYLOAD_BYTES: usize = 4 << 20;
 /// Delta positions run over the whole batch, as in one [`Batch`]. A batch that never filled a
 /// fragment is committed as an ordinary batch record.
 pub struct LargeBatch<'db, M: Model> {
-    db: &'db Db<M>,
+    engine: &'db Engine<M>,
+    /// Whether a committed batch may be followed by an automatic checkpoint (no background
+    /// worker takes them).
+    checkpoint_after: bool,
     /// Deltas not yet written as a fragment.
     part: Batch,
     /// Fragments written, in order, with their (first position, deltas).
@@ -41,21 +44,24 @@ pub struct LargeBatch<'db, M: Model> {
     checked_seal: Option<u64>,
     lowest: Option<(u64, String, u32)>,
     fragment_limit: usize,
+    /// A fragment could not be written: its deltas are lost to the batch, which can no longer
+    /// be committed.
+    failed: bool,
     /// Keeps compaction from reclaiming the segments the fragments are in until the commit.
     _pin: SegmentPin<'db>,
 }
 
 impl<'db, M: Model> LargeBatch<'db, M> {
-    /// An empty large batch on `db` (fails on a read-only or refused handle).
-    pub(crate) fn begin(db: &'db Db<M>) -> Result<Self> {
-        let engine = db.engine();
+    /// An empty large batch on `engine` (fails on a read-only or refused log).
+    pub(crate) fn begin(engine: &'db Engine<M>, checkpoint_after: bool) -> Result<Self> {
         engine.log().check_writable()?;
         // Pinned before the first fragment is appended (DESIGN.md, section 3.6).
         let pin = engine.pin_segments();
         let fragment_limit =
             FRAGMENT_PAYLOAD_BYTES.min(engine.log().max_record_body_bytes() as usize / 2);
         Ok(LargeBatch {
-            db,
+            engine,
+            checkpoint_after,
             part: Batch::new(),
             fragments: Vec::new(),
             deltas: 0,
@@ -64,6 +70,7 @@ impl<'db, M: Model> LargeBatch<'db, M> {
             checked_seal: None,
             lowest: None,
             fragment_limit,
+            failed: false,
             _pin: pin,
         })
     }
@@ -81,7 +88,9 @@ impl<'db, M: Model> LargeBatch<'db, M> {
     }
 
     /// Adds a delta already in the model's binary form (as [`Batch::push_raw`]). May write a
-    /// fragment to the log (unsynced); an error then leaves the batch unusable: drop it.
+    /// fragment to the log (unsynced). A delta that is not valid is refused and the batch goes
+    /// on; a fragment that cannot be written (a seal rejection, an I/O error) fails the batch:
+    /// every later call fails too, and nothing of it can be committed.
     pub fn push_raw(
         &mut self,
         aggregate: &str,
@@ -89,6 +98,7 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         kind: DeltaKind,
         body: &[u8],
     ) -> Result<&mut Self> {
+        self.check_not_failed()?;
         let grown = self.part.payload_bytes() + encoded_delta_bytes(aggregate.len(), body.len());
         if !self.part.is_empty() && grown > self.fragment_limit {
             self.write_fragment()?;
@@ -140,14 +150,17 @@ impl<'db, M: Model> LargeBatch<'db, M> {
     /// wholly absent otherwise. A batch with a delta below the seal that is not already held
     /// fails with [`Error::Sealed`], and nothing of it is committed.
     pub fn commit(mut self) -> Result<WriteReceipt> {
+        self.check_not_failed()?;
         if self.fragments.is_empty() {
             // It fits one fragment: an ordinary batch record says the same in one frame.
-            return self.db.write(&self.part);
+            let receipt = write_batch(self.engine, &self.part)?;
+            self.after_commit();
+            return Ok(receipt);
         }
         if !self.part.is_empty() {
             self.write_fragment()?;
         }
-        let engine = self.db.engine();
+        let engine = self.engine;
         let commit = BatchCommitBody {
             deltas: self.deltas,
             fragments: self.fragments.iter().map(|(f, _)| *f).collect(),
@@ -170,18 +183,40 @@ impl<'db, M: Model> LargeBatch<'db, M> {
             location
         };
         engine.count_write(self.top_seq, self.stored_bytes + commit_bytes);
-        self.db.after_write();
+        self.after_commit();
         Ok(WriteReceipt {
             location: Some(location),
             deltas: self.deltas as usize,
         })
     }
 
-    /// Appends the buffered deltas as one fragment, unsynced.
+    fn after_commit(&self) {
+        if self.checkpoint_after {
+            checkpoint_after_write(self.engine);
+        }
+    }
+
+    fn check_not_failed(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::InvalidInput(
+                "a fragment of this large batch could not be written: it cannot be committed"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Appends the buffered deltas as one fragment, unsynced; a failure fails the batch.
     fn write_fragment(&mut self) -> Result<()> {
         let part = std::mem::replace(&mut self.part, Batch::new());
-        let engine = self.db.engine();
-        let stored = StoredBatch::new(engine, &part)?;
+        let written = self.append_fragment(&part);
+        self.failed = written.is_err();
+        written
+    }
+
+    fn append_fragment(&mut self, part: &Batch) -> Result<()> {
+        let engine = self.engine;
+        let stored = StoredBatch::new(engine, part)?;
         {
             let _gate = engine.gate_shared();
             stored
@@ -190,18 +225,8 @@ impl<'db, M: Model> LargeBatch<'db, M> {
             let seal = engine.seal();
             self.checked_seal = Some(self.checked_seal.map_or(seal, |s| s.min(seal)));
         }
+        self.note_deltas(&stored);
         let count = stored.deltas.len() as u32;
-        for (at, delta) in stored.deltas.iter().enumerate() {
-            if self
-                .lowest
-                .as_ref()
-                .is_none_or(|(seq, _, _)| delta.seq < *seq)
-            {
-                let position = stored.first_position + at as u32;
-                self.lowest = Some((delta.seq, delta.aggregate.to_owned(), position));
-            }
-        }
-        self.top_seq = self.top_seq.max(stored.top_seq());
         let (stored_bytes, first_position) = (stored.stored_bytes(), stored.first_position);
         let fragment = engine.log().append_fragment(stored.flags, stored.body)?;
         self.fragments.push((fragment, (first_position, count)));
@@ -213,10 +238,22 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         Ok(())
     }
 
+    /// Keeps the highest seq and the lowest delta of the batch.
+    fn note_deltas(&mut self, stored: &StoredBatch<'_>) {
+        self.top_seq = self.top_seq.max(stored.top_seq());
+        for (at, delta) in stored.deltas.iter().enumerate() {
+            let lower = |(seq, _, _): &(u64, String, u32)| delta.seq < *seq;
+            if self.lowest.as_ref().is_none_or(lower) {
+                let position = stored.first_position + at as u32;
+                self.lowest = Some((delta.seq, delta.aggregate.to_owned(), position));
+            }
+        }
+    }
+
     /// Fails with [`Error::Sealed`] when the seal rose above a delta of the batch after its
     /// fragment was checked (call under the commit gate).
     fn check_seal_unchanged(&self) -> Result<()> {
-        let seal = self.db.engine().seal();
+        let seal = self.engine.seal();
         match (&self.lowest, self.checked_seal) {
             (Some((seq, aggregate, position)), Some(checked)) if seal > checked && *seq < seal => {
                 Err(Error::Sealed {
@@ -235,7 +272,7 @@ impl<'db, M: Model> LargeBatch<'db, M> {
     /// durable by now: if a fragment cannot be read back, the log is refused until a reopen
     /// indexes the batch from the log (as after a failed sync, DESIGN.md section 4).
     fn index(&self, commit: &BatchCommitBody) -> Result<()> {
-        let engine = self.db.engine();
+        let engine = self.engine;
         let log = engine.log();
         let mut index = engine.index_write();
         let applied = log

@@ -70,7 +70,6 @@ mod rng;
 mod scan;
 mod stats;
 pub mod storage;
-mod stored_batch;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod text;
@@ -79,13 +78,14 @@ mod wal;
 mod worker;
 #[cfg(feature = "workload")]
 pub mod workload;
+mod write;
 
 pub use backup::BackupReport;
 pub use batch::Batch;
 pub use check::{check, CheckReport};
 pub use checkpoint::CheckpointMeta;
 pub use compaction::CompactionReport;
-pub use db::{Db, WriteReceipt};
+pub use db::Db;
 pub use engine::AggregateState;
 pub use error::{Error, Result};
 pub use export::TransferReport;
@@ -102,6 +102,7 @@ pub use wal::replay::{
     BatchDeltas, LoggedDelta, Replay, ReplayTotals, ReplayedBatch, ReplayedDelta,
 };
 pub use wal::{Damage, RecordLocation, MAX_AGGREGATE_ID_BYTES};
+pub use write::WriteReceipt;
 
 /// Compiles the README's examples as doctests.
 #[cfg(doctest)]

@@ -15,10 +15,10 @@ use aggrelog::testing::fuzzing::{
     self, REC_BATCH, REC_COMPRESS, REC_DELTAS, REC_RAW, REC_SEAL, REC_SPANNING, REC_STATE,
 };
 use aggrelog::testing::fuzzing::{CKPT_ENVELOPE, SEG_GAP, SEG_RECORDS, SEG_VALID_HEADER};
+use aggrelog::testing::internals::batch_record::{batch_payload, decode_batch};
 use aggrelog::testing::internals::encode_patch;
 use aggrelog::testing::internals::format::{RecordType, FLAG_ZSTD, SEGMENT_HEADER_BYTES};
 use aggrelog::testing::internals::frame::{Frame, FrameScanner, ScanEvent};
-use aggrelog::testing::internals::recovery::{batch_payload, decode_batch};
 use aggrelog::{Batch, Compression, Db, Options};
 use serde_json::{json, Value};
 

@@ -591,3 +591,31 @@ fn a_crash_at_every_kind_of_point_of_a_multi_segment_batch_leaves_it_absent_or_w
         );
     }
 }
+
+#[test]
+fn a_large_batch_whose_fragment_was_refused_cannot_be_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), options()).unwrap();
+    db.seal(10).unwrap();
+    let mut batch = db.large_batch().unwrap();
+    let refused = large(300, 5).iter().find_map(|d| {
+        batch
+            .patch(&d.aggregate, d.seq, d.patch.as_ref().unwrap())
+            .err()
+    });
+    assert!(
+        matches!(
+            refused,
+            Some(Error::Sealed {
+                seq: 5,
+                seal: 10,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    // The refused fragment's deltas are not in the batch: it must not commit without them.
+    assert!(matches!(batch.delete("x", 11), Err(Error::InvalidInput(_))));
+    assert!(matches!(batch.commit(), Err(Error::InvalidInput(_))));
+    assert!(scan_all(&db).is_empty());
+}

@@ -1,15 +1,15 @@
 //! `ingest`: each FILE committed as one atomic batch of any size (or in parts, see `stream.rs`), in order,
 //! after every FILE was found readable; a summary on stderr at the end.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use aggrelog::jsonl::parse_line;
-use aggrelog::{Compression, Db, Error, Options, SyncMode};
+use aggrelog::{Compression, Db, Options, SyncMode};
 use clap::Args;
 use serde_json::json;
 
+use crate::input::{open_input, preflight, rejection, LineMap};
 use crate::open::{open_writer, DbArgs};
 use crate::output::{emit, progress, Failure};
 use crate::stream::{ingest_in_parts, Parts};
@@ -111,16 +111,6 @@ pub fn ingest(args: &IngestArgs) -> Result<(), Failure> {
     }
 }
 
-/// Checks that every FILE can be opened before anything is committed; returns their bytes.
-pub fn preflight(files: &[String]) -> Result<u64, Failure> {
-    let mut bytes = 0;
-    for name in files.iter().filter(|name| *name != "-") {
-        let file = File::open(name).map_err(|e| format!("{name}: cannot open: {e}"))?;
-        bytes += file.metadata().map_or(0, |m| m.len());
-    }
-    Ok(bytes)
-}
-
 fn file_len(name: &str) -> u64 {
     std::fs::metadata(name).map_or(0, |m| m.len())
 }
@@ -151,55 +141,4 @@ fn ingest_file(db: &Db, name: &str) -> Result<usize, Failure> {
         .map_err(|e| rejection(name, |p| lines.line_of(p), e))?;
     emit(json!({"batch": name, "deltas": receipt.deltas}))?;
     Ok(receipt.deltas)
-}
-
-/// The line of each delta of a file by its position, in memory that grows only with the blank
-/// lines: a run of consecutive lines is one entry.
-#[derive(Default)]
-struct LineMap {
-    /// `(position, line)` where a run of consecutive lines starts, positions increasing.
-    runs: Vec<(u64, u64)>,
-}
-
-impl LineMap {
-    /// Records that the delta at `position` (the next one) is on line `line`.
-    fn push(&mut self, position: u64, line: u64) {
-        let continues = self
-            .runs
-            .last()
-            .is_some_and(|&(p, l)| l + (position - p) == line);
-        if !continues {
-            self.runs.push((position, line));
-        }
-    }
-
-    /// The line of the delta at `position` (0 when unknown).
-    fn line_of(&self, position: u32) -> u64 {
-        let position = u64::from(position);
-        let run = self.runs.partition_point(|&(p, _)| p <= position);
-        run.checked_sub(1)
-            .map_or(0, |i| self.runs[i].1 + (position - self.runs[i].0))
-    }
-}
-
-/// FILE ("-": stdin), buffered.
-pub fn open_input(name: &str) -> Result<BufReader<Box<dyn Read + Send>>, Failure> {
-    let source: Box<dyn Read + Send> = if name == "-" {
-        Box::new(io::stdin())
-    } else {
-        Box::new(File::open(name).map_err(|e| format!("{name}: cannot open: {e}"))?)
-    };
-    Ok(BufReader::with_capacity(1 << 20, source))
-}
-
-/// A rejected batch of FILE as a failure: `FILE:LINE` when a delta is to blame (`line_of(i)` is
-/// the line of the batch's delta `i`), `FILE` otherwise.
-pub fn rejection(name: &str, line_of: impl Fn(u32) -> u64, error: Error) -> Failure {
-    match &error {
-        Error::Sealed { position, .. } => {
-            let line = line_of(*position);
-            Failure::new(format!("{name}:{line}: {error}"))
-        }
-        _ => Failure::new(format!("{name}: {error}")),
-    }
 }

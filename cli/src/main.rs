@@ -9,6 +9,7 @@
 mod bench;
 mod demo;
 mod ingest;
+mod input;
 mod maintain;
 mod open;
 mod output;

@@ -15,7 +15,7 @@ use aggrelog::jsonl::parse_line;
 use aggrelog::{Batch, Db};
 use serde_json::json;
 
-use crate::ingest::{open_input, rejection};
+use crate::input::{open_input, rejection};
 use crate::output::{emit, Failure};
 
 /// Lines the reading thread hands over at once at most (fewer when its input would wait).

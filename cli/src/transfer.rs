@@ -8,7 +8,7 @@ use std::path::Path;
 use aggrelog::{Options, TransferReport};
 use serde_json::json;
 
-use crate::ingest::{open_input, preflight};
+use crate::input::{open_input, preflight};
 use crate::open::{open_reader, open_writer, DbArgs};
 use crate::output::{progress, Failure};
 

@@ -62,3 +62,12 @@ pub(crate) fn checkpoint_if_due<M: Model>(engine: &Engine<M>) -> Result<()> {
         None => Ok(()),
     }
 }
+
+/// [`checkpoint_if_due`] after a committed write, on a handle without a background worker: a
+/// failure is a maintenance error (logged, kept for `stats`), not the write's.
+pub(crate) fn checkpoint_after_write<M: Model>(engine: &Engine<M>) {
+    if let Err(e) = checkpoint_if_due(engine) {
+        log::warn!("automatic checkpoint failed: {e}");
+        engine.record_maintenance_error(e.to_string());
+    }
+}

@@ -49,12 +49,12 @@ use crate::model::{binary, DeltaKind, DeltaView, MergePatch, Model, PatchState, 
 use crate::varint;
 use crate::wal::batch::{compress_payload, decompress_payload, validate_aggregate_id};
 use crate::wal::batch::{BatchDecoder, BatchEncoder, Checksums};
+use crate::wal::batch_record::{batch_payload, decode_batch};
 use crate::wal::format::{encode_segment_header, write_frame, RecordType, FLAG_ZSTD};
 use crate::wal::format::{FLAG_POSITIONED, FORMAT_VERSION, OLDEST_READ_VERSION};
 use crate::wal::frame::{frame_at, Frame, FrameScanner, ScanEvent};
 use crate::wal::records::{decode_seal_body, decode_state_body, encode_state_body};
 use crate::wal::records::{encode_batch_commit_body, BatchCommitBody, FragmentRef};
-use crate::wal::recovery::{batch_payload, decode_batch};
 use crate::{AggregateState, Batch, Db, Options, RecordLocation, RecoveryMode};
 
 /// Segment mode: prepend a valid header for the file's id.

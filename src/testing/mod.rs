@@ -98,5 +98,5 @@ pub mod internals {
     pub use crate::decode::DecodeError;
     pub use crate::index::{DeltaRef, Index};
     pub use crate::model::merge_patch::encode_patch;
-    pub use crate::wal::{format, frame, recovery};
+    pub use crate::wal::{batch_record, format, frame, recovery};
 }

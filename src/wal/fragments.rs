@@ -8,10 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use super::batch_record::{batch_payload, decode_batch, BatchRecord};
 use super::format::{RecordLocation, RecordType, SEGMENT_HEADER_BYTES};
 use super::frame::{frame_at, Frame, FrameScanner, ScanEvent};
 use super::records::{decode_batch_commit_body, BatchCommitBody, FragmentRef};
-use super::recovery::{batch_payload, decode_batch, BatchRecord};
 use crate::decode::DecodeError;
 use crate::error::Error;
 use crate::layout::segment_path;

@@ -8,6 +8,7 @@
 //! the model's fold or the engine.
 
 pub mod batch;
+pub mod batch_record;
 pub mod follow;
 pub mod format;
 pub mod fragments;
@@ -21,5 +22,6 @@ pub mod segment;
 
 pub use self::log::Log;
 pub use batch::MAX_AGGREGATE_ID_BYTES;
+pub use batch_record::BatchRecord;
 pub use format::RecordLocation;
-pub use recovery::{BatchRecord, Damage, ScanPolicy};
+pub use recovery::{Damage, ScanPolicy};

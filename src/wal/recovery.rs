@@ -10,15 +10,14 @@
 //! - a frame whose CRC holds but whose batch does not decode is corruption too, and its batch is
 //!   skipped whole, never half-applied.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::batch::{decompress_payload, BatchDecoder, Checksums, DeltaRecord};
+use super::batch_record::{batch_payload, decode_batch, BatchRecord};
 use super::format::RecordLocation;
 use super::format::{
-    decode_commit_body, decode_segment_header, RecordType, FLAG_ZSTD, OLDEST_READ_VERSION,
+    decode_commit_body, decode_segment_header, RecordType, OLDEST_READ_VERSION,
     SEGMENT_HEADER_BYTES,
 };
 use super::fragments::{FragmentError, FragmentReader};
@@ -68,19 +67,6 @@ impl fmt::Display for Damage {
             self.reason
         )
     }
-}
-
-/// One valid batch record found by the scan, its deltas decoded and verified.
-#[derive(Clone, Copy)]
-pub struct BatchRecord<'a> {
-    /// Segment id.
-    pub segment: u64,
-    /// Offset of the frame in the segment.
-    pub offset: u64,
-    /// Stamp position of the first delta (the others follow it).
-    pub first_position: u32,
-    /// The batch's deltas in order.
-    pub deltas: &'a [DeltaRecord<'a>],
 }
 
 /// One valid record found by the scan.
@@ -139,23 +125,6 @@ pub struct LogScan {
     pub batches: u64,
     /// Deltas in valid batch records.
     pub deltas: u64,
-}
-
-/// The stored body of a batch frame as a payload, decompressing when flagged.
-pub fn batch_payload<'a>(frame: &Frame<'a>) -> Decoded<Cow<'a, [u8]>> {
-    if frame.header.flags & FLAG_ZSTD != 0 {
-        decompress_payload(frame.body).map(Cow::Owned)
-    } else {
-        Ok(Cow::Borrowed(frame.body))
-    }
-}
-
-/// Decodes every delta of the payload of a batch frame with `flags` whose CRC was verified, or
-/// none; returns them with the stamp position of the first.
-pub fn decode_batch(payload: &[u8], flags: u8) -> Decoded<(u32, Vec<DeltaRecord<'_>>)> {
-    let decoder = BatchDecoder::of_frame(payload, flags, Checksums::CoveredByFrame)?;
-    let first_position = decoder.first_position();
-    Ok((first_position, decoder.collect::<Decoded<Vec<_>>>()?))
 }
 
 struct Scanner<'s> {

@@ -1,15 +1,69 @@
-//! [`StoredBatch`]: a [`Batch`] in the form the log stores it (compressed if configured), with
-//! its deltas decoded for indexing, and the seal check every write makes under the commit gate.
-//! Shared by [`Db::write`](crate::Db::write) (one batch record) and
-//! [`LargeBatch`](crate::LargeBatch) (one fragment per part).
+//! Writing one batch, shared by [`Db::write`](crate::Db::write) (one batch record) and
+//! [`LargeBatch`](crate::LargeBatch) (one fragment per part, or one batch record when it stays
+//! small): [`StoredBatch`], a [`Batch`] in the form the log stores it (compressed if configured)
+//! with its deltas decoded for indexing; the seal check every write makes under the commit gate;
+//! [`write_batch`], the commit of one batch record; and [`WriteReceipt`].
 
 use crate::batch::Batch;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::index::Index;
+use crate::index_builder::delta_refs;
 use crate::model::Model;
 use crate::wal::batch::{compress_payload, BatchDecoder, Checksums, DeltaRecord};
 use crate::wal::format::{FLAG_POSITIONED, FLAG_ZSTD, FRAME_HEADER_BYTES};
+use crate::wal::{BatchRecord, RecordLocation};
+
+/// What a successful [`Db::write`](crate::Db::write) or
+/// [`LargeBatch::commit`](crate::LargeBatch::commit) committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct WriteReceipt {
+    /// Where the batch record (or a spanning batch's batch commit) starts (`None` for an empty
+    /// batch, which writes nothing).
+    pub location: Option<RecordLocation>,
+    /// Number of deltas committed.
+    pub deltas: usize,
+}
+
+/// Commits `batch` as one batch record: appended under the shared commit gate after the seal
+/// check, durable on return under `SyncMode::Always`, then indexed, so that it is visible
+/// once it returns and only after it is durable.
+pub(crate) fn write_batch<M: Model>(engine: &Engine<M>, batch: &Batch) -> Result<WriteReceipt> {
+    if batch.is_empty() {
+        return Ok(WriteReceipt {
+            location: None,
+            deltas: 0,
+        });
+    }
+    let stored = StoredBatch::new(engine, batch)?;
+    let (stored_bytes, top_seq) = (stored.stored_bytes(), stored.top_seq());
+    let StoredBatch {
+        deltas,
+        first_position,
+        flags,
+        body,
+    } = stored;
+    let location = {
+        let _gate = engine.gate_shared();
+        check_seal(engine, &deltas, first_position)?;
+        let location = engine.log().append(flags, body)?;
+        let record = BatchRecord {
+            segment: location.segment,
+            offset: location.offset,
+            first_position,
+            deltas: &deltas,
+        };
+        engine.index_write().insert_all(delta_refs(&record));
+        location
+    };
+    engine.count_write(top_seq, stored_bytes);
+    Ok(WriteReceipt {
+        location: Some(location),
+        deltas: deltas.len(),
+    })
+}
 
 /// A batch encoded for the log.
 pub(crate) struct StoredBatch<'b> {
@@ -66,21 +120,30 @@ impl<'b> StoredBatch<'b> {
     /// unfolded (a redelivered batch is accepted whole). Call under the commit gate, so the seal
     /// cannot rise before the batch is in the log.
     pub fn check_seal<M: Model>(&self, engine: &Engine<M>) -> Result<()> {
-        let seal = engine.seal();
-        // The index is consulted only for a batch with deltas below the seal.
-        if !self.deltas.iter().any(|d| d.seq < seal) {
-            return Ok(());
-        }
-        let index = engine.index_read();
-        match first_new_below(&index, &self.deltas, self.first_position, seal) {
-            Some((position, low)) => Err(Error::Sealed {
-                aggregate: low.aggregate.to_owned(),
-                position,
-                seq: low.seq,
-                seal,
-            }),
-            None => Ok(()),
-        }
+        check_seal(engine, &self.deltas, self.first_position)
+    }
+}
+
+/// [`StoredBatch::check_seal`] of `deltas` starting at stamp position `first_position`.
+fn check_seal<M: Model>(
+    engine: &Engine<M>,
+    deltas: &[DeltaRecord<'_>],
+    first_position: u32,
+) -> Result<()> {
+    let seal = engine.seal();
+    // The index is consulted only for a batch with deltas below the seal.
+    if !deltas.iter().any(|d| d.seq < seal) {
+        return Ok(());
+    }
+    let index = engine.index_read();
+    match first_new_below(&index, deltas, first_position, seal) {
+        Some((position, low)) => Err(Error::Sealed {
+            aggregate: low.aggregate.to_owned(),
+            position,
+            seq: low.seq,
+            seal,
+        }),
+        None => Ok(()),
     }
 }
 
