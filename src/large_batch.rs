@@ -19,8 +19,8 @@ use crate::write::{write_batch, StoredBatch, WriteReceipt};
 /// Payload bytes of a fragment at most (less when a segment is small).
 pub const FRAGMENT_PAYLOAD_BYTES: usize = 4 << 20;
 
-/// A batch of any size, from [`Db::large_batch`]: add deltas as to a [`Batch`], then
-/// [`commit`](LargeBatch::commit). Deltas are written to the log as fragments of at most
+/// A batch of any size, from [`Db::large_batch`](crate::Db::large_batch): add deltas as to a
+/// [`Batch`], then [`commit`](LargeBatch::commit). Deltas are written to the log as fragments of at most
 /// [`FRAGMENT_PAYLOAD_BYTES`] while they are added, so memory stays one fragment however
 /// large the batch; none of them is visible, or survives a crash, until the commit returns.
 /// Dropping it uncommitted abandons it: its fragments are dead bytes, reclaimed by compaction.
