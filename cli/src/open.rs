@@ -80,12 +80,28 @@ pub fn open_writer(db: &Path, options: Options, lock_wait: Duration) -> Result<D
             Err(Error::Locked { .. }) if Instant::now() < deadline => {
                 thread::sleep(LOCK_POLL);
             }
-            opened => return Ok(opened?),
+            opened => return opened.map_err(|e| in_database(db, e)),
         }
     }
 }
 
 /// Opens an existing database to read, beside a writer if one runs: no lock, nothing written.
 pub fn open_reader(args: &DbArgs) -> Result<Db, Failure> {
-    Ok(Db::open_read_only(&args.db, short_command(args))?)
+    Db::open_read_only(&args.db, short_command(args)).map_err(|e| in_database(&args.db, e))
+}
+
+/// `error` of the database `db` as the user named it: an I/O error on a file inside it reads
+/// `DB: what went wrong (in wal/...seg)`, not as an error on a file the user never named.
+pub fn in_database(db: &Path, error: Error) -> Failure {
+    match &error {
+        Error::Io { path, source } => match path.strip_prefix(db) {
+            Ok(inside) if !inside.as_os_str().is_empty() => Failure::new(format!(
+                "{}: {source} (in {})",
+                db.display(),
+                inside.display()
+            )),
+            _ => Failure::from(error),
+        },
+        _ => Failure::from(error),
+    }
 }

@@ -508,3 +508,25 @@ fn export_and_import_keep_compacted_state_for_late_deltas() {
     assert_eq!(again.status.code(), Some(2));
     assert!(text(&again.stderr).contains("already holds data"));
 }
+
+#[test]
+fn an_error_on_a_file_inside_the_database_names_the_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let db_arg = db.to_str().unwrap();
+    let file = write_file(tmp.path(), "a.jsonl", &line("a", 1, 1));
+    assert!(aggrelog(&["ingest", "--db", db_arg, &file])
+        .status
+        .success());
+    // The writer's lock file cannot be opened (a directory stands in its place).
+    fs::remove_file(db.join("LOCK")).unwrap();
+    fs::create_dir(db.join("LOCK")).unwrap();
+    let out = aggrelog(&["ingest", "--db", db_arg, &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let message = text(&out.stderr);
+    assert!(
+        message.starts_with(&format!("{db_arg}: ")) && message.contains("(in LOCK)"),
+        "{message}"
+    );
+    assert!(!message.contains(&format!("{db_arg}/LOCK")), "{message}");
+}
