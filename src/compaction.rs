@@ -14,7 +14,7 @@
 //!    checkpoint that does not reference them is in place; older checkpoints that pointed into
 //!    them can no longer be used and are removed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -239,10 +239,13 @@ fn install<M: Model>(
         let Some(current) = engine.chain(&f.aggregate) else {
             continue;
         };
+        // Deltas are told apart by their place in the log (a set: linear in the chain).
+        let folded_already: HashSet<(u32, u32, u32)> =
+            f.snapshot.deltas.iter().map(place).collect();
         let arrived = current
             .deltas
             .iter()
-            .filter(|d| d.seq <= horizon && !f.snapshot.deltas.contains(d));
+            .filter(|d| d.seq <= horizon && !folded_already.contains(&place(d)));
         for delta in arrived {
             engine.fold_delta(&f.aggregate, delta, &mut f.state, &mut reader)?;
             f.max_seq = f.max_seq.max(Some(delta.seq));
@@ -287,6 +290,11 @@ fn install<M: Model>(
         report.bytes_written += u64::from(len);
     }
     Ok(())
+}
+
+/// Where a delta lies in the log: segment, batch record, offset in the payload.
+fn place(delta: &DeltaRef) -> (u32, u32, u32) {
+    (delta.segment, delta.record_offset, delta.delta_offset)
 }
 
 /// Leaves out of `dead` every segment holding a batch commit that lists a fragment in a
@@ -354,4 +362,74 @@ fn reclaim<M: Model>(
     }
     drop(_no_readers);
     drop_unusable_checkpoints(engine.storage(), engine.dir())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::batch::Batch;
+    use crate::model::MergePatch;
+    use crate::open::{open, Access};
+    use crate::options::Options;
+    use crate::storage::FsStorage;
+    use crate::write::write_batch;
+
+    fn patch(aggregate: &str, seq: u64, value: serde_json::Value) -> Batch {
+        let mut batch = Batch::new();
+        batch.patch(aggregate, seq, &value).unwrap();
+        batch
+    }
+
+    /// A delta written after the fold step read the chain and before the install is folded into
+    /// the state record the install writes, not superseded by it unread.
+    #[test]
+    fn deltas_arriving_between_fold_and_install_are_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options::default()
+            .background_compaction(false)
+            .checkpoint_every_bytes(0);
+        let storage = Arc::new(FsStorage);
+        let engine = open(
+            dir.path().into(),
+            options,
+            MergePatch,
+            storage,
+            Access::Write,
+        )
+        .unwrap();
+        // A long chain, so that the arrivals are found among many folded deltas.
+        for seq in 1..=300 {
+            let value = json!({"n": seq, format!("k{}", seq % 7): seq});
+            write_batch(&engine, &patch("a", seq, value)).unwrap();
+        }
+        let mut report = CompactionReport::default();
+        let folded = fold_step(&engine, &["a".to_string()], u64::MAX, &mut report).unwrap();
+        write_batch(&engine, &patch("a", 301, json!({"late": true}))).unwrap();
+        write_batch(&engine, &patch("a", 150, json!({"k0": "early"}))).unwrap();
+        install(&engine, folded, u64::MAX, &mut report).unwrap();
+
+        let chain = engine.chain("a").unwrap();
+        assert!(chain.base.is_some() && chain.deltas.is_empty(), "{chain:?}");
+        let mut reader = DeltaReader::new(engine.log());
+        let state = engine
+            .fold_chain("a", &chain, u64::MAX, &mut reader)
+            .unwrap()
+            .unwrap();
+        let mut expected = json!({});
+        for seq in 1..=300u64 {
+            json_patch::merge(
+                &mut expected,
+                &json!({"n": seq, format!("k{}", seq % 7): seq}),
+            );
+            if seq == 150 {
+                json_patch::merge(&mut expected, &json!({"k0": "early"}));
+            }
+        }
+        json_patch::merge(&mut expected, &json!({"late": true}));
+        assert_eq!((state.seq, state.state), (301, expected));
+    }
 }
