@@ -248,3 +248,38 @@ fn an_empty_patch_creates_an_empty_aggregate_and_a_delete_removes_it() {
     assert_eq!(db.get_as_of("e", 1).unwrap().unwrap().state, json!({}));
     assert!(db.get_as_of("e", 0).unwrap().is_none());
 }
+
+/// An aggregate with hundreds of attributes, set, nested and removed by deltas that arrive out
+/// of order: every node wide enough to change its in-memory form, at the top and inside.
+#[test]
+fn a_wide_aggregate_folds_like_the_oracle_through_compaction_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default()
+        .background_compaction(false)
+        .checkpoint_every_bytes(0);
+    let batches: Vec<Vec<TestDelta>> = (0..3000u64)
+        .map(|i| {
+            let seq = (i * 7919) % 3000 + 1;
+            let key = format!("attr{}", (i * 104_729) % 400);
+            let value = match i % 9 {
+                0 => json!(null),
+                1 => json!({"nested": {format!("n{}", i % 150): i}}),
+                _ => json!(i),
+            };
+            vec![patch("wide", seq, json!({ key: value }))]
+        })
+        .collect();
+    let expected = oracle(&batches);
+    let db = Db::open(dir.path(), options.clone()).unwrap();
+    for b in &batches {
+        db.write(&batch_of(b)).unwrap();
+    }
+    assert_eq!(scan_all(&db), expected);
+    let width = expected["wide"].1.as_object().unwrap().len();
+    assert!(width > 200, "{width} attributes");
+    db.compact().unwrap();
+    assert_eq!(scan_all(&db), expected, "after compaction");
+    db.close().unwrap();
+    let db = Db::open(dir.path(), options).unwrap();
+    assert_eq!(scan_all(&db), expected, "reopened");
+}

@@ -1,85 +1,169 @@
 //! [`Children`]: the child nodes of a stamped-tree node, by key.
 //!
-//! A sorted vector of `(key, node)` with keys inline up to 24 bytes: most nodes have a handful
-//! of children, and a vector holds them in one allocation of exactly their size, where a
-//! `BTreeMap` allocated a node of eleven slots (over a kilobyte here) plus one box per key. Keys
-//! arrive in ascending order within a patch, so building a node is a run of pushes; inserting a
-//! new key in the middle of an existing node moves the keys after it (linear in the node's size).
+//! Most nodes have a handful of children: they are a sorted vector of `(key, node)` with keys
+//! inline up to 24 bytes, one allocation of exactly their size (a `BTreeMap` allocated a node of
+//! eleven slots, over a kilobyte here, plus one box per key). Keys arrive in ascending order
+//! within a patch, so building such a node is a run of pushes. A key inserted in the middle moves
+//! the keys after it, which makes a wide node (an aggregate with thousands of attributes, whose
+//! keys arrive in any order) quadratic to build: a node that grows past [`WIDE_CHILDREN`] keys
+//! becomes a `BTreeMap`, logarithmic per insert. Either form iterates in key order.
+
+use std::collections::BTreeMap;
 
 use compact_str::CompactString;
 
 use super::Node;
 
+/// Children beyond which a node is kept in a `BTreeMap` rather than a sorted vector.
+const WIDE_CHILDREN: usize = 64;
+
 /// Child nodes in strictly ascending key order (byte order, as `str` compares).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct Children(Vec<(CompactString, Node)>);
+#[derive(Clone, Debug)]
+pub(super) enum Children {
+    /// A sorted vector: up to [`WIDE_CHILDREN`] keys.
+    Narrow(Vec<(CompactString, Node)>),
+    /// A map, once the node grew past [`WIDE_CHILDREN`] keys.
+    Wide(BTreeMap<CompactString, Node>),
+}
+
+impl Default for Children {
+    fn default() -> Self {
+        Children::Narrow(Vec::new())
+    }
+}
+
+impl PartialEq for Children {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Children {}
+
+/// Where `key` is (`Ok`) or would go (`Err`) in a sorted vector of children.
+fn find(children: &[(CompactString, Node)], key: &str) -> Result<usize, usize> {
+    // Keys mostly arrive in ascending order: check the end first.
+    match children.last() {
+        Some((last, _)) if last.as_str() < key => Err(children.len()),
+        _ => children.binary_search_by(|(k, _)| k.as_str().cmp(key)),
+    }
+}
 
 impl Children {
-    fn find(&self, key: &str) -> Result<usize, usize> {
-        // Keys mostly arrive in ascending order: check the end first.
-        match self.0.last() {
-            Some((last, _)) if last.as_str() < key => Err(self.0.len()),
-            _ => self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)),
+    /// The child at `key`, if any.
+    #[cfg(test)]
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match self {
+            Children::Narrow(children) => find(children, key).ok().map(|at| &children[at].1),
+            Children::Wide(children) => children.get(key),
         }
     }
 
     /// The child at `key`, if any.
-    #[cfg(test)]
-    pub fn get(&self, key: &str) -> Option<&Node> {
-        self.find(key).ok().map(|at| &self.0[at].1)
-    }
-
-    /// The child at `key`, if any.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
-        self.find(key).ok().map(|at| &mut self.0[at].1)
+        match self {
+            Children::Narrow(children) => {
+                let at = find(children, key).ok()?;
+                Some(&mut children[at].1)
+            }
+            Children::Wide(children) => children.get_mut(key),
+        }
     }
 
     /// The child at `key`, created empty if missing.
     pub fn get_or_default(&mut self, key: &str) -> &mut Node {
-        let at = match self.find(key) {
-            Ok(at) => at,
-            Err(at) => {
-                self.0
-                    .insert(at, (CompactString::new(key), Node::default()));
-                at
+        self.widen_before_insert(key);
+        match self {
+            Children::Narrow(children) => {
+                let at = match find(children, key) {
+                    Ok(at) => at,
+                    Err(at) => {
+                        children.insert(at, (CompactString::new(key), Node::default()));
+                        at
+                    }
+                };
+                &mut children[at].1
             }
-        };
-        &mut self.0[at].1
+            Children::Wide(children) => children.entry(CompactString::new(key)).or_default(),
+        }
     }
 
     /// Inserts `node` at `key`, replacing any child there.
     pub fn insert(&mut self, key: &str, node: Node) {
-        match self.find(key) {
-            Ok(at) => self.0[at].1 = node,
-            Err(at) => self.0.insert(at, (CompactString::new(key), node)),
+        *self.get_or_default(key) = node;
+    }
+
+    /// Turns a full sorted vector into a map before a new key would be inserted into it.
+    fn widen_before_insert(&mut self, key: &str) {
+        if let Children::Narrow(children) = self {
+            if children.len() >= WIDE_CHILDREN && find(children, key).is_err() {
+                let map = std::mem::take(children).into_iter().collect();
+                *self = Children::Wide(map);
+            }
         }
     }
 
     /// Keeps the children for which `keep` returns true.
     pub fn retain(&mut self, mut keep: impl FnMut(&mut Node) -> bool) {
-        self.0.retain_mut(|(_, node)| keep(node));
+        match self {
+            Children::Narrow(children) => children.retain_mut(|(_, node)| keep(node)),
+            Children::Wide(children) => children.retain(|_, node| keep(node)),
+        }
     }
 
     /// Number of children.
     pub fn len(&self) -> usize {
-        self.0.len()
+        match self {
+            Children::Narrow(children) => children.len(),
+            Children::Wide(children) => children.len(),
+        }
     }
 
     /// Whether there is no child.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     /// Children in key order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Node)> {
-        self.0.iter().map(|(key, node)| (key.as_str(), node))
+    pub fn iter(&self) -> ChildrenIter<'_> {
+        match self {
+            Children::Narrow(children) => ChildrenIter::Narrow(children.iter()),
+            Children::Wide(children) => ChildrenIter::Wide(children.iter()),
+        }
     }
 
     /// Child nodes in key order.
     pub fn values(&self) -> impl Iterator<Item = &Node> {
-        self.0.iter().map(|(_, node)| node)
+        self.iter().map(|(_, node)| node)
     }
 }
+
+/// The children of a node in key order, whichever form holds them.
+pub(super) enum ChildrenIter<'a> {
+    Narrow(std::slice::Iter<'a, (CompactString, Node)>),
+    Wide(std::collections::btree_map::Iter<'a, CompactString, Node>),
+}
+
+impl<'a> Iterator for ChildrenIter<'a> {
+    type Item = (&'a str, &'a Node);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            ChildrenIter::Narrow(children) => children.next().map(|(k, n)| (k.as_str(), n)),
+            ChildrenIter::Wide(children) => children.next().map(|(k, n)| (k.as_str(), n)),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            ChildrenIter::Narrow(children) => children.size_hint(),
+            ChildrenIter::Wide(children) => children.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for ChildrenIter<'_> {}
 
 #[cfg(test)]
 impl std::ops::Index<&str> for Children {
@@ -110,5 +194,33 @@ mod tests {
         assert!(children.get("ab").is_some() && children.get("x").is_none());
         children.retain(|_| false);
         assert!(children.is_empty());
+    }
+
+    #[test]
+    fn a_wide_node_keeps_its_order_and_equals_a_narrow_one_with_the_same_keys() {
+        let keys: Vec<String> = (0..500u32)
+            .map(|n| format!("k{}", n * 7919 % 500))
+            .collect();
+        let mut wide = Children::default();
+        for key in &keys {
+            wide.get_or_default(key);
+        }
+        assert!(matches!(wide, Children::Wide(_)));
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let listed: Vec<&str> = wide.iter().map(|(k, _)| k).collect();
+        assert_eq!(listed, sorted);
+        assert!(wide.get_mut("k499").is_some() && wide.get_mut("k500").is_none());
+        // The same keys built in order stay narrow up to the threshold only; equality is by
+        // content, whatever the form.
+        let narrow = Children::Narrow(
+            sorted
+                .iter()
+                .map(|k| (CompactString::new(k), Node::default()))
+                .collect(),
+        );
+        assert_eq!(wide, narrow);
+        wide.retain(|_| false);
+        assert!(wide.is_empty());
     }
 }
