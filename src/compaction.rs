@@ -41,6 +41,10 @@ const STEP_AGGREGATES: usize = 256;
 /// decompressed once per round. Memory: one round's states and gathered delta bodies.
 const ROUND_AGGREGATES: usize = 8192;
 
+/// Bytes of state records and deltas folded together at most (one aggregate larger than this
+/// is a round of its own): bounds a round's gathered bodies whatever the chains' lengths.
+const ROUND_BYTES: u64 = 4 << 20;
+
 /// Which aggregates a run folds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Scope {
@@ -95,8 +99,9 @@ pub(crate) fn compact<M: Model>(
             engine.log().rotate_now()?;
         }
         let candidates = plan(engine, scope, horizon);
-        'rounds: for round in candidates.chunks(ROUND_AGGREGATES) {
-            let mut folded = fold_step(engine, round, horizon, &mut report)?;
+        'rounds: for round in rounds(&candidates) {
+            let ids: Vec<String> = round.iter().map(|(id, _)| id.clone()).collect();
+            let mut folded = fold_step(engine, &ids, horizon, &mut report)?;
             while !folded.is_empty() {
                 if scope == Scope::Policy && engine.is_closing() {
                     // The handle is closing: stop between steps; the next open resumes it.
@@ -137,8 +142,27 @@ fn throttle(rate: Option<u64>, started: Instant, bytes: u64) {
     }
 }
 
-/// The aggregates to fold.
-fn plan<M: Model>(engine: &Engine<M>, scope: Scope, horizon: u64) -> Vec<String> {
+/// `candidates` cut into rounds of at most [`ROUND_AGGREGATES`] aggregates and, but for a
+/// round of one, [`ROUND_BYTES`] bytes.
+fn rounds(candidates: &[(String, u64)]) -> Vec<&[(String, u64)]> {
+    let mut rounds = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (at, (_, size)) in candidates.iter().enumerate() {
+        let full = at - start == ROUND_AGGREGATES || bytes + size > ROUND_BYTES;
+        if at > start && full {
+            rounds.push(&candidates[start..at]);
+            (start, bytes) = (at, 0);
+        }
+        bytes += size;
+    }
+    if start < candidates.len() {
+        rounds.push(&candidates[start..]);
+    }
+    rounds
+}
+
+/// The aggregates to fold, with the bytes a fold of each reads (its base and foldable deltas).
+fn plan<M: Model>(engine: &Engine<M>, scope: Scope, horizon: u64) -> Vec<(String, u64)> {
     let active = engine.log().active_segment();
     let policy = &engine.options().compaction;
     let index = engine.index_read();
@@ -155,22 +179,23 @@ fn plan<M: Model>(engine: &Engine<M>, scope: Scope, horizon: u64) -> Vec<String>
         .collect();
     index
         .iter()
-        .filter(|(_, chain)| {
+        .filter_map(|(id, chain)| {
             let foldable = || chain.deltas.iter().filter(|d| d.seq <= horizon);
             let count = foldable().count();
             let bytes: u64 = foldable().map(|d| u64::from(d.len)).sum();
             let moves_out = chain.base.is_some_and(|b| reclaimable.contains(&b.segment))
                 || foldable().any(|d| reclaimable.contains(&d.segment));
-            match scope {
+            let fold = match scope {
                 Scope::Full => count > 0 || moves_out,
                 Scope::Policy => {
                     count > policy.max_unfolded_deltas
                         || bytes > policy.max_unfolded_bytes
                         || moves_out
                 }
-            }
+            };
+            let base = chain.base.map_or(0, |b| u64::from(b.len));
+            fold.then(|| (id.to_owned(), base + bytes))
         })
-        .map(|(id, _)| id.to_owned())
         .collect()
 }
 
@@ -386,6 +411,30 @@ mod tests {
 
     /// A delta written after the fold step read the chain and before the install is folded into
     /// the state record the install writes, not superseded by it unread.
+    #[test]
+    fn rounds_are_bounded_by_aggregates_and_bytes() {
+        let candidates: Vec<(String, u64)> = (0..20_000)
+            .map(|n| {
+                let size = if n == 5 {
+                    ROUND_BYTES * 10
+                } else {
+                    ROUND_BYTES / 10_000
+                };
+                (format!("a{n}"), size)
+            })
+            .collect();
+        let rounds = rounds(&candidates);
+        let sizes: Vec<usize> = rounds.iter().map(|r| r.len()).collect();
+        // Before the huge one, it alone, then full rounds by count.
+        assert_eq!(&sizes[..3], &[5, 1, 8192]);
+        assert_eq!(sizes.iter().sum::<usize>(), 20_000);
+        for round in &rounds {
+            let bytes: u64 = round.iter().map(|(_, b)| b).sum();
+            assert!(round.len() == 1 || bytes <= ROUND_BYTES);
+            assert!(round.len() <= ROUND_AGGREGATES);
+        }
+    }
+
     #[test]
     fn deltas_arriving_between_fold_and_install_are_folded() {
         let dir = tempfile::tempdir().unwrap();

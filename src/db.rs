@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::backup::{self, BackupReport};
 use crate::batch::Batch;
-use crate::checkpoint::write::{checkpoint_after_write, write_checkpoint};
+use crate::checkpoint::write::{checkpoint_after_write, checkpoint_if_due, write_checkpoint};
 use crate::checkpoint::CheckpointMeta;
 use crate::compaction::{self, CompactionReport, Scope};
 use crate::engine::{AggregateState, Engine};
@@ -327,14 +327,25 @@ impl<M: Model> Db<M> {
         Ok(())
     }
 
-    /// Stops background work, syncs and closes the database, releasing its lock. Dropping a
-    /// `Db` does the same but cannot report a failed sync.
+    /// Stops background work, syncs and closes the database, releasing its lock. A checkpoint
+    /// that is due is taken first, and one is taken when redelivered batches were counted
+    /// since the last (they are not in the log, so only a checkpoint keeps their count).
+    /// Dropping a `Db` does the rest but cannot report a failed sync.
     pub fn close(mut self) -> Result<()> {
         self.engine.start_closing();
         if let Some(worker) = self.worker.take() {
             worker.stop();
         }
-        self.engine.log().close()
+        let engine = &*self.engine;
+        // A read-only or refused log takes no checkpoint (the refusal is reported by the sync).
+        let writable = !engine.is_read_only() && engine.log().check_writable().is_ok();
+        let checkpointed = match writable {
+            true if engine.redeliveries_unsaved() => write_checkpoint(engine).map(drop),
+            true => checkpoint_if_due(engine),
+            false => Ok(()),
+        };
+        let closed = engine.log().close();
+        checkpointed.and(closed)
     }
 }
 

@@ -130,6 +130,9 @@ pub(crate) struct Engine<M: Model> {
     bytes_appended: AtomicU64,
     /// Bumped by writers, reset by each checkpoint under the exclusive gate.
     bytes_since_checkpoint: AtomicU64,
+    /// Deltas of redelivered batches counted (not stored) since the last checkpoint: only a
+    /// checkpoint keeps their count.
+    redelivered_since_checkpoint: AtomicU64,
     /// Segments pinned by spanning batches being written: first pinned segment -> batches.
     pins: Mutex<BTreeMap<u64, usize>>,
     maintenance: Mutex<Maintenance>,
@@ -158,6 +161,7 @@ impl<M: Model> Engine<M> {
             batches: AtomicU64::new(parts.counters.batches),
             bytes_appended: AtomicU64::new(0),
             bytes_since_checkpoint: AtomicU64::new(0),
+            redelivered_since_checkpoint: AtomicU64::new(0),
             pins: Mutex::new(BTreeMap::new()),
             maintenance: Mutex::new(Maintenance {
                 next_checkpoint: parts.next_checkpoint,
@@ -313,6 +317,18 @@ impl<M: Model> Engine<M> {
     /// Restarts the count towards the next automatic checkpoint (under the exclusive gate).
     pub fn checkpoint_taken(&self) {
         self.bytes_since_checkpoint.store(0, Ordering::SeqCst);
+        self.redelivered_since_checkpoint.store(0, Ordering::SeqCst);
+    }
+
+    /// Counts `deltas` deltas of a redelivered batch, which was not stored.
+    pub fn note_redelivered(&self, deltas: u64) {
+        self.redelivered_since_checkpoint
+            .fetch_add(deltas, Ordering::Relaxed);
+    }
+
+    /// Whether redeliveries were counted that no checkpoint holds yet.
+    pub fn redeliveries_unsaved(&self) -> bool {
+        self.redelivered_since_checkpoint.load(Ordering::Relaxed) > 0
     }
 
     /// The maintenance state, waiting for a running checkpoint or compaction.

@@ -319,6 +319,13 @@ impl Index {
             .map(|slot| &self.entries[slot].chain)
     }
 
+    /// Counts `deltas` deltas delivered again whose batch was not stored (every one was held
+    /// already): as duplicates, as if they had been indexed.
+    pub fn count_redelivered(&mut self, deltas: u64) {
+        self.counters.deltas = self.counters.deltas.saturating_add(deltas);
+        self.counters.duplicates = self.counters.duplicates.saturating_add(deltas);
+    }
+
     /// Whether an unfolded delta of `aggregate` has exactly this stamp `(seq, position,
     /// checksum)`: the same delta, stored before (a state record's deltas are not known one by
     /// one, so a folded delta is not found).

@@ -187,6 +187,7 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         Ok(WriteReceipt {
             location: Some(location),
             deltas: self.deltas as usize,
+            redelivered: false,
         })
     }
 

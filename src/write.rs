@@ -25,6 +25,9 @@ pub struct WriteReceipt {
     pub location: Option<RecordLocation>,
     /// Number of deltas committed.
     pub deltas: usize,
+    /// Every delta was in the database already, unfolded (a redelivered batch): nothing was
+    /// written, and the deltas were counted as duplicates.
+    pub redelivered: bool,
 }
 
 /// Commits `batch` as one batch record: appended under the shared commit gate after the seal
@@ -35,6 +38,7 @@ pub(crate) fn write_batch<M: Model>(engine: &Engine<M>, batch: &Batch) -> Result
         return Ok(WriteReceipt {
             location: None,
             deltas: 0,
+            redelivered: false,
         });
     }
     let stored = StoredBatch::new(engine, batch)?;
@@ -48,6 +52,17 @@ pub(crate) fn write_batch<M: Model>(engine: &Engine<M>, batch: &Batch) -> Result
     let location = {
         let _gate = engine.gate_shared();
         check_seal(engine, &deltas, first_position)?;
+        if held_already(engine, &deltas, first_position) {
+            // A log that refuses appends may have lost what it held since its last good sync.
+            engine.log().check_writable()?;
+            engine.index_write().count_redelivered(deltas.len() as u64);
+            engine.note_redelivered(deltas.len() as u64);
+            return Ok(WriteReceipt {
+                location: None,
+                deltas: deltas.len(),
+                redelivered: true,
+            });
+        }
         let location = engine.log().append(flags, body)?;
         let record = BatchRecord {
             segment: location.segment,
@@ -62,7 +77,24 @@ pub(crate) fn write_batch<M: Model>(engine: &Engine<M>, batch: &Batch) -> Result
     Ok(WriteReceipt {
         location: Some(location),
         deltas: deltas.len(),
+        redelivered: false,
     })
+}
+
+/// Whether the index holds every delta (starting at stamp position `first_position`) unfolded
+/// already: a batch delivered again (DESIGN.md, section 4). Under the commit gate, so that what
+/// the index holds is durable (writers index only after their append). A new batch costs one
+/// lookup: its first delta is not held.
+fn held_already<M: Model>(
+    engine: &Engine<M>,
+    deltas: &[DeltaRecord<'_>],
+    first_position: u32,
+) -> bool {
+    let index = engine.index_read();
+    deltas
+        .iter()
+        .zip(first_position..)
+        .all(|(d, position)| index.holds(d.aggregate, d.seq, position, d.checksum))
 }
 
 /// A batch encoded for the log.

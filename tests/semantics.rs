@@ -283,3 +283,42 @@ fn a_wide_aggregate_folds_like_the_oracle_through_compaction_and_reopen() {
     let db = Db::open(dir.path(), options).unwrap();
     assert_eq!(scan_all(&db), expected, "reopened");
 }
+
+/// A batch delivered again whose deltas are all held unfolded is not stored again: the log does
+/// not grow with redeliveries, and the count of duplicates survives a close and reopen.
+#[test]
+fn a_redelivered_batch_is_recognised_and_not_stored_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default()
+        .background_compaction(false)
+        .checkpoint_every_bytes(0);
+    let db = Db::open(dir.path(), options.clone()).unwrap();
+    let batch: Vec<TestDelta> = (0..50)
+        .map(|i| patch(&format!("a{}", i % 7), 3, json!({"v": i})))
+        .collect();
+    let first = db.write(&batch_of(&batch)).unwrap();
+    assert!(!first.redelivered && first.location.is_some());
+    let log_bytes = db.stats().log_bytes;
+    for _ in 0..1000 {
+        let again = db.write(&batch_of(&batch)).unwrap();
+        assert!(again.redelivered && again.location.is_none() && again.deltas == 50);
+    }
+    assert_eq!(db.stats().log_bytes, log_bytes, "nothing stored again");
+    assert_eq!(db.stats().duplicates, 50_000);
+    // One new delta makes it a batch to store (its held deltas count as duplicates when
+    // indexed, as before).
+    let mut grown = batch.clone();
+    grown.push(patch("new", 3, json!({"v": -1})));
+    assert!(!db.write(&batch_of(&grown)).unwrap().redelivered);
+    assert!(db.stats().log_bytes > log_bytes);
+    let expected = oracle(&[batch, grown]);
+    assert_eq!(scan_all(&db), expected);
+    db.close().unwrap();
+    let db = Db::open(dir.path(), options).unwrap();
+    assert_eq!(scan_all(&db), expected);
+    assert_eq!(
+        db.stats().duplicates,
+        50_050,
+        "close kept the count in a checkpoint"
+    );
+}
