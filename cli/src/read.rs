@@ -5,8 +5,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use aggrelog::jsonl::render_line;
-use aggrelog::model::{binary, DeltaKind};
+use aggrelog::jsonl::write_line;
 use aggrelog::{AggregateState, CheckReport, RecordLocation};
 use serde_json::{json, Value};
 
@@ -56,24 +55,33 @@ pub fn scan(args: &DbArgs) -> Result<(), Failure> {
 pub fn replay(args: &DbArgs) -> Result<(), Failure> {
     let db = open_reader(args)?;
     let started = Instant::now();
-    let mut out = BufWriter::new(io::stdout().lock());
+    let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
     let mut replay = db.replay(RecordLocation::START);
-    for delta in replay.by_ref() {
-        let delta = delta?;
-        let patch = match delta.kind {
-            DeltaKind::Patch => Some(binary::decode_value(&delta.body).map_err(|e| {
+    // Each batch's lines are written from the mapped log into one reused buffer: no value is
+    // built and nothing is allocated per delta.
+    let mut lines = Vec::with_capacity(1 << 20);
+    while let Some(batch) = replay.next_batch() {
+        let batch = batch?;
+        let location = batch.location;
+        lines.clear();
+        for delta in batch.deltas() {
+            let delta = delta?;
+            write_line(
+                &mut lines,
+                delta.aggregate,
+                delta.seq,
+                delta.kind,
+                delta.body,
+            )
+            .map_err(|e| {
                 format!(
                     "segment {} offset {}: undecodable patch: {e}",
-                    delta.location.segment, delta.location.offset
+                    location.segment, location.offset
                 )
-            })?),
-            DeltaKind::Delete => None,
-        };
-        writeln!(
-            out,
-            "{}",
-            render_line(&delta.aggregate, delta.seq, patch.as_ref())
-        )?;
+            })?;
+            lines.push(b'\n');
+        }
+        out.write_all(&lines)?;
     }
     out.flush()?;
     let totals = replay.totals();

@@ -157,7 +157,7 @@ pub fn value_span(bytes: &[u8], start: usize) -> Result<Range<usize>, ModelError
     Ok(start..pos)
 }
 
-fn expect_end(bytes: &[u8], pos: usize) -> Result<(), ModelError> {
+pub(super) fn expect_end(bytes: &[u8], pos: usize) -> Result<(), ModelError> {
     if pos == bytes.len() {
         Ok(())
     } else {
@@ -166,14 +166,14 @@ fn expect_end(bytes: &[u8], pos: usize) -> Result<(), ModelError> {
 }
 
 /// One level deeper, or an error at `at` if that exceeds [`MAX_DEPTH`].
-fn enter(depth: usize, at: usize) -> Result<usize, ModelError> {
+pub(super) fn enter(depth: usize, at: usize) -> Result<usize, ModelError> {
     if depth >= MAX_DEPTH {
         return Err(ModelError::new(at, "nesting deeper than MAX_DEPTH"));
     }
     Ok(depth + 1)
 }
 
-fn read_byte(bytes: &[u8], pos: &mut usize) -> Result<u8, ModelError> {
+pub(super) fn read_byte(bytes: &[u8], pos: &mut usize) -> Result<u8, ModelError> {
     let byte = *bytes
         .get(*pos)
         .ok_or_else(|| ModelError::new(*pos, "unexpected end of body"))?;
@@ -181,7 +181,7 @@ fn read_byte(bytes: &[u8], pos: &mut usize) -> Result<u8, ModelError> {
     Ok(byte)
 }
 
-fn read_varint(bytes: &[u8], pos: &mut usize) -> Result<u64, ModelError> {
+pub(super) fn read_varint(bytes: &[u8], pos: &mut usize) -> Result<u64, ModelError> {
     crate::varint::read(bytes, pos).map_err(|e| match e {
         VarintError::Truncated { at } => ModelError::new(at, "unexpected end of body"),
         VarintError::Invalid { start, reason } => ModelError::new(start, reason),
@@ -189,7 +189,7 @@ fn read_varint(bytes: &[u8], pos: &mut usize) -> Result<u64, ModelError> {
 }
 
 /// A length or count, which can never exceed the bytes that remain after it.
-fn read_len(bytes: &[u8], pos: &mut usize) -> Result<usize, ModelError> {
+pub(super) fn read_len(bytes: &[u8], pos: &mut usize) -> Result<usize, ModelError> {
     let start = *pos;
     let len = read_varint(bytes, pos)?;
     let remaining = bytes.len().saturating_sub(*pos);
@@ -199,7 +199,7 @@ fn read_len(bytes: &[u8], pos: &mut usize) -> Result<usize, ModelError> {
     }
 }
 
-fn read_str<'a>(bytes: &'a [u8], pos: &mut usize) -> Result<&'a str, ModelError> {
+pub(super) fn read_str<'a>(bytes: &'a [u8], pos: &mut usize) -> Result<&'a str, ModelError> {
     let len = read_len(bytes, pos)?;
     let start = *pos;
     let raw = bytes
@@ -212,7 +212,7 @@ fn read_str<'a>(bytes: &'a [u8], pos: &mut usize) -> Result<&'a str, ModelError>
 }
 
 /// Reads an object key, which must sort strictly after the previous key of the same object.
-fn read_key<'a>(
+pub(super) fn read_key<'a>(
     bytes: &'a [u8],
     pos: &mut usize,
     previous: &mut Option<&'a str>,
@@ -226,7 +226,7 @@ fn read_key<'a>(
     Ok(key)
 }
 
-fn read_neg_int(bytes: &[u8], pos: &mut usize) -> Result<i64, ModelError> {
+pub(super) fn read_neg_int(bytes: &[u8], pos: &mut usize) -> Result<i64, ModelError> {
     let start = *pos;
     let magnitude = read_varint(bytes, pos)?;
     let magnitude = i64::try_from(magnitude)
@@ -234,7 +234,7 @@ fn read_neg_int(bytes: &[u8], pos: &mut usize) -> Result<i64, ModelError> {
     Ok(!magnitude)
 }
 
-fn read_f64(bytes: &[u8], pos: &mut usize) -> Result<Number, ModelError> {
+pub(super) fn read_f64(bytes: &[u8], pos: &mut usize) -> Result<Number, ModelError> {
     let start = *pos;
     let raw: [u8; 8] = bytes
         .get(start..start + 8)
@@ -246,7 +246,7 @@ fn read_f64(bytes: &[u8], pos: &mut usize) -> Result<Number, ModelError> {
     Ok(number)
 }
 
-fn unknown_tag(tag: u8, at: usize) -> ModelError {
+pub(super) fn unknown_tag(tag: u8, at: usize) -> ModelError {
     ModelError::new(at, format!("unknown tag {tag}"))
 }
 

@@ -9,6 +9,7 @@
 //! the model's encoder, never as JSON text.
 
 pub mod binary;
+pub(crate) mod json_text;
 pub mod merge_patch;
 
 pub use merge_patch::{MergePatch, PatchState};
