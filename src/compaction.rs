@@ -213,7 +213,7 @@ fn fold_step<M: Model>(
         .filter_map(|id| Some((id.clone(), engine.chain(id)?)))
         .collect();
     let mut set = FoldSet::<M>::new(members);
-    let mut reader = DeltaReader::new(engine.log());
+    let mut reader = DeltaReader::for_pass(engine.log());
     let included = |d: &DeltaRef| d.seq <= horizon;
     set.fold(engine, included, &mut reader, &mut FoldBuffers::default())?;
     for chain in &set.chains {
@@ -338,9 +338,10 @@ fn keep_batch_commits_of_live_fragments<M: Model>(
         .collect();
     let mut kept = Vec::with_capacity(dead.len());
     for (id, len) in dead {
-        let view = engine.log().view(id, len)?;
+        // Not kept mapped: the segment is about to be deleted.
+        let view = engine.log().view_for_pass(id, len)?;
         let listed = fragment_segments_listed(&view[..len as usize], id);
-        if listed.is_disjoint(&staying) {
+        if listed.is_some_and(|listed| listed.is_disjoint(&staying)) {
             kept.push((id, len));
         }
     }

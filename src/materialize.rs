@@ -68,7 +68,7 @@ impl<'db, M: Model> Materialize<'db, M> {
     where
         F: Fn(&str, AggregateState<M::Output>) -> Result<()> + Sync,
     {
-        let mut reader = DeltaReader::new(self.engine.log());
+        let mut reader = DeltaReader::for_pass(self.engine.log());
         let mut buffers = FoldBuffers::default();
         loop {
             // Compaction deletes no segment from copying a partition's chains to its last read.

@@ -67,7 +67,7 @@ impl<'db, M: Model> Scan<'db, M> {
     pub(crate) fn new(engine: &'db Engine<M>) -> Self {
         Scan {
             engine,
-            reader: DeltaReader::new(engine.log()),
+            reader: DeltaReader::for_pass(engine.log()),
             buffers: FoldBuffers::default(),
             after: None,
             ready: VecDeque::new(),

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::batch_record::{batch_payload, decode_batch, BatchRecord};
-use super::format::{RecordLocation, RecordType, SEGMENT_HEADER_BYTES};
-use super::frame::{frame_at, Frame, FrameScanner, ScanEvent};
+use super::format::{RecordLocation, RecordType, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use super::frame::{frame_at, frame_header_at, Frame};
 use super::records::{decode_batch_commit_body, BatchCommitBody, FragmentRef};
 use crate::decode::DecodeError;
 use crate::error::Error;
@@ -201,23 +201,30 @@ fn at_fragment(n: usize, error: impl Into<FragmentError>) -> FragmentError {
 }
 
 /// The segments holding fragments listed by the batch commits in `segment` (segment `id`,
-/// header included); damaged bytes are passed over.
-pub fn fragment_segments_listed(segment: &[u8], id: u64) -> BTreeSet<u64> {
+/// header included), `None` when the segment cannot be walked to its end (damage might hide a
+/// batch commit). Only frame headers are read, and the bodies of batch commits: a segment of
+/// large fragments costs a page per fragment, not a pass over its bytes.
+pub fn fragment_segments_listed(segment: &[u8], id: u64) -> Option<BTreeSet<u64>> {
     let mut listed = BTreeSet::new();
-    for event in FrameScanner::new(segment, id, SEGMENT_HEADER_BYTES) {
-        let ScanEvent::Frame(frame) = event else {
-            continue;
-        };
-        if frame.header.record_type != RecordType::BatchCommit {
-            continue;
+    let mut at = SEGMENT_HEADER_BYTES;
+    while at < segment.len() {
+        let header = frame_header_at(segment, at).ok()?;
+        let end = at
+            .checked_add(FRAME_HEADER_BYTES)?
+            .checked_add(header.length as usize)?;
+        if end > segment.len() {
+            return None;
         }
-        let at = RecordLocation {
-            segment: id,
-            offset: frame.offset,
-        };
-        if let Ok(commit) = decode_batch_commit_body(frame.body, at) {
+        if header.record_type == RecordType::BatchCommit {
+            let frame = frame_at(segment, id, at).ok()?;
+            let location = RecordLocation {
+                segment: id,
+                offset: at as u64,
+            };
+            let commit = decode_batch_commit_body(frame.body, location).ok()?;
             listed.extend(commit.fragments.iter().map(|f| f.location.segment));
         }
+        at = end;
     }
-    listed
+    Some(listed)
 }

@@ -577,6 +577,32 @@ impl Log {
         self.sync()
     }
 
+    /// A view of segment `segment` covering at least its first `end` bytes for a pass over much
+    /// of the log (compaction, materialize): the kept view if there is one, else a mapping the
+    /// log does not keep, released with the pass's last use of it, so that a pass keeps about one
+    /// segment resident at a time. A read-only log maps and keeps it as [`Log::view`] does (its
+    /// views keep deleted segments readable).
+    pub fn view_for_pass(&self, segment: u64, end: u64) -> Result<ReadView> {
+        if lock(&self.appender).is_none() {
+            return self.view(segment, end);
+        }
+        let segments = read(&self.segments);
+        let state = self.segment_state(&segments, segment)?;
+        if let Some(view) = state.view.as_ref().filter(|v| v.len() as u64 >= end) {
+            return Ok(view.clone());
+        }
+        if state.len < end {
+            return Err(Error::corruption(
+                &state.path,
+                end,
+                format!("read past the committed end {}", state.len),
+            ));
+        }
+        self.storage
+            .read_view(&state.path, state.len)
+            .map_err(|e| Error::io(&state.path, e))
+    }
+
     /// A view of segment `segment` covering at least its first `end` bytes.
     pub fn view(&self, segment: u64, end: u64) -> Result<ReadView> {
         {

@@ -19,6 +19,8 @@ pub struct DeltaReader<'a> {
     log: &'a Log,
     view: Option<(u64, ReadView)>,
     decompressed: Option<(RecordLocation, Vec<u8>)>,
+    /// Whether it reads for a pass over much of the log ([`Log::view_for_pass`]).
+    pass: bool,
 }
 
 impl<'a> DeltaReader<'a> {
@@ -28,6 +30,16 @@ impl<'a> DeltaReader<'a> {
             log,
             view: None,
             decompressed: None,
+            pass: false,
+        }
+    }
+
+    /// A reader for a pass over much of `log` in log order (compaction, materialize): the
+    /// segments it maps are not kept mapped after it moves on.
+    pub fn for_pass(log: &'a Log) -> Self {
+        DeltaReader {
+            pass: true,
+            ..DeltaReader::new(log)
         }
     }
 
@@ -47,7 +59,14 @@ impl<'a> DeltaReader<'a> {
             None => true,
         };
         if stale {
-            self.view = Some((segment, self.log.view(segment, end)?));
+            // The old view goes first: a pass keeps one segment mapped.
+            self.view = None;
+            let view = if self.pass {
+                self.log.view_for_pass(segment, end)?
+            } else {
+                self.log.view(segment, end)?
+            };
+            self.view = Some((segment, view));
         }
         Ok(())
     }
