@@ -6,11 +6,13 @@
 //! within a patch, so building such a node is a run of pushes. A key inserted in the middle moves
 //! the keys after it, which makes a wide node (an aggregate with thousands of attributes, whose
 //! keys arrive in any order) quadratic to build: a node that grows past [`WIDE_CHILDREN`] keys
-//! becomes a `BTreeMap`, logarithmic per insert. Either form iterates in key order.
-
-use std::collections::BTreeMap;
+//! becomes a hash map, constant time per lookup and insert (a `BTreeMap` spent 28 ms on the
+//! comparisons of 100k lookups in a node of 10k keys). Either form iterates in key order: a wide
+//! node sorts its keys when iterated (rendering, encoding a state), once per pass.
 
 use compact_str::CompactString;
+use hashbrown::hash_map::EntryRef;
+use hashbrown::HashMap;
 
 use super::Node;
 
@@ -22,8 +24,8 @@ const WIDE_CHILDREN: usize = 64;
 pub(super) enum Children {
     /// A sorted vector: up to [`WIDE_CHILDREN`] keys.
     Narrow(Vec<(CompactString, Node)>),
-    /// A map, once the node grew past [`WIDE_CHILDREN`] keys.
-    Wide(BTreeMap<CompactString, Node>),
+    /// A hash map, once the node grew past [`WIDE_CHILDREN`] keys.
+    Wide(HashMap<CompactString, Node>),
 }
 
 impl Default for Children {
@@ -84,7 +86,12 @@ impl Children {
                 };
                 &mut children[at].1
             }
-            Children::Wide(children) => children.entry(CompactString::new(key)).or_default(),
+            Children::Wide(children) => match children.entry_ref(key) {
+                EntryRef::Occupied(child) => child.into_mut(),
+                EntryRef::Vacant(slot) => {
+                    slot.insert_with_key(CompactString::new(key), Node::default())
+                }
+            },
         }
     }
 
@@ -128,7 +135,14 @@ impl Children {
     pub fn iter(&self) -> ChildrenIter<'_> {
         match self {
             Children::Narrow(children) => ChildrenIter::Narrow(children.iter()),
-            Children::Wide(children) => ChildrenIter::Wide(children.iter()),
+            Children::Wide(children) => {
+                let mut sorted: Vec<(&str, &Node)> = children
+                    .iter()
+                    .map(|(key, node)| (key.as_str(), node))
+                    .collect();
+                sorted.sort_unstable_by_key(|(key, _)| *key);
+                ChildrenIter::Wide(sorted.into_iter())
+            }
         }
     }
 
@@ -141,7 +155,7 @@ impl Children {
 /// The children of a node in key order, whichever form holds them.
 pub(super) enum ChildrenIter<'a> {
     Narrow(std::slice::Iter<'a, (CompactString, Node)>),
-    Wide(std::collections::btree_map::Iter<'a, CompactString, Node>),
+    Wide(std::vec::IntoIter<(&'a str, &'a Node)>),
 }
 
 impl<'a> Iterator for ChildrenIter<'a> {
@@ -151,7 +165,7 @@ impl<'a> Iterator for ChildrenIter<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             ChildrenIter::Narrow(children) => children.next().map(|(k, n)| (k.as_str(), n)),
-            ChildrenIter::Wide(children) => children.next().map(|(k, n)| (k.as_str(), n)),
+            ChildrenIter::Wide(children) => children.next(),
         }
     }
 
