@@ -58,9 +58,7 @@ impl Batch {
 
     /// Adds an RFC 7396 merge patch for `aggregate` at `seq`; `patch` must be a JSON object.
     pub fn patch(&mut self, aggregate: &str, seq: u64, patch: &Value) -> Result<&mut Self> {
-        let mut body = Vec::new();
-        merge_patch::encode_patch(patch, &mut body).map_err(Error::InvalidInput)?;
-        self.push_raw(aggregate, seq, DeltaKind::Patch, &body)
+        self.push_raw(aggregate, seq, DeltaKind::Patch, &patch_body(patch)?)
     }
 
     /// Adds a delete of `aggregate` at `seq`: the aggregate is absent until a later patch.
@@ -114,4 +112,11 @@ impl Batch {
     pub(crate) fn payload(&self) -> &[u8] {
         self.encoder.payload()
     }
+}
+
+/// The body of a patch delta: `patch` (a JSON object) in the binary form of `MergePatch`.
+pub(crate) fn patch_body(patch: &Value) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    merge_patch::encode_patch(patch, &mut body).map_err(Error::InvalidInput)?;
+    Ok(body)
 }

@@ -3,12 +3,12 @@
 
 use serde_json::Value;
 
-use crate::batch::Batch;
+use crate::batch::{patch_body, Batch};
 use crate::checkpoint::write::checkpoint_after_write;
 use crate::engine::{Engine, SegmentPin};
 use crate::error::{Error, Result};
 use crate::index_builder::delta_refs;
-use crate::model::{merge_patch, DeltaKind, Model};
+use crate::model::{DeltaKind, Model};
 use crate::wal::batch::{encoded_delta_bytes, BatchDecoder, Checksums};
 use crate::wal::format::{RecordType, FLAG_POSITIONED, FRAME_HEADER_BYTES};
 use crate::wal::fragments::FragmentError;
@@ -77,9 +77,7 @@ impl<'db, M: Model> LargeBatch<'db, M> {
 
     /// Adds an RFC 7396 merge patch for `aggregate` at `seq` (as [`Batch::patch`]).
     pub fn patch(&mut self, aggregate: &str, seq: u64, patch: &Value) -> Result<&mut Self> {
-        let mut body = Vec::new();
-        merge_patch::encode_patch(patch, &mut body).map_err(Error::InvalidInput)?;
-        self.push_raw(aggregate, seq, DeltaKind::Patch, &body)
+        self.push_raw(aggregate, seq, DeltaKind::Patch, &patch_body(patch)?)
     }
 
     /// Adds a delete of `aggregate` at `seq` (as [`Batch::delete`]).

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aggrelog::workload::{stream, WorkloadSpec};
-use aggrelog::{Compression, Db, Options, RecordLocation, SyncMode};
+use aggrelog::{Batch, Compression, Db, Options, RecordLocation, SyncMode};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -100,16 +100,14 @@ fn options(sync: SyncMode, compress: bool) -> Options {
 /// bench's memory far below the workload's size.
 const GENERATED_AHEAD: usize = 64;
 
-/// Writes every batch of the workload into a new database at `dir`, generating them
-/// [`GENERATED_AHEAD`] at a time; returns the seconds spent in `write` and the final `sync`
-/// (generation is not timed) and the payload bytes written.
-fn ingest(
-    dir: &Path,
+/// Hands every batch of the workload to `write`, generating them [`GENERATED_AHEAD`] at a
+/// time; returns the time spent in `write` (generation is not timed) and the JSON payload
+/// bytes of the batches.
+fn write_workload(
     spec: &WorkloadSpec,
-    options: Options,
-    bar: ProgressBar,
-) -> Result<(f64, u64), String> {
-    let db = Db::open(dir, options).map_err(|e| e.to_string())?;
+    bar: &ProgressBar,
+    mut write: impl FnMut(&Batch) -> Result<(), String>,
+) -> Result<(Duration, u64), String> {
     let mut writing = Duration::ZERO;
     let mut payload_bytes = 0;
     let mut batches = stream(spec).peekable();
@@ -121,12 +119,26 @@ fn ingest(
         }
         let started = Instant::now();
         for generated in &ahead {
-            db.write(&generated.batch).map_err(|e| e.to_string())?;
+            write(&generated.batch)?;
         }
         writing += started.elapsed();
         payload_bytes += ahead.iter().map(|g| g.json_bytes).sum::<u64>();
         bar.inc(ahead.len() as u64);
     }
+    Ok((writing, payload_bytes))
+}
+
+/// Writes the workload into a new database at `dir`, a batch at a time; returns the seconds
+/// spent in `write` and the final `sync` (generation is not timed) and the payload bytes.
+fn ingest(
+    dir: &Path,
+    spec: &WorkloadSpec,
+    options: Options,
+    bar: ProgressBar,
+) -> Result<(f64, u64), String> {
+    let db = Db::open(dir, options).map_err(|e| e.to_string())?;
+    let write = |batch: &Batch| db.write(batch).map(drop).map_err(|e| e.to_string());
+    let (mut writing, payload_bytes) = write_workload(spec, &bar, write)?;
     let started = Instant::now();
     db.sync().map_err(|e| e.to_string())?;
     writing += started.elapsed();
@@ -145,22 +157,9 @@ fn ingest_spanning(
     bar: ProgressBar,
 ) -> Result<f64, String> {
     let db = Db::open(dir, options).map_err(|e| e.to_string())?;
-    let mut writing = Duration::ZERO;
     let mut large = db.large_batch().map_err(|e| e.to_string())?;
-    let mut batches = stream(spec).peekable();
-    let mut ahead = Vec::with_capacity(GENERATED_AHEAD);
-    while batches.peek().is_some() {
-        ahead.clear();
-        for generated in batches.by_ref().take(GENERATED_AHEAD) {
-            ahead.push(generated.map_err(|e| e.to_string())?);
-        }
-        let started = Instant::now();
-        for generated in &ahead {
-            large.extend(&generated.batch).map_err(|e| e.to_string())?;
-        }
-        writing += started.elapsed();
-        bar.inc(ahead.len() as u64);
-    }
+    let add = |batch: &Batch| large.extend(batch).map(drop).map_err(|e| e.to_string());
+    let (mut writing, _) = write_workload(spec, &bar, add)?;
     let started = Instant::now();
     large.commit().map_err(|e| e.to_string())?;
     writing += started.elapsed();

@@ -58,6 +58,19 @@ impl Cgroup {
     }
 }
 
+/// A group limited to [`LIMIT_BYTES`] for `test`, or `None` (said on stderr) where none can
+/// be made and `AGGRELOG_REQUIRE_CGROUP` is not set.
+fn group_or_skip(test: &str) -> Option<Cgroup> {
+    match Cgroup::create(test, LIMIT_BYTES) {
+        Ok(group) => Some(group),
+        Err(why) if std::env::var_os("AGGRELOG_REQUIRE_CGROUP").is_none() => {
+            eprintln!("memory_bound: not run: {why}");
+            None
+        }
+        Err(why) => panic!("{why}"),
+    }
+}
+
 impl Drop for Cgroup {
     fn drop(&mut self) {
         let _ = fs::remove_dir(&self.0);
@@ -104,13 +117,8 @@ fn drop_from_page_cache(dir: &Path) {
 
 #[test]
 fn replay_and_open_run_in_a_quarter_of_the_log_size() {
-    let group = match Cgroup::create("replay", LIMIT_BYTES) {
-        Ok(group) => group,
-        Err(why) if std::env::var_os("AGGRELOG_REQUIRE_CGROUP").is_none() => {
-            eprintln!("memory_bound: not run: {why}");
-            return;
-        }
-        Err(why) => panic!("{why}"),
+    let Some(group) = group_or_skip("replay") else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let written = write_log(dir.path(), LOG_BYTES);
@@ -158,13 +166,8 @@ fn write_snapshot_file(path: &Path, bytes: u64) -> u64 {
 
 #[test]
 fn a_single_file_batch_four_times_the_limit_ingests_within_it() {
-    let group = match Cgroup::create("ingest", LIMIT_BYTES) {
-        Ok(group) => group,
-        Err(why) if std::env::var_os("AGGRELOG_REQUIRE_CGROUP").is_none() => {
-            eprintln!("memory_bound: not run: {why}");
-            return;
-        }
-        Err(why) => panic!("{why}"),
+    let Some(group) = group_or_skip("ingest") else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("snapshot.jsonl");

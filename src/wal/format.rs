@@ -212,8 +212,8 @@ pub fn write_frame(
     flags: u8,
     body: &[u8],
 ) -> u32 {
+    let crc = frame_crc_of(segment_id, offset, record_type, flags, body);
     let mut header = frame_header_tail(record_type, flags, body);
-    let crc = frame_crc(segment_id, offset, &header[4..], body);
     LittleEndian::write_u32(&mut header[0..4], crc);
     out.extend_from_slice(&header);
     out.extend_from_slice(body);
