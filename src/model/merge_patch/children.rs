@@ -24,8 +24,9 @@ const WIDE_CHILDREN: usize = 64;
 pub(super) enum Children {
     /// A sorted vector: up to [`WIDE_CHILDREN`] keys.
     Narrow(Vec<(CompactString, Node)>),
-    /// A hash map, once the node grew past [`WIDE_CHILDREN`] keys.
-    Wide(HashMap<CompactString, Node>),
+    /// A hash map, once the node grew past [`WIDE_CHILDREN`] keys (boxed: most nodes are
+    /// narrow, and every node carries this enum).
+    Wide(Box<HashMap<CompactString, Node>>),
 }
 
 impl Default for Children {
@@ -105,7 +106,7 @@ impl Children {
         if let Children::Narrow(children) = self {
             if children.len() >= WIDE_CHILDREN && find(children, key).is_err() {
                 let map = std::mem::take(children).into_iter().collect();
-                *self = Children::Wide(map);
+                *self = Children::Wide(Box::new(map));
             }
         }
     }
