@@ -33,8 +33,8 @@ pub struct LargeBatch<'db, M: Model> {
     checkpoint_after: bool,
     /// Deltas not yet written as a fragment.
     part: Batch,
-    /// Fragments written, in order, with their (first position, deltas).
-    fragments: Vec<(FragmentRef, (u32, u32))>,
+    /// Fragments written, in order.
+    fragments: Vec<FragmentRef>,
     /// Deltas added so far (the position of the next).
     deltas: u64,
     top_seq: u64,
@@ -161,7 +161,7 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         let engine = self.engine;
         let commit = BatchCommitBody {
             deltas: self.deltas,
-            fragments: self.fragments.iter().map(|(f, _)| *f).collect(),
+            fragments: std::mem::take(&mut self.fragments),
         };
         let record = NewRecord {
             record_type: RecordType::BatchCommit,
@@ -226,9 +226,9 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         }
         self.note_deltas(&stored);
         let count = stored.deltas.len() as u32;
-        let (stored_bytes, first_position) = (stored.stored_bytes(), stored.first_position);
+        let stored_bytes = stored.stored_bytes();
         let fragment = engine.log().append_fragment(stored.flags, stored.body)?;
-        self.fragments.push((fragment, (first_position, count)));
+        self.fragments.push(fragment);
         self.stored_bytes += stored_bytes;
         self.deltas += u64::from(count);
         self.part = Batch::starting_at(u32::try_from(self.deltas).map_err(|_| {
