@@ -220,7 +220,8 @@ pub fn write_line(
     serde_json::to_writer(&mut *out, aggregate)
         .map_err(|e| ModelError::new(0, format!("cannot write JSON: {e}")))?;
     out.extend_from_slice(b",\"seq\":");
-    out.extend_from_slice(seq.to_string().as_bytes());
+    serde_json::to_writer(&mut *out, &seq)
+        .map_err(|e| ModelError::new(0, format!("cannot write JSON: {e}")))?;
     match kind {
         DeltaKind::Patch => {
             out.extend_from_slice(b",\"patch\":");
