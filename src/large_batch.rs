@@ -14,6 +14,7 @@ use crate::wal::format::{RecordType, FLAG_POSITIONED, FRAME_HEADER_BYTES};
 use crate::wal::fragments::FragmentError;
 use crate::wal::log::NewRecord;
 use crate::wal::records::{encode_batch_commit_body, BatchCommitBody, FragmentRef};
+use crate::wal::RecordLocation;
 use crate::write::{write_batch, StoredBatch, WriteReceipt};
 
 /// Payload bytes of a fragment at most (less when a segment is small).
@@ -177,7 +178,7 @@ impl<'db, M: Model> LargeBatch<'db, M> {
                 .first()
                 .copied()
                 .ok_or_else(|| Error::Internal("an append returned no location".into()))?;
-            self.index(&commit)?;
+            self.index(&commit, location)?;
             location
         };
         engine.count_write(self.top_seq, self.stored_bytes + commit_bytes);
@@ -269,8 +270,9 @@ impl<'db, M: Model> LargeBatch<'db, M> {
     /// Indexes every fragment's deltas, read back from the log, under one hold of the index
     /// lock, so readers of this handle see none of the batch or all of it. The batch commit is
     /// durable by now: if a fragment cannot be read back, the log is refused until a reopen
-    /// indexes the batch from the log (as after a failed sync, DESIGN.md section 4).
-    fn index(&self, commit: &BatchCommitBody) -> Result<()> {
+    /// indexes the batch from the log (as after a failed sync, DESIGN.md section 4). Damage is
+    /// reported at the batch commit (`at`), naming the fragment, as recovery reports it.
+    fn index(&self, commit: &BatchCommitBody, at: RecordLocation) -> Result<()> {
         let engine = self.engine;
         let log = engine.log();
         let mut index = engine.index_write();
@@ -281,7 +283,6 @@ impl<'db, M: Model> LargeBatch<'db, M> {
             log.poison(match e {
                 FragmentError::Io(e) => e,
                 FragmentError::Damaged(e) => {
-                    let at = commit.fragments[0].location;
                     Error::corruption(log.segment_path(at.segment), at.offset, e.reason)
                 }
             })

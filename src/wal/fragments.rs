@@ -67,16 +67,19 @@ impl<'s> FragmentReader<'s> {
         let mut next_position: Option<u32> = None;
         for (n, fragment) in commit.fragments.iter().enumerate() {
             let known = verified(fragment);
-            let Some(frame) = self.frame(fragment).map_err(|e| at_fragment(n, e))? else {
+            let Some(frame) = self
+                .frame(fragment)
+                .map_err(|e| at_fragment(n, fragment, e))?
+            else {
                 next_position = None;
                 continue;
             };
             let (first, count) = if let Some(positions) = known {
                 positions
             } else {
-                let payload = batch_payload(&frame).map_err(|e| at_fragment(n, e))?;
-                let (first, deltas) =
-                    decode_batch(&payload, frame.header.flags).map_err(|e| at_fragment(n, e))?;
+                let payload = batch_payload(&frame).map_err(|e| at_fragment(n, fragment, e))?;
+                let (first, deltas) = decode_batch(&payload, frame.header.flags)
+                    .map_err(|e| at_fragment(n, fragment, e))?;
                 (first, deltas.len() as u32)
             };
             if next_position.is_some_and(|expected| expected != first) {
@@ -108,12 +111,15 @@ impl<'s> FragmentReader<'s> {
         on_batch: &mut dyn FnMut(&BatchRecord<'_>),
     ) -> Result<(), FragmentError> {
         for (n, fragment) in commit.fragments.iter().enumerate() {
-            let Some(frame) = self.frame(fragment).map_err(|e| at_fragment(n, e))? else {
+            let Some(frame) = self
+                .frame(fragment)
+                .map_err(|e| at_fragment(n, fragment, e))?
+            else {
                 continue;
             };
-            let payload = batch_payload(&frame).map_err(|e| at_fragment(n, e))?;
-            let (first_position, deltas) =
-                decode_batch(&payload, frame.header.flags).map_err(|e| at_fragment(n, e))?;
+            let payload = batch_payload(&frame).map_err(|e| at_fragment(n, fragment, e))?;
+            let (first_position, deltas) = decode_batch(&payload, frame.header.flags)
+                .map_err(|e| at_fragment(n, fragment, e))?;
             on_batch(&BatchRecord {
                 segment: fragment.location.segment,
                 offset: fragment.location.offset,
@@ -190,11 +196,17 @@ impl From<DecodeError> for FragmentError {
     }
 }
 
-/// `error` met reading fragment `n`, named so.
-fn at_fragment(n: usize, error: impl Into<FragmentError>) -> FragmentError {
+/// `error` met reading fragment `n` (`fragment`), named with where the fragment lies: the
+/// damage is reported at the batch commit, in another place of the log.
+fn at_fragment(n: usize, fragment: &FragmentRef, error: impl Into<FragmentError>) -> FragmentError {
     match error.into() {
         FragmentError::Damaged(e) => {
-            DecodeError::new(0, format!("fragment {n}: {}", e.reason)).into()
+            let RecordLocation { segment, offset } = fragment.location;
+            let reason = format!(
+                "fragment {n} (segment {segment}, offset {offset}): {}",
+                e.reason
+            );
+            DecodeError::new(0, reason).into()
         }
         io => io,
     }
