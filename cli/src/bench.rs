@@ -39,6 +39,30 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Run the bench at each of these sizes (deltas, as 2M,8M,32M; aggregates = deltas / 20),
+    /// each run in a child process, and print the median of every figure per size beside its
+    /// target.
+    #[arg(long, value_delimiter = ',', value_name = "DELTAS")]
+    pub sizes: Vec<String>,
+    /// Runs per size for --sizes: one count, or one per size (3,3,1).
+    #[arg(long, value_delimiter = ',', default_value = "3")]
+    pub runs: Vec<usize>,
+    /// With --sizes or --from: draw the table as an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// With --plot: the peers' figures, as written by `aggrelog-peers --json FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub peers: Option<PathBuf>,
+    /// Print or draw the table saved from `--sizes ... --json` instead of running the bench.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    /// Whether these options ask for the scaling table (`--sizes` or `--from`).
+    pub fn scaling(&self) -> bool {
+        !self.sizes.is_empty() || self.from.is_some()
+    }
 }
 
 /// What one run measured.

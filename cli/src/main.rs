@@ -13,7 +13,9 @@ mod input;
 mod maintain;
 mod open;
 mod output;
+mod plot;
 mod read;
+mod scaling;
 mod stream;
 mod transfer;
 
@@ -170,6 +172,7 @@ fn run() -> i32 {
         Command::Export { db, file } => transfer::export(&db, file.as_deref()),
         Command::Import { db, files } => transfer::import(&db, &files),
         Command::Demo => demo::run().map_err(Failure::from),
+        Command::Bench(args) if args.scaling() => scaling::run(&args).map_err(Failure::from),
         Command::Bench(args) => ingest::parse_sync(&args.sync)
             .and_then(|sync| bench::run(&args, sync).map_err(Failure::from)),
         Command::Completions { shell } => {

@@ -280,3 +280,58 @@ fn bench_prints_one_json_object_with_the_documented_keys() {
     assert_eq!(figures["deltas"], 4000);
     assert!(figures["payload_bytes"].as_u64() > Some(4000 * 50));
 }
+
+#[test]
+fn bench_sizes_prints_the_scaling_table_and_draws_it_with_the_peers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("table.json");
+    let out = aggrelog(&["bench", "--sizes", "2k,4k", "--runs", "1,2", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    fs::write(&table, stdout(&out)).unwrap();
+    let medians: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(medians["2000"]["deltas"], 2000.0);
+    assert_eq!(
+        medians["4000"]["aggregates"].as_f64().map(|a| a <= 200.0),
+        Some(true)
+    );
+    assert!(medians["4000"]["open_ms"].is_number(), "{medians}");
+
+    let peers = write_file(
+        tmp.path(),
+        "peers.jsonl",
+        "{\"engine\":\"rocksdb\",\"records\":4000,\"payload_bytes\":800000,\"ingest_s\":0.1,\
+         \"open_ms\":3.0,\"replay_s\":0.01,\"replay_records\":4000,\"point_p50_us\":12.0,\
+         \"point_p99_us\":60.0,\"peak_rss_mb\":100.0}\n",
+    );
+    let svg = tmp.path().join("scaling.svg");
+    let svg_arg = svg.to_str().unwrap();
+    let table_arg = table.to_str().unwrap();
+    let out = aggrelog(&[
+        "bench", "--from", table_arg, "--plot", svg_arg, "--peers", &peers,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("| figure | 0.002M | 0.004M | target |"),
+        "{text}"
+    );
+    assert!(text.contains("| point get p50, uncompacted |"), "{text}");
+    let drawn = fs::read_to_string(&svg).unwrap();
+    assert!(
+        drawn.starts_with("<svg"),
+        "{}",
+        &drawn[..100.min(drawn.len())]
+    );
+    for label in [
+        "ingest, fsync per batch (MB/s)",
+        "peak RSS (MB)",
+        "rocksdb",
+        "aggrelog",
+    ] {
+        assert!(drawn.contains(label), "{label} not drawn");
+    }
+
+    let bad = aggrelog(&["bench", "--sizes", "2k,4k", "--runs", "1,1,1"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--runs"), "{}", stderr(&bad));
+}

@@ -76,6 +76,10 @@ struct Args {
     /// Point reads to time per engine.
     #[arg(long, default_value_t = 20_000)]
     point_reads: u64,
+    /// Also write each engine's figures to FILE, one JSON line per engine with its name as
+    /// `"engine"` (what `aggrelog bench --sizes ... --plot --peers FILE` draws).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
     /// Internal: run one engine in this process and print its figures as one JSON line (then
     /// --dir is that engine's own directory).
     #[arg(long, hide = true)]
@@ -141,11 +145,30 @@ fn run_parent(args: &Args) -> Result<()> {
         results.push((engine, result));
     }
     println!("{}", table::render(&results, &args.run_spec()));
+    if let Some(path) = &args.json {
+        write_json(path, &results)?;
+    }
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     if failed > 0 {
         bail!("{failed} engine(s) failed");
     }
     Ok(())
+}
+
+/// Writes every engine that finished as one JSON line: its name and its figures.
+fn write_json(path: &Path, results: &[(EngineName, Result<Figures>)]) -> Result<()> {
+    let mut lines = String::new();
+    for (engine, figures) in results {
+        if let Ok(figures) = figures {
+            let mut line = serde_json::to_value(figures)?;
+            if let Some(object) = line.as_object_mut() {
+                object.insert("engine".into(), engine.name().into());
+            }
+            lines.push_str(&line.to_string());
+            lines.push('\n');
+        }
+    }
+    std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Runs one engine in a child process (this program with `--engine`) and parses its figures.

@@ -1,0 +1,171 @@
+//! `aggrelog bench --sizes ... --plot FILE.svg`: the scaling table as small multiples, one
+//! panel per figure that has a target: the figure against the log size, its target as a dashed
+//! line, and the peers' points at the size they were measured at. Both axes are linear and start
+//! at zero, so a cost that grows linearly with the log is a straight line.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::scaling::{Figure, Peer, Table, FIGURES};
+
+/// Width and height of one panel, pixels.
+const PANEL_PX: (u32, u32) = (520, 300);
+
+/// Panels per row.
+const COLUMNS: usize = 2;
+
+/// Colours of the peers' points, in the order the peers file lists them.
+const PEER_COLOURS: [RGBColor; 6] = [
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(23, 190, 207),
+];
+
+/// aggrelog's line.
+const LINE: RGBColor = RGBColor(31, 119, 180);
+
+/// One panel's data: aggrelog's points and the target, by log size in GB.
+struct Series {
+    measured: Vec<(f64, f64)>,
+    target: Vec<(f64, f64)>,
+    /// The peers' points: name, colour index, point.
+    peers: Vec<(String, usize, (f64, f64))>,
+}
+
+/// Draws every figure with a target into `svg`.
+pub fn draw(svg: &Path, table: &Table, peers: &[Peer]) -> Result<(), String> {
+    let figures: Vec<&Figure> = FIGURES
+        .iter()
+        .filter(|f| table.values().any(|m| (f.target)(m).is_some()))
+        .collect();
+    let rows = figures.len().div_ceil(COLUMNS);
+    let size = (PANEL_PX.0 * COLUMNS as u32, PANEL_PX.1 * rows as u32);
+    let root = SVGBackend::new(svg, size).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let panels = root.split_evenly((rows, COLUMNS));
+    for (panel, figure) in panels.iter().zip(figures) {
+        draw_panel(panel, figure, &series(figure, table, peers))?;
+    }
+    root.present().map_err(plot_error)
+}
+
+/// The points of one figure: at each size, x is the log's size in GB (the peers, measured at
+/// one workload size, are placed at aggrelog's log size for that workload).
+fn series(figure: &Figure, table: &Table, peers: &[Peer]) -> Series {
+    let log_gb = |m: &crate::scaling::Medians| m.get("disk_bytes").map(|b| b / 1e9);
+    let mut out = Series {
+        measured: Vec::new(),
+        target: Vec::new(),
+        peers: Vec::new(),
+    };
+    for m in table.values() {
+        let Some(x) = log_gb(m) else { continue };
+        out.measured.extend((figure.value)(m).map(|y| (x, y)));
+        out.target.extend((figure.target)(m).map(|y| (x, y)));
+    }
+    let Some(peer_value) = figure.peer else {
+        return out;
+    };
+    for (i, (name, value)) in peers.iter().enumerate() {
+        let records = value.get("records").and_then(serde_json::Value::as_f64);
+        let at = records
+            .and_then(|r| table.get(&(r as u64)))
+            .and_then(log_gb);
+        if let (Some(x), Some(y)) = (at, peer_value(value)) {
+            out.peers
+                .push((name.clone(), i % PEER_COLOURS.len(), (x, y)));
+        }
+    }
+    out
+}
+
+/// An axis from zero to past the largest of `values`.
+fn axis(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let top = values.filter(|v| v.is_finite()).fold(0.0, f64::max);
+    if top > 0.0 {
+        0.0..top * 1.15
+    } else {
+        0.0..1.0
+    }
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    panel: &DrawingArea<DB, plotters::coord::Shift>,
+    figure: &Figure,
+    s: &Series,
+) -> Result<(), String> {
+    let xs = s.measured.iter().chain(&s.target).map(|p| p.0);
+    let ys = s.measured.iter().chain(&s.target).map(|p| p.1);
+    let peers_y = s.peers.iter().map(|p| p.2 .1);
+    let mut chart = ChartBuilder::on(panel)
+        .caption(
+            format!("{} ({})", figure.name, figure.unit),
+            ("sans-serif", 16),
+        )
+        .margin(8)
+        .x_label_area_size(32)
+        .y_label_area_size(56)
+        .build_cartesian_2d(axis(xs), axis(ys.chain(peers_y)))
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("log size, GB")
+        .x_label_formatter(&|x| format!("{x:.1}"))
+        .y_label_formatter(&|y| short(*y))
+        .draw()
+        .map_err(plot_error)?;
+    chart
+        .draw_series(LineSeries::new(s.measured.clone(), LINE.stroke_width(2)))
+        .map_err(plot_error)?
+        .label("aggrelog")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], LINE.stroke_width(2)));
+    chart
+        .draw_series(s.measured.iter().map(|p| Circle::new(*p, 3, LINE.filled())))
+        .map_err(plot_error)?;
+    chart
+        .draw_series(DashedLineSeries::new(
+            s.target.clone(),
+            6,
+            4,
+            BLACK.stroke_width(1),
+        ))
+        .map_err(plot_error)?
+        .label(format!("target {}", figure.target_text))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK));
+    for (name, colour, point) in &s.peers {
+        let colour = PEER_COLOURS[*colour];
+        chart
+            .draw_series([TriangleMarker::new(*point, 5, colour.filled())])
+            .map_err(plot_error)?
+            .label(name.as_str())
+            .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 5, colour.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 11))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(plot_error)
+}
+
+/// An axis label: 2500000 as 2.5M.
+fn short(y: f64) -> String {
+    match y {
+        y if y >= 1e6 => format!("{:.1}M", y / 1e6),
+        y if y >= 1e4 => format!("{:.0}k", y / 1e3),
+        y => format!("{y:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned(),
+    }
+}
+
+fn plot_error(e: impl std::fmt::Display) -> String {
+    format!("drawing the plot: {e}")
+}
