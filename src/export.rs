@@ -57,7 +57,7 @@ pub(crate) fn export<M: Model>(engine: &Engine<M>, out: &mut dyn Write) -> Resul
     let _reading = engine.reading();
     let mut report = TransferReport::default();
     for (id, path, len) in engine.log().segments() {
-        let view = engine.log().view(id, len)?;
+        let view = engine.log().view_for_pass(id, len)?;
         let bytes = &view[..len as usize];
         for event in FrameScanner::new(bytes, id, SEGMENT_HEADER_BYTES) {
             let frame = match event {

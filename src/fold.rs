@@ -47,6 +47,7 @@ impl<M: Model> Engine<M> {
             self.join_state(aggregate, base, &mut state, reader)?;
             seq = Some(base.max_seq);
         }
+        reader.prefetch(&chain.deltas);
         for delta_ref in chain.deltas.iter().take_while(|d| d.seq <= as_of) {
             self.fold_delta(aggregate, delta_ref, &mut state, reader)?;
             seq = seq.max(Some(delta_ref.seq));
@@ -126,11 +127,13 @@ impl<M: Model> Engine<M> {
     }
 }
 
-/// Unfolded delta bytes per partition at most (a partition takes at least one aggregate).
-const PARTITION_BYTES: u64 = 32 << 20;
+/// Unfolded delta bytes per partition at most (a partition takes at least one aggregate). A
+/// worker holds one partition's bodies and states: this and [`PARTITION_AGGREGATES`] bound its
+/// memory (DESIGN.md, section 6a, has the figures).
+const PARTITION_BYTES: u64 = 8 << 20;
 
 /// Aggregates per partition at most.
-const PARTITION_AGGREGATES: usize = 16_384;
+const PARTITION_AGGREGATES: usize = 4_096;
 
 /// The first of `chains` that make a partition: at most [`PARTITION_AGGREGATES`], taken while
 /// less than [`PARTITION_BYTES`] of unfolded deltas are (a partition has at least one).

@@ -588,6 +588,39 @@ impl Log {
         }
         let segments = read(&self.segments);
         let state = self.segment_state(&segments, segment)?;
+        self.pass_view(state, end)
+    }
+
+    /// Every segment from `first` on with a view of its committed bytes for a pass, as
+    /// [`Log::view_for_pass`] maps them: `(id, path, committed bytes, view)`. A writable log maps
+    /// them all under one hold of the segment table, so that none of them can be deleted between
+    /// being listed and being mapped (deletion takes the table first; a mapping outlives it).
+    pub fn segments_for_pass(&self, first: u64) -> Vec<(u64, PathBuf, u64, Result<ReadView>)> {
+        if lock(&self.appender).is_none() {
+            let listed = self
+                .segments()
+                .into_iter()
+                .filter(|(id, _, _)| *id >= first);
+            return listed
+                .map(|(id, path, len)| (id, path, len, self.view(id, len)))
+                .collect();
+        }
+        let segments = read(&self.segments);
+        segments
+            .range(first..)
+            .map(|(&id, state)| {
+                (
+                    id,
+                    state.path.clone(),
+                    state.len,
+                    self.pass_view(state, state.len),
+                )
+            })
+            .collect()
+    }
+
+    /// The kept view of `state` if it covers `end` bytes, else a mapping the log does not keep.
+    fn pass_view(&self, state: &SegmentState, end: u64) -> Result<ReadView> {
         if let Some(view) = state.view.as_ref().filter(|v| v.len() as u64 >= end) {
             return Ok(view.clone());
         }

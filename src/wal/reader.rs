@@ -106,6 +106,29 @@ impl<'a> DeltaReader<'a> {
         Ok(body)
     }
 
+    /// Touches the frame header and the first byte of every delta in `deltas` before any of
+    /// them is read, so that their cache and TLB misses overlap (the loads are independent)
+    /// instead of stalling the fold one delta at a time. Verifies nothing and fails on nothing:
+    /// a place that no view covers is passed over, and [`read`](Self::read) checks everything.
+    pub fn prefetch(&mut self, deltas: &[DeltaRef]) {
+        let mut touched = 0u8;
+        for delta in deltas {
+            let header = delta.record_offset as usize;
+            let first = header + FRAME_HEADER_BYTES + delta.delta_offset as usize;
+            if self
+                .ensure_view(u64::from(delta.segment), header as u64 + 1)
+                .is_err()
+            {
+                continue;
+            }
+            if let Some((_, view)) = &self.view {
+                let byte = |at: usize| view.get(at).copied().unwrap_or_default();
+                touched ^= byte(header) ^ byte(first);
+            }
+        }
+        std::hint::black_box(touched);
+    }
+
     /// Reads and verifies the delta `delta_ref` of `aggregate`.
     pub fn read(&mut self, aggregate: &str, delta_ref: &DeltaRef) -> Result<DeltaRecord<'_>> {
         let log = self.log;

@@ -338,10 +338,9 @@ enum Found {
 impl Replay {
     pub(crate) fn new(log: &Arc<Log>, from: RecordLocation, mode: RecoveryMode) -> Self {
         let segments: VecDeque<_> = log
-            .segments()
+            .segments_for_pass(from.segment)
             .into_iter()
-            .filter(|(id, _, _)| *id >= from.segment)
-            .map(|(id, path, len)| (id, path, log.view(id, len), len))
+            .map(|(id, path, len, view)| (id, path, view, len))
             .collect();
         let to_check: Vec<_> = segments
             .iter()
