@@ -31,7 +31,7 @@ use crate::options::History;
 use crate::wal::format::{RecordType, FRAME_HEADER_BYTES};
 use crate::wal::fragments::fragment_segments_listed;
 use crate::wal::log::NewRecord;
-use crate::wal::reader::DeltaReader;
+use crate::wal::reader::{DeltaReader, PassViews};
 use crate::wal::records::{encode_state_body, StateBody};
 
 /// Aggregates installed per exclusive-gate section (short, so writers wait little).
@@ -99,9 +99,11 @@ pub(crate) fn compact<M: Model>(
             engine.log().rotate_now()?;
         }
         let candidates = plan(engine, scope, horizon);
+        // Every round reads through the same views: a segment is mapped once per compaction.
+        let views = PassViews::default();
         'rounds: for round in rounds(&candidates) {
             let ids: Vec<String> = round.iter().map(|(id, _)| id.clone()).collect();
-            let mut folded = fold_step(engine, &ids, horizon, &mut report)?;
+            let mut folded = fold_step(engine, &ids, horizon, &views, &mut report)?;
             while !folded.is_empty() {
                 if scope == Scope::Policy && engine.is_closing() {
                     // The handle is closing: stop between steps; the next open resumes it.
@@ -206,6 +208,7 @@ fn fold_step<M: Model>(
     engine: &Engine<M>,
     aggregates: &[String],
     horizon: u64,
+    views: &PassViews,
     report: &mut CompactionReport,
 ) -> Result<Vec<Folded<M::State>>> {
     let members = aggregates
@@ -213,7 +216,7 @@ fn fold_step<M: Model>(
         .filter_map(|id| Some((id.clone(), engine.chain(id)?)))
         .collect();
     let mut set = FoldSet::<M>::new(members);
-    let mut reader = DeltaReader::for_pass(engine.log());
+    let mut reader = DeltaReader::in_pass(engine.log(), views);
     let included = |d: &DeltaRef| d.seq <= horizon;
     set.fold(engine, included, &mut reader, &mut FoldBuffers::default())?;
     for chain in &set.chains {
@@ -457,7 +460,14 @@ mod tests {
             write_batch(&engine, &patch("a", seq, value)).unwrap();
         }
         let mut report = CompactionReport::default();
-        let folded = fold_step(&engine, &["a".to_string()], u64::MAX, &mut report).unwrap();
+        let folded = fold_step(
+            &engine,
+            &["a".to_string()],
+            u64::MAX,
+            &PassViews::default(),
+            &mut report,
+        )
+        .unwrap();
         write_batch(&engine, &patch("a", 301, json!({"late": true}))).unwrap();
         write_batch(&engine, &patch("a", 150, json!({"k0": "early"}))).unwrap();
         install(&engine, folded, u64::MAX, &mut report).unwrap();

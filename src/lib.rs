@@ -58,6 +58,7 @@ pub mod jsonl;
 mod large_batch;
 mod layout;
 mod locks;
+mod log_reader;
 mod materialize;
 pub mod model;
 mod open;
@@ -90,6 +91,7 @@ pub use engine::AggregateState;
 pub use error::{Error, Result};
 pub use export::TransferReport;
 pub use large_batch::{LargeBatch, FRAGMENT_PAYLOAD_BYTES};
+pub use log_reader::LogReader;
 pub use model::{DeltaKind, DeltaView, MergePatch, Model, ModelError, Stamp};
 pub use options::{
     CompactionOptions, Compression, History, Options, RecoveryMode, SyncMode,

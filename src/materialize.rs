@@ -23,7 +23,7 @@ use crate::fold::{take_partition, FoldBuffers, FoldSet};
 use crate::index::Chain;
 use crate::locks::{into_inner, lock};
 use crate::model::Model;
-use crate::wal::reader::DeltaReader;
+use crate::wal::reader::{DeltaReader, PassViews};
 
 /// Shared work of one materialization.
 pub(crate) struct Materialize<'db, M: Model> {
@@ -33,6 +33,8 @@ pub(crate) struct Materialize<'db, M: Model> {
     next: Mutex<usize>,
     visited: AtomicU64,
     error: Mutex<Option<Error>>,
+    /// Every worker's segment views: each segment is mapped once for the whole run.
+    views: PassViews,
 }
 
 impl<'db, M: Model> Materialize<'db, M> {
@@ -43,6 +45,7 @@ impl<'db, M: Model> Materialize<'db, M> {
             next: Mutex::new(0),
             visited: AtomicU64::new(0),
             error: Mutex::new(None),
+            views: PassViews::default(),
         }
     }
 
@@ -68,7 +71,7 @@ impl<'db, M: Model> Materialize<'db, M> {
     where
         F: Fn(&str, AggregateState<M::Output>) -> Result<()> + Sync,
     {
-        let mut reader = DeltaReader::for_pass(self.engine.log());
+        let mut reader = DeltaReader::in_pass(self.engine.log(), &self.views);
         let mut buffers = FoldBuffers::default();
         loop {
             // Compaction deletes no segment from copying a partition's chains to its last read.

@@ -19,7 +19,7 @@ use crate::model::Model;
 use crate::options::{Options, MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES};
 use crate::retry::retrying_vanished;
 use crate::storage::Storage;
-use crate::wal::recovery::LogRecord;
+use crate::wal::recovery::{LogRecord, LogScan};
 use crate::wal::{Log, RecordLocation};
 
 /// How a database is opened.
@@ -96,15 +96,7 @@ pub(crate) fn open<M: Model>(
         (opened, builder.finish())
     });
     let (log, scan) = opened?;
-    for torn in scan.torn.iter().chain(&scan.incomplete_segment) {
-        match access {
-            Access::Write => log::warn!("dropped a torn tail: {torn}"),
-            Access::ReadOnly => log::debug!("not reading an unfinished append: {torn}"),
-        }
-    }
-    for damage in &scan.damage {
-        log::warn!("skipped corrupt data: {damage}");
-    }
+    log_findings(&scan, access);
     if access == Access::Write {
         report.torn_bytes_dropped = [&scan.torn, &scan.incomplete_segment]
             .iter()
@@ -127,6 +119,36 @@ pub(crate) fn open<M: Model>(
         open_report: report,
         lock,
     }))
+}
+
+/// Opens the log of the existing database in `dir` read-only from its first segment, handing
+/// every valid record to `on_record`, without a checkpoint or an index (`LogReader`).
+pub(crate) fn open_log(
+    dir: &Path,
+    options: &Options,
+    storage: Arc<dyn Storage>,
+    on_record: &mut dyn FnMut(&LogRecord<'_>),
+) -> Result<Arc<Log>> {
+    validate_options(options)?;
+    let existing = options.clone().create_if_missing(false);
+    prepare_dir(&*storage, dir, &existing)?;
+    require_database(&*storage, dir, &existing)?;
+    let (log, scan) = Log::open_read_only(storage, dir, options, RecordLocation::START, on_record)?;
+    log_findings(&scan, Access::ReadOnly);
+    Ok(log)
+}
+
+/// Reports what the scan of an open found besides valid records.
+fn log_findings(scan: &LogScan, access: Access) {
+    for torn in scan.torn.iter().chain(&scan.incomplete_segment) {
+        match access {
+            Access::Write => log::warn!("dropped a torn tail: {torn}"),
+            Access::ReadOnly => log::debug!("not reading an unfinished append: {torn}"),
+        }
+    }
+    for damage in &scan.damage {
+        log::warn!("skipped corrupt data: {damage}");
+    }
 }
 
 /// Above every checkpoint on disk, used or rejected: a rejected one numbered higher would

@@ -11,7 +11,9 @@ use aggrelog::testing::internals::format::{
 /// Where a segment's first batch frame starts: after the header and the commit record that
 /// opens the write.
 const FIRST_BATCH: usize = SEGMENT_HEADER_BYTES + COMMIT_FRAME_BYTES;
-use aggrelog::{Batch, Compression, Db, Error, Options, RecordLocation, ReplayedDelta};
+use aggrelog::{
+    Batch, Compression, Db, Error, LogReader, Options, RecordLocation, ReplayedDelta,
+};
 use serde_json::json;
 
 fn options(compress: bool) -> Options {
@@ -257,4 +259,42 @@ fn a_long_replay_checked_ahead_on_another_thread_reads_the_same() {
         other => panic!("expected a corruption error, got {other}"),
     }
     assert!(read > 0 && read < 2000, "{read} deltas before the damage");
+}
+
+/// `LogReader` opens the log without an index and replays what `Db::replay` does, beside the
+/// running writer; it counts the aggregates whose deltas compaction folded away, and its open
+/// handles damage as an open does (Strict refuses, SkipCorrupt skips).
+#[test]
+fn a_log_reader_replays_beside_the_writer_what_the_database_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), options(true)).unwrap();
+    fill(&db);
+    let log = LogReader::open(dir.path(), options(true)).unwrap();
+    let read: Vec<ReplayedDelta> = log.replay(RecordLocation::START).map(Result::unwrap).collect();
+    assert_eq!(read, owned(&db, RecordLocation::START));
+    assert_eq!(log.folded_aggregates(), 0);
+    drop(db);
+
+    let victim = segment_files(dir.path())[0].clone();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[FIRST_BATCH + FRAME_HEADER_BYTES + 40] ^= 0x10;
+    std::fs::write(&victim, &bytes).unwrap();
+    let refused = LogReader::open(dir.path(), options(true));
+    assert!(
+        matches!(&refused, Err(Error::Corruption { file, .. }) if *file == victim),
+        "{:?}",
+        refused.err()
+    );
+    let skipping = options(true).recovery(aggrelog::RecoveryMode::SkipCorrupt);
+    let log = LogReader::open(dir.path(), skipping).unwrap();
+    let rest = log.replay(RecordLocation::START).map(Result::unwrap).count();
+    assert_eq!(rest, read.len() - 25, "the damaged batch is skipped, the others read");
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), options(false)).unwrap();
+    fill(&db);
+    db.compact().unwrap();
+    let log = LogReader::open(dir.path(), options(false)).unwrap();
+    assert!(db.stats().folded_aggregates > 0);
+    assert_eq!(log.folded_aggregates(), db.stats().folded_aggregates);
 }

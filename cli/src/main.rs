@@ -15,6 +15,7 @@ mod open;
 mod output;
 mod plot;
 mod read;
+mod replay;
 mod scaling;
 mod stream;
 mod transfer;
@@ -162,7 +163,7 @@ fn run() -> i32 {
         Command::Ingest(args) => ingest::ingest(&args),
         Command::Get { db, id, as_of } => read::get(&db, &id, as_of),
         Command::Scan { db } => read::scan(&db),
-        Command::Replay { db } => read::replay(&db),
+        Command::Replay { db } => replay::replay(&db),
         Command::Check { db, json } => read::check(&db, json),
         Command::Stats { db } => read::stats(&db),
         Command::Checkpoint { db } => maintain::checkpoint(&db),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aggrelog::{Db, Error, Options, RecoveryMode};
+use aggrelog::{Db, Error, LogReader, Options, RecoveryMode};
 use clap::{Args, ValueEnum};
 
 use crate::output::Failure;
@@ -88,6 +88,12 @@ pub fn open_writer(db: &Path, options: Options, lock_wait: Duration) -> Result<D
 /// Opens an existing database to read, beside a writer if one runs: no lock, nothing written.
 pub fn open_reader(args: &DbArgs) -> Result<Db, Failure> {
     Db::open_read_only(&args.db, short_command(args)).map_err(|e| in_database(&args.db, e))
+}
+
+/// Opens an existing database's log to read in log order, beside a writer if one runs: the
+/// open scans the log and builds no index.
+pub fn open_log_reader(args: &DbArgs) -> Result<LogReader, Failure> {
+    LogReader::open(&args.db, short_command(args)).map_err(|e| in_database(&args.db, e))
 }
 
 /// `error` of the database `db` as the user named it: an I/O error on a file inside it reads

@@ -1,12 +1,10 @@
-//! The read commands: `get`, `scan`, `replay`, `stats` and `check`. Their output formats are an
+//! The read commands `get`, `scan`, `stats` and `check` (`replay` has its own module). Their output formats are an
 //! interface scripts rely on.
 
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
-use std::time::Instant;
 
-use aggrelog::jsonl::write_line;
-use aggrelog::{AggregateState, CheckReport, RecordLocation};
+use aggrelog::{AggregateState, CheckReport};
 use serde_json::{json, Value};
 
 use crate::open::{open_reader, DbArgs};
@@ -48,60 +46,6 @@ pub fn scan(args: &DbArgs) -> Result<(), Failure> {
         writeln!(out, "{}", state_line(&id, &state))?;
     }
     out.flush()?;
-    Ok(())
-}
-
-/// `replay`: every delta in log order in the input format, and a summary on stderr.
-pub fn replay(args: &DbArgs) -> Result<(), Failure> {
-    let db = open_reader(args)?;
-    let started = Instant::now();
-    let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
-    let mut replay = db.replay(RecordLocation::START);
-    // Each batch's lines are written from the mapped log into one reused buffer: no value is
-    // built and nothing is allocated per delta.
-    let mut lines = Vec::with_capacity(1 << 20);
-    while let Some(batch) = replay.next_batch() {
-        let batch = batch?;
-        let location = batch.location;
-        lines.clear();
-        for delta in batch.deltas() {
-            let delta = delta?;
-            write_line(
-                &mut lines,
-                delta.aggregate,
-                delta.seq,
-                delta.kind,
-                delta.body,
-            )
-            .map_err(|e| {
-                format!(
-                    "segment {} offset {}: undecodable patch: {e}",
-                    location.segment, location.offset
-                )
-            })?;
-            lines.push(b'\n');
-        }
-        out.write_all(&lines)?;
-    }
-    out.flush()?;
-    let totals = replay.totals();
-    let folded = db.stats().folded_aggregates;
-    let unreplayed = if folded == 0 {
-        String::new()
-    } else {
-        format!(
-            "; {folded} aggregates are folded into state records, whose deltas are not replayed \
-             (replay | ingest would not rebuild them)"
-        )
-    };
-    eprintln!(
-        "replayed {} deltas in {} batches from {} segments ({} bytes) in {} ms{unreplayed}",
-        totals.deltas,
-        totals.batches,
-        totals.segments,
-        totals.bytes,
-        started.elapsed().as_millis()
-    );
     Ok(())
 }
 

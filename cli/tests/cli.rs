@@ -335,3 +335,55 @@ fn bench_sizes_prints_the_scaling_table_and_draws_it_with_the_peers() {
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("--runs"), "{}", stderr(&bad));
 }
+
+/// Replay formats on several threads: its output is still every delta in log order, a batch
+/// whole or not at all, and a batch that cannot be written ends it after everything before it.
+#[test]
+fn replay_writes_many_chunks_in_log_order_and_stops_at_a_bad_batch_after_the_ones_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = dir.to_str().unwrap();
+    let padding = "p".repeat(200);
+    let batch_lines = |file: u64| -> String {
+        (0..1000)
+            .map(|n| format!("{{\"aggregate\":\"a{n:04}\",\"seq\":{file},\"patch\":{{\"v\":\"{padding}\"}}}}\n"))
+            .collect()
+    };
+    // 8 batches of about 240 KB before the bad one: more than one 1 MiB chunk.
+    let mut expected = String::new();
+    for file in 0..8 {
+        let text = batch_lines(file);
+        expected.push_str(&text);
+        let path = write_file(tmp.path(), &format!("{file}.jsonl"), &text);
+        assert!(aggrelog(&["ingest", "--db", db, &path]).status.success());
+    }
+    let whole = aggrelog(&["replay", "--db", db]);
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    assert!(
+        stdout(&whole) == expected,
+        "replay is not the batches in log order"
+    );
+
+    {
+        // A body that is not a patch (its frame is valid: a custom model could have written it).
+        let writer = Db::open(&dir, Options::default()).unwrap();
+        let mut bad = aggrelog::Batch::new();
+        bad.push_raw("z", 99, aggrelog::DeltaKind::Patch, &[0xff, 0x00])
+            .unwrap();
+        writer.write(&bad).unwrap();
+        writer.close().unwrap();
+    }
+    let path = write_file(tmp.path(), "after.jsonl", &batch_lines(100));
+    assert!(aggrelog(&["ingest", "--db", db, &path]).status.success());
+    let cut = aggrelog(&["replay", "--db", db]);
+    assert_eq!(cut.status.code(), Some(2));
+    assert!(
+        stdout(&cut) == expected,
+        "the lines before the bad batch, and only them"
+    );
+    assert!(
+        stderr(&cut).contains("undecodable patch"),
+        "{}",
+        stderr(&cut)
+    );
+}

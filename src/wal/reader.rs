@@ -1,8 +1,12 @@
 //! Reading single deltas back from the log for folds (`get`, `scan`).
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use crate::decode::{DecodeError, Decoded};
 use crate::error::{Error, Result};
 use crate::index::{DeltaRef, StateRef};
+use crate::locks::lock;
 use crate::storage::ReadView;
 use crate::wal::batch::{decode_delta_at, decompress_payload, DeltaRecord};
 use crate::wal::format::{RecordType, FLAG_ZSTD, FRAME_HEADER_BYTES};
@@ -19,26 +23,67 @@ pub struct DeltaReader<'a> {
     log: &'a Log,
     view: Option<(u64, ReadView)>,
     decompressed: Option<(RecordLocation, Vec<u8>)>,
-    /// Whether it reads for a pass over much of the log ([`Log::view_for_pass`]).
-    pass: bool,
+    mapping: Mapping<'a>,
+}
+
+/// How a [`DeltaReader`] maps the segments it reads.
+#[derive(Clone, Copy)]
+enum Mapping<'a> {
+    /// Through the log's kept views ([`Log::view`]): point reads.
+    Kept,
+    /// A mapping per segment the log does not keep, released when the reader moves on
+    /// ([`Log::view_for_pass`]): a scan, which a caller may hold open for long.
+    PerSegment,
+    /// Through the views of one pass ([`PassViews`]): materialize and compaction.
+    Pass(&'a PassViews),
+}
+
+/// The segment views of one pass over much of the log (materialize, compaction): each segment
+/// is mapped once for the whole pass, however many partitions or rounds read it and on however
+/// many threads, and released when the pass drops this, so that the resident set falls back
+/// once the pass is over instead of growing with the log. Mapping a segment again for each
+/// partition faulted its pages in again each time: at 8M deltas (400k aggregates, partitions of
+/// 4,096) materialize ran at 0.81M deltas/s that way.
+#[derive(Default)]
+pub struct PassViews(Mutex<BTreeMap<u64, ReadView>>);
+
+impl PassViews {
+    /// The pass's view of `segment`, covering at least `end` bytes.
+    fn view(&self, log: &Log, segment: u64, end: u64) -> Result<ReadView> {
+        let mut views = lock(&self.0);
+        if let Some(view) = views.get(&segment).filter(|v| v.len() as u64 >= end) {
+            return Ok(view.clone());
+        }
+        let view = log.view_for_pass(segment, end)?;
+        views.insert(segment, view.clone());
+        Ok(view)
+    }
 }
 
 impl<'a> DeltaReader<'a> {
-    /// A reader over `log`.
+    /// A reader over `log` for point reads.
     pub fn new(log: &'a Log) -> Self {
         DeltaReader {
             log,
             view: None,
             decompressed: None,
-            pass: false,
+            mapping: Mapping::Kept,
         }
     }
 
-    /// A reader for a pass over much of `log` in log order (compaction, materialize): the
-    /// segments it maps are not kept mapped after it moves on.
+    /// A reader for a scan over much of `log`: the segments it maps are not kept mapped after
+    /// it moves on.
     pub fn for_pass(log: &'a Log) -> Self {
         DeltaReader {
-            pass: true,
+            mapping: Mapping::PerSegment,
+            ..DeltaReader::new(log)
+        }
+    }
+
+    /// A reader for one part of the pass `views` over `log` (materialize, compaction).
+    pub fn in_pass(log: &'a Log, views: &'a PassViews) -> Self {
+        DeltaReader {
+            mapping: Mapping::Pass(views),
             ..DeltaReader::new(log)
         }
     }
@@ -61,10 +106,10 @@ impl<'a> DeltaReader<'a> {
         if stale {
             // The old view goes first: a pass keeps one segment mapped.
             self.view = None;
-            let view = if self.pass {
-                self.log.view_for_pass(segment, end)?
-            } else {
-                self.log.view(segment, end)?
+            let view = match self.mapping {
+                Mapping::Kept => self.log.view(segment, end)?,
+                Mapping::PerSegment => self.log.view_for_pass(segment, end)?,
+                Mapping::Pass(views) => views.view(self.log, segment, end)?,
             };
             self.view = Some((segment, view));
         }
