@@ -47,8 +47,11 @@ impl<M: Model> Engine<M> {
             self.join_state(aggregate, base, &mut state, reader)?;
             seq = Some(base.max_seq);
         }
-        reader.prefetch(&chain.deltas);
-        for delta_ref in chain.deltas.iter().take_while(|d| d.seq <= as_of) {
+        // Chains are sorted by stamp, seq first: the deltas to fold are a prefix.
+        let end = chain.deltas.iter().position(|d| d.seq > as_of);
+        let folded = &chain.deltas[..end.unwrap_or(chain.deltas.len())];
+        reader.prefetch(folded);
+        for delta_ref in folded {
             self.fold_delta(aggregate, delta_ref, &mut state, reader)?;
             seq = seq.max(Some(delta_ref.seq));
         }

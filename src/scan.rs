@@ -6,7 +6,7 @@ use crate::engine::{AggregateState, Engine};
 use crate::error::Result;
 use crate::fold::{take_partition, FoldBuffers, FoldSet};
 use crate::model::Model;
-use crate::wal::reader::DeltaReader;
+use crate::wal::reader::{DeltaReader, PassViews};
 
 /// Iterator over live aggregates returned by [`Db::scan`](crate::Db::scan).
 ///
@@ -14,9 +14,14 @@ use crate::wal::reader::DeltaReader;
 /// `fold::PARTITION_BYTES` of unfolded deltas), reading each partition's deltas in log
 /// order, so a compressed batch is decompressed once per partition; it then yields them one by
 /// one.
+///
+/// Its partitions read through one set of segment views ([`PassViews`]): each segment is mapped
+/// once for the whole scan, and stays mapped until the scan is dropped, as an iterator over
+/// LSM files pins them. A segment that compaction deletes meanwhile keeps its disk space until
+/// then.
 pub struct Scan<'db, M: Model> {
     engine: &'db Engine<M>,
-    reader: DeltaReader<'db>,
+    views: PassViews,
     buffers: FoldBuffers,
     after: Option<String>,
     ready: VecDeque<(String, AggregateState<M::Output>)>,
@@ -33,7 +38,8 @@ impl<M: Model> Scan<'_, M> {
         };
         self.after = Some(last.clone());
         let mut set = FoldSet::<M>::new(members);
-        set.fold(self.engine, |_| true, &mut self.reader, &mut self.buffers)?;
+        let mut reader = DeltaReader::in_pass(self.engine.log(), &self.views);
+        set.fold(self.engine, |_| true, &mut reader, &mut self.buffers)?;
         self.ready.extend(set.outputs(self.engine.model()));
         Ok(true)
     }
@@ -67,7 +73,7 @@ impl<'db, M: Model> Scan<'db, M> {
     pub(crate) fn new(engine: &'db Engine<M>) -> Self {
         Scan {
             engine,
-            reader: DeltaReader::for_pass(engine.log()),
+            views: PassViews::default(),
             buffers: FoldBuffers::default(),
             after: None,
             ready: VecDeque::new(),

@@ -11,9 +11,7 @@ use aggrelog::testing::internals::format::{
 /// Where a segment's first batch frame starts: after the header and the commit record that
 /// opens the write.
 const FIRST_BATCH: usize = SEGMENT_HEADER_BYTES + COMMIT_FRAME_BYTES;
-use aggrelog::{
-    Batch, Compression, Db, Error, LogReader, Options, RecordLocation, ReplayedDelta,
-};
+use aggrelog::{Batch, Compression, Db, Error, LogReader, Options, RecordLocation, ReplayedDelta};
 use serde_json::json;
 
 fn options(compress: bool) -> Options {
@@ -270,7 +268,10 @@ fn a_log_reader_replays_beside_the_writer_what_the_database_does() {
     let db = Db::open(dir.path(), options(true)).unwrap();
     fill(&db);
     let log = LogReader::open(dir.path(), options(true)).unwrap();
-    let read: Vec<ReplayedDelta> = log.replay(RecordLocation::START).map(Result::unwrap).collect();
+    let read: Vec<ReplayedDelta> = log
+        .replay(RecordLocation::START)
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(read, owned(&db, RecordLocation::START));
     assert_eq!(log.folded_aggregates(), 0);
     drop(db);
@@ -287,8 +288,15 @@ fn a_log_reader_replays_beside_the_writer_what_the_database_does() {
     );
     let skipping = options(true).recovery(aggrelog::RecoveryMode::SkipCorrupt);
     let log = LogReader::open(dir.path(), skipping).unwrap();
-    let rest = log.replay(RecordLocation::START).map(Result::unwrap).count();
-    assert_eq!(rest, read.len() - 25, "the damaged batch is skipped, the others read");
+    let rest = log
+        .replay(RecordLocation::START)
+        .map(Result::unwrap)
+        .count();
+    assert_eq!(
+        rest,
+        read.len() - 25,
+        "the damaged batch is skipped, the others read"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), options(false)).unwrap();

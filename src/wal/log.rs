@@ -578,10 +578,10 @@ impl Log {
     }
 
     /// A view of segment `segment` covering at least its first `end` bytes for a pass over much
-    /// of the log (compaction, materialize): the kept view if there is one, else a mapping the
-    /// log does not keep, released with the pass's last use of it, so that a pass keeps about one
-    /// segment resident at a time. A read-only log maps and keeps it as [`Log::view`] does (its
-    /// views keep deleted segments readable).
+    /// of the log (replay, scan, materialize, compaction): the kept view if there is one, else a
+    /// mapping the log does not keep, released with the pass's last use of it, so that the
+    /// resident set falls back after the pass. A read-only log maps and keeps it as
+    /// [`Log::view`] does (its views keep deleted segments readable).
     pub fn view_for_pass(&self, segment: u64, end: u64) -> Result<ReadView> {
         if lock(&self.appender).is_none() {
             return self.view(segment, end);

@@ -31,14 +31,11 @@ pub struct DeltaReader<'a> {
 enum Mapping<'a> {
     /// Through the log's kept views ([`Log::view`]): point reads.
     Kept,
-    /// A mapping per segment the log does not keep, released when the reader moves on
-    /// ([`Log::view_for_pass`]): a scan, which a caller may hold open for long.
-    PerSegment,
-    /// Through the views of one pass ([`PassViews`]): materialize and compaction.
+    /// Through the views of one pass ([`PassViews`]): scan, materialize and compaction.
     Pass(&'a PassViews),
 }
 
-/// The segment views of one pass over much of the log (materialize, compaction): each segment
+/// The segment views of one pass over much of the log (scan, materialize, compaction): each segment
 /// is mapped once for the whole pass, however many partitions or rounds read it and on however
 /// many threads, and released when the pass drops this, so that the resident set falls back
 /// once the pass is over instead of growing with the log. Mapping a segment again for each
@@ -71,16 +68,7 @@ impl<'a> DeltaReader<'a> {
         }
     }
 
-    /// A reader for a scan over much of `log`: the segments it maps are not kept mapped after
-    /// it moves on.
-    pub fn for_pass(log: &'a Log) -> Self {
-        DeltaReader {
-            mapping: Mapping::PerSegment,
-            ..DeltaReader::new(log)
-        }
-    }
-
-    /// A reader for one part of the pass `views` over `log` (materialize, compaction).
+    /// A reader for one part of the pass `views` over `log` (scan, materialize, compaction).
     pub fn in_pass(log: &'a Log, views: &'a PassViews) -> Self {
         DeltaReader {
             mapping: Mapping::Pass(views),
@@ -104,11 +92,10 @@ impl<'a> DeltaReader<'a> {
             None => true,
         };
         if stale {
-            // The old view goes first: a pass keeps one segment mapped.
+            // The old view goes first (when the log does not keep it, this unmaps it).
             self.view = None;
             let view = match self.mapping {
                 Mapping::Kept => self.log.view(segment, end)?,
-                Mapping::PerSegment => self.log.view_for_pass(segment, end)?,
                 Mapping::Pass(views) => views.view(self.log, segment, end)?,
             };
             self.view = Some((segment, view));
