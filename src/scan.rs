@@ -15,7 +15,7 @@ use crate::wal::reader::{DeltaReader, PassViews};
 /// order, so a compressed batch is decompressed once per partition; it then yields them one by
 /// one.
 ///
-/// Its partitions read through one set of segment views ([`PassViews`]): each segment is mapped
+/// Its partitions read through one set of segment views (`PassViews`): each segment is mapped
 /// once for the whole scan, and stays mapped until the scan is dropped, as an iterator over
 /// LSM files pins them. A segment that compaction deletes meanwhile keeps its disk space until
 /// then.

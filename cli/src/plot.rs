@@ -1,13 +1,11 @@
 //! `aggrelog bench --sizes ... --plot FILE.svg`: the scaling table as small multiples, one
-//! panel per figure that has a target: the figure against the log size, its target as a dashed
-//! line, and the peers' points at the size they were measured at. Both axes are linear and start
+//! panel per figure: the figure against the log size, its target as a dashed line, and the
+//! peers' points at the size they were measured at. Both axes are linear and start
 //! at zero, so a cost that grows linearly with the log is a straight line.
 
 use std::path::Path;
 
 use plotters::prelude::*;
-
-use crate::scaling::{Figure, Peer, Table, FIGURES};
 
 /// Width and height of one panel, pixels.
 const PANEL_PX: (u32, u32) = (520, 300);
@@ -15,7 +13,7 @@ const PANEL_PX: (u32, u32) = (520, 300);
 /// Panels per row.
 const COLUMNS: usize = 2;
 
-/// Colours of the peers' points, in the order the peers file lists them.
+/// Colours of the peers' points, in the order a panel lists them.
 const PEER_COLOURS: [RGBColor; 6] = [
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -28,59 +26,33 @@ const PEER_COLOURS: [RGBColor; 6] = [
 /// aggrelog's line.
 const LINE: RGBColor = RGBColor(31, 119, 180);
 
-/// One panel's data: aggrelog's points and the target, by log size in GB.
-struct Series {
-    measured: Vec<(f64, f64)>,
-    target: Vec<(f64, f64)>,
-    /// The peers' points: name, colour index, point.
-    peers: Vec<(String, usize, (f64, f64))>,
+/// One panel: one figure's points against the log size in GB, its target, and the peers'
+/// points.
+pub struct Panel {
+    /// Title, the figure's name.
+    pub title: String,
+    /// Unit of the y axis.
+    pub unit: &'static str,
+    /// How the target reads, for the legend.
+    pub target_text: &'static str,
+    /// aggrelog's points.
+    pub measured: Vec<(f64, f64)>,
+    /// The target at each size.
+    pub target: Vec<(f64, f64)>,
+    /// The peers' points: name and point.
+    pub peers: Vec<(String, (f64, f64))>,
 }
 
-/// Draws every figure with a target into `svg`.
-pub fn draw(svg: &Path, table: &Table, peers: &[Peer]) -> Result<(), String> {
-    let figures: Vec<&Figure> = FIGURES
-        .iter()
-        .filter(|f| table.values().any(|m| (f.target)(m).is_some()))
-        .collect();
-    let rows = figures.len().div_ceil(COLUMNS);
+/// Draws `panels` into `svg`, [`COLUMNS`] to a row.
+pub fn draw(svg: &Path, panels: &[Panel]) -> Result<(), String> {
+    let rows = panels.len().div_ceil(COLUMNS);
     let size = (PANEL_PX.0 * COLUMNS as u32, PANEL_PX.1 * rows as u32);
     let root = SVGBackend::new(svg, size).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
-    let panels = root.split_evenly((rows, COLUMNS));
-    for (panel, figure) in panels.iter().zip(figures) {
-        draw_panel(panel, figure, &series(figure, table, peers))?;
+    for (area, panel) in root.split_evenly((rows, COLUMNS)).iter().zip(panels) {
+        draw_panel(area, panel)?;
     }
     root.present().map_err(plot_error)
-}
-
-/// The points of one figure: at each size, x is the log's size in GB (the peers, measured at
-/// one workload size, are placed at aggrelog's log size for that workload).
-fn series(figure: &Figure, table: &Table, peers: &[Peer]) -> Series {
-    let log_gb = |m: &crate::scaling::Medians| m.get("disk_bytes").map(|b| b / 1e9);
-    let mut out = Series {
-        measured: Vec::new(),
-        target: Vec::new(),
-        peers: Vec::new(),
-    };
-    for m in table.values() {
-        let Some(x) = log_gb(m) else { continue };
-        out.measured.extend((figure.value)(m).map(|y| (x, y)));
-        out.target.extend((figure.target)(m).map(|y| (x, y)));
-    }
-    let Some(peer_value) = figure.peer else {
-        return out;
-    };
-    for (i, (name, value)) in peers.iter().enumerate() {
-        let records = value.get("records").and_then(serde_json::Value::as_f64);
-        let at = records
-            .and_then(|r| table.get(&(r as u64)))
-            .and_then(log_gb);
-        if let (Some(x), Some(y)) = (at, peer_value(value)) {
-            out.peers
-                .push((name.clone(), i % PEER_COLOURS.len(), (x, y)));
-        }
-    }
-    out
 }
 
 /// An axis from zero to past the largest of `values`.
@@ -94,18 +66,14 @@ fn axis(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
 }
 
 fn draw_panel<DB: DrawingBackend>(
-    panel: &DrawingArea<DB, plotters::coord::Shift>,
-    figure: &Figure,
-    s: &Series,
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    s: &Panel,
 ) -> Result<(), String> {
     let xs = s.measured.iter().chain(&s.target).map(|p| p.0);
     let ys = s.measured.iter().chain(&s.target).map(|p| p.1);
-    let peers_y = s.peers.iter().map(|p| p.2 .1);
-    let mut chart = ChartBuilder::on(panel)
-        .caption(
-            format!("{} ({})", figure.name, figure.unit),
-            ("sans-serif", 16),
-        )
+    let peers_y = s.peers.iter().map(|p| p.1 .1);
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("{} ({})", s.title, s.unit), ("sans-serif", 16))
         .margin(8)
         .x_label_area_size(32)
         .y_label_area_size(56)
@@ -134,10 +102,10 @@ fn draw_panel<DB: DrawingBackend>(
             BLACK.stroke_width(1),
         ))
         .map_err(plot_error)?
-        .label(format!("target {}", figure.target_text))
+        .label(format!("target {}", s.target_text))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK));
-    for (name, colour, point) in &s.peers {
-        let colour = PEER_COLOURS[*colour];
+    for (n, (name, point)) in s.peers.iter().enumerate() {
+        let colour = PEER_COLOURS[n % PEER_COLOURS.len()];
         chart
             .draw_series([TriangleMarker::new(*point, 5, colour.filled())])
             .map_err(plot_error)?

@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_json::{Map, Value};
 
 use crate::bench::BenchArgs;
-use crate::plot;
+use crate::plot::{self, Panel};
 
 /// The median of every numeric figure of one size, by its `bench --json` key.
 pub type Medians = BTreeMap<String, f64>;
@@ -245,7 +245,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             Some(path) => load_peers(path)?,
             None => Vec::new(),
         };
-        plot::draw(svg, &table, &peers)?;
+        plot::draw(svg, &panels(&table, &peers))?;
         eprintln!("drew {}", svg.display());
     }
     Ok(())
@@ -372,6 +372,36 @@ fn load_peers(path: &PathBuf) -> Result<Vec<Peer>, String> {
         }
     }
     Ok(peers)
+}
+
+/// One panel per figure that has a target at some size: at each size, x is the log's size in
+/// GB; the peers, measured at one workload size, are placed at aggrelog's log size for it.
+fn panels(table: &Table, peers: &[Peer]) -> Vec<Panel> {
+    let log_gb = |m: &Medians| m.get("disk_bytes").map(|b| b / 1e9);
+    let drawn = FIGURES
+        .iter()
+        .filter(|f| table.values().any(|m| (f.target)(m).is_some()));
+    drawn
+        .map(|figure| {
+            let at_sizes = |of: fn(&Medians) -> Option<f64>| -> Vec<(f64, f64)> {
+                let points = table.values().map(|m| Some((log_gb(m)?, of(m)?)));
+                points.flatten().collect()
+            };
+            let peer_points = peers.iter().filter_map(|(name, value)| {
+                let records = value.get("records").and_then(Value::as_f64)?;
+                let x = log_gb(table.get(&(records as u64))?)?;
+                Some((name.clone(), (x, (figure.peer?)(value)?)))
+            });
+            Panel {
+                title: figure.name.to_owned(),
+                unit: figure.unit,
+                target_text: figure.target_text,
+                measured: at_sizes(figure.value),
+                target: at_sizes(figure.target),
+                peers: peer_points.collect(),
+            }
+        })
+        .collect()
 }
 
 /// The markdown table: one row per figure, one column per size, the target last.
