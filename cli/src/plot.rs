@@ -13,7 +13,7 @@ const PANEL_PX: (u32, u32) = (520, 300);
 /// Panels per row.
 const COLUMNS: usize = 2;
 
-/// Colours of the peers' points, in the order a panel lists them.
+/// Colours of the peers' points, in the order the peers first appear.
 const PEER_COLOURS: [RGBColor; 6] = [
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -43,31 +43,73 @@ pub struct Panel {
     pub peers: Vec<(String, (f64, f64))>,
 }
 
-/// Draws `panels` into `svg`, [`COLUMNS`] to a row.
+/// Draws `panels` into `svg`, [`COLUMNS`] to a row, and after them a key of the peers' colours
+/// (one colour per peer across every panel).
 pub fn draw(svg: &Path, panels: &[Panel]) -> Result<(), String> {
-    let rows = panels.len().div_ceil(COLUMNS);
+    let mut peers: Vec<&str> = Vec::new();
+    for (name, _) in panels.iter().flat_map(|p| &p.peers) {
+        if !peers.contains(&name.as_str()) {
+            peers.push(name);
+        }
+    }
+    let slots = panels.len() + usize::from(!peers.is_empty());
+    let rows = slots.div_ceil(COLUMNS);
     let size = (PANEL_PX.0 * COLUMNS as u32, PANEL_PX.1 * rows as u32);
     let root = SVGBackend::new(svg, size).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
-    for (area, panel) in root.split_evenly((rows, COLUMNS)).iter().zip(panels) {
-        draw_panel(area, panel)?;
+    let areas = root.split_evenly((rows, COLUMNS));
+    let colour = |name: &str| {
+        let at = peers.iter().position(|p| *p == name).unwrap_or(0);
+        PEER_COLOURS[at % PEER_COLOURS.len()]
+    };
+    for (area, panel) in areas.iter().zip(panels) {
+        draw_panel(area, panel, &colour)?;
+    }
+    if let Some(area) = areas.get(panels.len()).filter(|_| !peers.is_empty()) {
+        draw_key(area, &peers, &colour)?;
     }
     root.present().map_err(plot_error)
 }
 
-/// An axis from zero to past the largest of `values`.
-fn axis(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+/// The key of the peers' points: a triangle of each peer's colour and its name.
+fn draw_key<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    peers: &[&str],
+    colour: &dyn Fn(&str) -> RGBColor,
+) -> Result<(), String> {
+    let title = Text::new(
+        "peers (benches/peers, same workload)",
+        (60, 40),
+        ("sans-serif", 16),
+    );
+    area.draw(&title).map_err(plot_error)?;
+    for (n, name) in peers.iter().enumerate() {
+        let y = 75 + 24 * n as i32;
+        let marker = TriangleMarker::new((70, y), 6, colour(name).filled());
+        area.draw(&marker).map_err(plot_error)?;
+        let label = Text::new(name.to_string(), (85, y - 7), ("sans-serif", 14));
+        area.draw(&label).map_err(plot_error)?;
+    }
+    Ok(())
+}
+
+/// An axis from zero to past the largest of `values` by `headroom` times.
+fn axis(values: impl Iterator<Item = f64>, headroom: f64) -> std::ops::Range<f64> {
     let top = values.filter(|v| v.is_finite()).fold(0.0, f64::max);
     if top > 0.0 {
-        0.0..top * 1.15
+        0.0..top * headroom
     } else {
         0.0..1.0
     }
 }
 
+/// Room above the data for the legend, as a multiple of the largest value.
+const LEGEND_HEADROOM: f64 = 1.35;
+
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     s: &Panel,
+    colour: &dyn Fn(&str) -> RGBColor,
 ) -> Result<(), String> {
     let xs = s.measured.iter().chain(&s.target).map(|p| p.0);
     let ys = s.measured.iter().chain(&s.target).map(|p| p.1);
@@ -77,7 +119,7 @@ fn draw_panel<DB: DrawingBackend>(
         .margin(8)
         .x_label_area_size(32)
         .y_label_area_size(56)
-        .build_cartesian_2d(axis(xs), axis(ys.chain(peers_y)))
+        .build_cartesian_2d(axis(xs, 1.15), axis(ys.chain(peers_y), LEGEND_HEADROOM))
         .map_err(plot_error)?;
     chart
         .configure_mesh()
@@ -104,14 +146,9 @@ fn draw_panel<DB: DrawingBackend>(
         .map_err(plot_error)?
         .label(format!("target {}", s.target_text))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK));
-    for (n, (name, point)) in s.peers.iter().enumerate() {
-        let colour = PEER_COLOURS[n % PEER_COLOURS.len()];
-        chart
-            .draw_series([TriangleMarker::new(*point, 5, colour.filled())])
-            .map_err(plot_error)?
-            .label(name.as_str())
-            .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 5, colour.filled()));
-    }
+    let peers = s.peers.iter();
+    let markers = peers.map(|(name, point)| TriangleMarker::new(*point, 5, colour(name).filled()));
+    chart.draw_series(markers).map_err(plot_error)?;
     chart
         .configure_series_labels()
         .label_font(("sans-serif", 11))
