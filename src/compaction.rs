@@ -413,8 +413,6 @@ mod tests {
         batch
     }
 
-    /// A delta written after the fold step read the chain and before the install is folded into
-    /// the state record the install writes, not superseded by it unread.
     #[test]
     fn rounds_are_bounded_by_aggregates_and_bytes() {
         let candidates: Vec<(String, u64)> = (0..20_000)
@@ -439,6 +437,8 @@ mod tests {
         }
     }
 
+    /// A delta written after the fold step read the chain and before the install is folded into
+    /// the state record the install writes, not superseded by it unread.
     #[test]
     fn deltas_arriving_between_fold_and_install_are_folded() {
         let dir = tempfile::tempdir().unwrap();

@@ -233,7 +233,8 @@ pub fn write_line(
     Ok(())
 }
 
-/// Renders a delta in the input format (used by `replay`): the inverse of [`parse_line`].
+/// Renders a delta in the input format from its decoded patch (the workload generator's lines):
+/// the inverse of [`parse_line`]. [`write_line`] writes the same text from the binary form.
 pub fn render_line(aggregate: &str, seq: u64, patch: Option<&Value>) -> String {
     let mut out = String::with_capacity(64);
     out.push_str("{\"aggregate\":");

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Map, Value};
@@ -352,7 +352,7 @@ pub type Peer = (String, Value);
 
 /// Loads the JSON Lines written by `aggrelog-peers --json FILE` (aggrelog's own line is left
 /// out: its figures are the table's).
-fn load_peers(path: &PathBuf) -> Result<Vec<Peer>, String> {
+fn load_peers(path: &Path) -> Result<Vec<Peer>, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut peers = Vec::new();
     for (n, line) in text

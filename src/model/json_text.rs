@@ -1,5 +1,5 @@
 //! The binary form of a value (`binary`) written straight to JSON text, validated as it goes and
-//! without building a `serde_json::Value`: what `replay` and `export` write for every delta.
+//! without building a `serde_json::Value`: what `aggrelog replay` writes for every delta.
 //! The text is the one `serde_json` writes for the decoded `Value` (the same escaping and
 //! number formatting, keys in the same ascending order), so both paths agree byte for byte.
 

@@ -16,7 +16,7 @@ use hashbrown::HashMap;
 
 use super::Node;
 
-/// Children beyond which a node is kept in a `BTreeMap` rather than a sorted vector.
+/// Children beyond which a node is kept in a hash map rather than a sorted vector.
 const WIDE_CHILDREN: usize = 64;
 
 /// Child nodes in strictly ascending key order (byte order, as `str` compares).
