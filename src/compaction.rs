@@ -269,11 +269,11 @@ fn install<M: Model>(
         };
         // Deltas are told apart by their place in the log (a set: linear in the chain).
         let folded_already: HashSet<(u32, u32, u32)> =
-            f.snapshot.deltas.iter().map(place).collect();
+            f.snapshot.deltas.iter().map(DeltaRef::place).collect();
         let arrived = current
             .deltas
             .iter()
-            .filter(|d| d.seq <= horizon && !folded_already.contains(&place(d)));
+            .filter(|d| d.seq <= horizon && !folded_already.contains(&d.place()));
         for delta in arrived {
             engine.fold_delta(&f.aggregate, delta, &mut f.state, &mut reader)?;
             f.max_seq = f.max_seq.max(Some(delta.seq));
@@ -318,11 +318,6 @@ fn install<M: Model>(
         report.bytes_written += u64::from(len);
     }
     Ok(())
-}
-
-/// Where a delta lies in the log: segment, batch record, offset in the payload.
-fn place(delta: &DeltaRef) -> (u32, u32, u32) {
-    (delta.segment, delta.record_offset, delta.delta_offset)
 }
 
 /// Leaves out of `dead` every segment holding a batch commit that lists a fragment in a

@@ -265,7 +265,7 @@ impl<M: Model> FoldSet<M> {
             let included = chain.deltas.iter().filter(|d| include(d));
             order.extend(included.map(|d| (*d, at as u32)));
         }
-        order.sort_unstable_by_key(|(d, _)| (d.segment, d.record_offset, d.delta_offset));
+        order.sort_unstable_by_key(|(d, _)| d.place());
         for &(delta, at) in order.iter() {
             let record = reader.read(&self.ids[at as usize], &delta)?;
             let start = bodies.len();

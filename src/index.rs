@@ -45,9 +45,14 @@ impl DeltaRef {
         (self.seq, self.position, self.checksum)
     }
 
-    fn same_place(&self, other: &DeltaRef) -> bool {
+    /// Where the delta lies in the log: segment, batch record, offset in the payload. Two
+    /// references with the same place are the same delta.
+    pub fn place(&self) -> (u32, u32, u32) {
         (self.segment, self.record_offset, self.delta_offset)
-            == (other.segment, other.record_offset, other.delta_offset)
+    }
+
+    fn same_place(&self, other: &DeltaRef) -> bool {
+        self.place() == other.place()
     }
 }
 

@@ -649,17 +649,8 @@ impl Log {
         let state = segments
             .get_mut(&segment)
             .ok_or_else(|| self.missing_segment(segment))?;
-        if state.len < end {
-            return Err(Error::corruption(
-                &state.path,
-                end,
-                format!("read past the committed end {}", state.len),
-            ));
-        }
-        let view = self
-            .storage
-            .read_view(&state.path, state.len)
-            .map_err(|e| Error::io(&state.path, e))?;
+        // Another reader may have mapped it meanwhile; else map it, and keep it this time.
+        let view = self.pass_view(state, end)?;
         state.view = Some(view.clone());
         Ok(view)
     }
