@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Mutex;
 use std::thread;
@@ -132,7 +133,8 @@ fn read_chunks(
     send(chunk)
 }
 
-/// One batch of a chunk: where it is in the log, and its deltas in [`Chunk::deltas`].
+/// One batch of a chunk: where it is in the log (its segment file in [`Chunk::files`]), and its
+/// deltas in [`Chunk::deltas`].
 struct CopiedBatch {
     location: RecordLocation,
     deltas: Range<usize>,
@@ -149,6 +151,8 @@ struct CopiedDelta {
 /// Batches copied out of the mapped log for a formatting thread.
 #[derive(Default)]
 struct Chunk {
+    /// The segment file of each segment the chunk's batches lie in, for errors.
+    files: BTreeMap<u64, PathBuf>,
     batches: Vec<CopiedBatch>,
     deltas: Vec<CopiedDelta>,
     ids: String,
@@ -186,6 +190,10 @@ impl Chunk {
                 body,
             });
         }
+        let segment = batch.location.segment;
+        self.files
+            .entry(segment)
+            .or_insert_with(|| batch.path().to_path_buf());
         self.batches.push(CopiedBatch {
             location: batch.location,
             deltas: first..self.deltas.len(),
@@ -204,10 +212,9 @@ impl Chunk {
                 if let Err(e) = write_line(&mut lines, id, delta.seq, delta.kind, body) {
                     lines.truncate(start);
                     let at = batch.location;
-                    let error = format!(
-                        "segment {} offset {}: undecodable patch: {e}",
-                        at.segment, at.offset
-                    );
+                    let file = self.files.get(&at.segment).map(|p| p.display().to_string());
+                    let file = file.unwrap_or_else(|| format!("segment {}", at.segment));
+                    let error = format!("{file} offset {}: undecodable patch: {e}", at.offset);
                     return Formatted {
                         lines,
                         error: Some(error),

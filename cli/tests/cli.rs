@@ -385,5 +385,6 @@ fn replay_writes_many_chunks_in_log_order_and_stops_at_a_bad_batch_after_the_one
         stderr(&cut).contains("undecodable patch"),
         "{}",
         stderr(&cut)
-    );
+    ); // Named by its segment file and offset, not only by numbers.
+    assert!(stderr(&cut).contains(".seg offset "), "{}", stderr(&cut));
 }

@@ -100,6 +100,11 @@ pub struct ReplayedBatch<'a> {
 }
 
 impl<'a> ReplayedBatch<'a> {
+    /// The segment file holding the batch record.
+    pub fn path(&self) -> &'a std::path::Path {
+        self.path
+    }
+
     /// Number of deltas the batch holds.
     pub fn len(&self) -> usize {
         // The declared count, if it can fit in the payload (else `deltas` reports the damage).
