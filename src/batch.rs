@@ -1,16 +1,21 @@
 //! [`Batch`]: the unit of atomic writes.
 
+use std::sync::OnceLock;
+
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::{merge_patch, DeltaKind};
+use crate::sources::{validate_range, SourceRange};
 use crate::wal::batch::{encoded_delta_bytes, validate_aggregate_id, BatchEncoder};
 use crate::wal::format::MAX_BATCH_PAYLOAD_BYTES;
 
 /// A set of deltas written atomically by [`Db::write`](crate::Db::write): after any crash either
-/// all of them are in the log or none is. A delta's position in the batch is part of its stamp
+/// all of them are in the log or none is. A delta's position is part of its stamp
 /// `(seq, position)`, so the deltas of one upstream batch keep their order whatever the order
-/// in which batches arrive. Ids, seqs and patches are validated as they are added: a batch
+/// in which batches arrive. By default the position is the delta's index in the batch;
+/// [`Batch::patch_at`] gives one explicitly (a batch grouping several upstream messages, each
+/// numbering its own deltas). Ids, seqs and patches are validated as they are added: a batch
 /// that was built writes.
 ///
 /// ```
@@ -22,8 +27,9 @@ use crate::wal::format::MAX_BATCH_PAYLOAD_BYTES;
 /// batch
 ///     .patch("aircraft-1", 42, &json!({"engine": {"serial": "ESN-1", "cycles": 3}}))?
 ///     .patch("aircraft-1", 42, &json!({"cabin": {"seat_12C": null}}))? // position 1
-///     .delete("aircraft-9", 42)?;
-/// assert_eq!(batch.len(), 3);
+///     .delete("aircraft-9", 42)?
+///     .patch_at("aircraft-2", 7, 0, &json!({"cabin": {"rows": 30}}))?; // position 0
+/// assert_eq!(batch.len(), 4);
 /// // A patch must be a JSON object, an id 1 to 1024 bytes.
 /// assert!(matches!(batch.patch("x", 1, &json!([1])), Err(Error::InvalidInput(_))));
 /// assert!(matches!(batch.delete("", 1), Err(Error::InvalidInput(_))));
@@ -33,6 +39,9 @@ use crate::wal::format::MAX_BATCH_PAYLOAD_BYTES;
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
     encoder: BatchEncoder,
+    /// The payload with its trailing parts (positions table, source ranges), built once when
+    /// it has them; reset by every change.
+    finished: OnceLock<Vec<u8>>,
 }
 
 impl Batch {
@@ -48,6 +57,7 @@ impl Batch {
     pub fn starting_at(first_position: u32) -> Self {
         Batch {
             encoder: BatchEncoder::starting_at(first_position),
+            finished: OnceLock::new(),
         }
     }
 
@@ -66,12 +76,65 @@ impl Batch {
         self.push_raw(aggregate, seq, DeltaKind::Delete, &[])
     }
 
+    /// [`Batch::patch`] at stamp position `position` instead of the next one: the stamp is then
+    /// `(seq, position)` whatever else the batch holds, so upstream deltas grouped into batches
+    /// in any way are the same deltas.
+    pub fn patch_at(
+        &mut self,
+        aggregate: &str,
+        seq: u64,
+        position: u32,
+        patch: &Value,
+    ) -> Result<&mut Self> {
+        let body = patch_body(patch)?;
+        self.push_raw_at(aggregate, seq, Some(position), DeltaKind::Patch, &body)
+    }
+
+    /// [`Batch::delete`] at stamp position `position` (see [`Batch::patch_at`]).
+    pub fn delete_at(&mut self, aggregate: &str, seq: u64, position: u32) -> Result<&mut Self> {
+        self.push_raw_at(aggregate, seq, Some(position), DeltaKind::Delete, &[])
+    }
+
+    /// Records that the batch holds the messages `range.first_offset..range.next_offset` of a
+    /// queue partition: committed in the same atomic write as the deltas, and applied to
+    /// [`Db::source_positions`](crate::Db::source_positions) (DESIGN.md, section 5e). A batch
+    /// with a source range and no delta still writes. Fails on an empty or too long topic or
+    /// an empty range.
+    pub fn set_source(&mut self, range: SourceRange) -> Result<&mut Self> {
+        validate_range(&range).map_err(Error::InvalidInput)?;
+        self.finished = OnceLock::new();
+        self.encoder.add_source(range);
+        Ok(self)
+    }
+
+    /// The stamp position the next delta takes unless given one (`None`: past 32 bits).
+    pub fn next_position(&self) -> Option<u32> {
+        self.encoder.next_position()
+    }
+
+    /// Whether a source range was set.
+    pub fn has_source(&self) -> bool {
+        !self.encoder.sources().is_empty()
+    }
+
     /// Adds a delta whose body is already in the model's binary form (for custom
     /// [`Model`](crate::model::Model)s). A delete must have an empty body.
     pub fn push_raw(
         &mut self,
         aggregate: &str,
         seq: u64,
+        kind: DeltaKind,
+        body: &[u8],
+    ) -> Result<&mut Self> {
+        self.push_raw_at(aggregate, seq, None, kind, body)
+    }
+
+    /// [`Batch::push_raw`] at stamp position `position` (`None`: the next one).
+    pub fn push_raw_at(
+        &mut self,
+        aggregate: &str,
+        seq: u64,
+        position: Option<u32>,
         kind: DeltaKind,
         body: &[u8],
     ) -> Result<&mut Self> {
@@ -84,13 +147,21 @@ impl Batch {
         if kind == DeltaKind::Delete && !body.is_empty() {
             return Err(Error::InvalidInput("a delete carries no body".into()));
         }
-        let grown = self.encoder.payload().len() + encoded_delta_bytes(aggregate.len(), body.len());
+        // A delta may add a table entry for itself and one for every earlier delta.
+        let table_bytes = 4 * (self.encoder.len() as usize + 1);
+        let grown = self.encoder.payload_bytes()
+            + encoded_delta_bytes(aggregate.len(), body.len())
+            + table_bytes;
         if grown > MAX_BATCH_PAYLOAD_BYTES {
             return Err(Error::InvalidInput(format!(
                 "batch would exceed {MAX_BATCH_PAYLOAD_BYTES} bytes"
             )));
         }
-        self.encoder.push(aggregate, seq, kind, body);
+        self.finished = OnceLock::new();
+        let position = position
+            .or(self.encoder.next_position())
+            .unwrap_or(u32::MAX);
+        self.encoder.push_at(aggregate, seq, position, kind, body);
         Ok(self)
     }
 
@@ -106,11 +177,26 @@ impl Batch {
 
     /// Encoded size of the batch payload in bytes.
     pub fn payload_bytes(&self) -> usize {
-        self.encoder.payload().len()
+        self.encoder.payload_bytes()
     }
 
+    /// The payload as the log stores it (before compression).
     pub(crate) fn payload(&self) -> &[u8] {
-        self.encoder.payload()
+        if !self.encoder.has_trailer() {
+            return self.encoder.records();
+        }
+        self.finished
+            .get_or_init(|| self.encoder.payload().into_owned())
+    }
+
+    /// Frame flags saying which optional parts [`Batch::payload`] has.
+    pub(crate) fn flags(&self) -> u8 {
+        self.encoder.flags()
+    }
+
+    /// The source ranges set.
+    pub(crate) fn sources(&self) -> &[SourceRange] {
+        self.encoder.sources()
     }
 }
 

@@ -370,12 +370,19 @@ fn reclaim<M: Model>(
     if dead.is_empty() {
         return Ok(());
     }
+    // The seal record and the batches that gave the source positions may sit in dead
+    // segments: record them again before deleting.
+    let mut again = Vec::new();
     let seal = engine.seal();
     if seal > 0 {
-        // The seal record may sit in a dead segment: record it again before deleting.
-        engine
-            .log()
-            .append_records(vec![NewRecord::seal(seal)], true)?;
+        again.push(NewRecord::seal(seal));
+    }
+    let sources = engine.source_positions();
+    if !sources.is_empty() {
+        again.push(NewRecord::sources(&sources));
+    }
+    if !again.is_empty() {
+        engine.log().append_records(again, true)?;
     }
     write_checkpoint_locked(engine, maintenance)?;
     let _no_readers = engine.deleting();

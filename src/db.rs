@@ -19,6 +19,7 @@ use crate::model::{MergePatch, Model};
 use crate::open::{open, open_read_only, Access};
 use crate::options::Options;
 use crate::scan::Scan;
+use crate::sources::SourcePosition;
 use crate::stats::{self, Stats};
 use crate::storage::{FsStorage, Storage};
 use crate::wal::log::NewRecord;
@@ -256,6 +257,14 @@ impl<M: Model> Db<M> {
     /// and reclaimed are no longer in the log.
     pub fn replay(&self, from: RecordLocation) -> Replay {
         Replay::new(self.engine.log(), from, self.engine.options().recovery)
+    }
+
+    /// How far each upstream queue partition was applied, from the source ranges of the
+    /// batches in the database ([`Batch::set_source`]), in (topic, partition) order: a queue
+    /// consumer resumes from `next_offset` to apply every message exactly once (DESIGN.md,
+    /// section 5e). A read-only handle shows what its last refresh read.
+    pub fn source_positions(&self) -> Vec<SourcePosition> {
+        self.engine.source_positions()
     }
 
     /// Counters of this handle.

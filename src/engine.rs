@@ -23,6 +23,7 @@ use crate::index::{Chain, Index};
 use crate::locks::{lock, read, write};
 use crate::model::Model;
 use crate::options::Options;
+use crate::sources::{SourcePosition, SourceRange, Sources};
 use crate::storage::{DirLock, Storage};
 use crate::wal::{Damage, Log};
 
@@ -64,7 +65,7 @@ pub(crate) struct MaintenanceStats {
 }
 
 /// The counters recovery rebuilds and the engine then keeps.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Counters {
     /// The seal in force.
     pub seal: u64,
@@ -72,6 +73,8 @@ pub(crate) struct Counters {
     pub max_seq: u64,
     /// Batch records in the log.
     pub batches: u64,
+    /// Source positions (DESIGN.md, section 5e).
+    pub sources: Sources,
 }
 
 /// Segments pinned against compaction by a spanning batch being written; dropping it unpins.
@@ -122,6 +125,8 @@ pub(crate) struct Engine<M: Model> {
     deletion: RwLock<()>,
     /// Raised only by `Db::seal`, under the exclusive gate.
     seal: AtomicU64,
+    /// Source positions (DESIGN.md, section 5e); changed under the commit gate.
+    sources: Mutex<Sources>,
     /// Raised by writers after their batch is indexed.
     max_seq: AtomicU64,
     /// Bumped by writers.
@@ -157,6 +162,7 @@ impl<M: Model> Engine<M> {
             gate: RwLock::new(()),
             deletion: RwLock::new(()),
             seal: AtomicU64::new(parts.counters.seal),
+            sources: Mutex::new(parts.counters.sources),
             max_seq: AtomicU64::new(parts.counters.max_seq),
             batches: AtomicU64::new(parts.counters.batches),
             bytes_appended: AtomicU64::new(0),
@@ -273,6 +279,35 @@ impl<M: Model> Engine<M> {
     pub fn raise_seal(&self, seal: u64) {
         let previous = self.seal.fetch_max(seal, Ordering::SeqCst);
         debug_assert!(previous <= seal, "a seal never moves back");
+    }
+
+    /// Every source position, in (topic, partition) order.
+    pub fn source_positions(&self) -> Vec<SourcePosition> {
+        lock(&self.sources).positions()
+    }
+
+    /// Applies the source ranges of a batch just appended (under the commit gate).
+    pub fn apply_source_ranges(&self, ranges: &[SourceRange]) {
+        if !ranges.is_empty() {
+            let mut sources = lock(&self.sources);
+            ranges.iter().for_each(|r| sources.apply_range(r));
+        }
+    }
+
+    /// Raises the source positions to `positions` (a sources record just appended, under the
+    /// commit gate).
+    pub fn apply_source_positions(&self, positions: &[SourcePosition]) {
+        lock(&self.sources).apply_positions(positions);
+    }
+
+    /// The source positions, to build on in a refresh.
+    pub fn sources(&self) -> Sources {
+        lock(&self.sources).clone()
+    }
+
+    /// Replaces the source positions with what a refresh built on them.
+    pub fn set_sources(&self, sources: Sources) {
+        *lock(&self.sources) = sources;
     }
 
     /// The highest delta seq written so far.

@@ -6,11 +6,17 @@
 //!
 //! ```text
 //! {"batch":[{"aggregate":A,"seq":S,"patch":{...}} | {"aggregate":A,"seq":S,"delete":true}, ...],
-//!  "first_position":N}                  first_position only when it is not 0
+//!  "first_position":N,                  first_position only when it is not 0
+//!  "sources":[{"topic":T,"partition":P,"first_offset":F,"next_offset":N,"dead_letters":D}]}
+//!                                       sources only when the batch has source ranges
 //! {"state":{"aggregate":A,"horizon":H,"max_seq":S,"folded":F,"encoded":"BASE64"}}
 //!                                       horizon null: every seq (History::None)
 //! {"seal":S}
+//! {"source_positions":[{"topic":T,"partition":P,"next_offset":N,"dead_letters":D,
+//!  "reapplied":R}]}                     a sources record
 //! ```
+//! A batch whose positions do not follow one another (a positions table) gives each delta its
+//! `"pos"` instead of `"first_position"`.
 //! A spanning batch is written at its batch commit's place as one batch line per fragment.
 
 use std::io::{BufRead, Write};
@@ -25,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::index_builder::state_ref;
 use crate::jsonl::parse_line;
 use crate::model::{binary, DeltaKind, Model};
+use crate::sources::{decode_sources_record, validate_topic, SourcePosition, SourceRange};
 use crate::wal::batch::DeltaRecord;
 use crate::wal::batch_record::{batch_payload, decode_batch};
 use crate::wal::format::{RecordLocation, RecordType, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
@@ -68,11 +75,11 @@ pub(crate) fn export<M: Model>(engine: &Engine<M>, out: &mut dyn Write) -> Resul
             let line = match frame.header.record_type {
                 RecordType::Batch => {
                     let payload = batch_payload(&frame).map_err(|e| bad(e.reason))?;
-                    let (first, deltas) =
+                    let batch =
                         decode_batch(&payload, frame.header.flags).map_err(|e| bad(e.reason))?;
                     report.batches += 1;
-                    report.deltas += deltas.len() as u64;
-                    batch_line(first, &deltas).map_err(bad)?
+                    report.deltas += batch.deltas.len() as u64;
+                    batch_line(&batch.deltas, &batch.sources).map_err(bad)?
                 }
                 RecordType::BatchCommit => {
                     let at = RecordLocation {
@@ -104,6 +111,10 @@ pub(crate) fn export<M: Model>(engine: &Engine<M>, out: &mut dyn Write) -> Resul
                 RecordType::Seal => {
                     report.seals += 1;
                     json!({ "seal": decode_seal_body(frame.body).map_err(|e| bad(e.reason))? })
+                }
+                RecordType::Sources => {
+                    let positions = decode_sources_record(frame.body).map_err(|e| bad(e.reason))?;
+                    source_positions_line(&positions)
                 }
                 RecordType::End | RecordType::Commit | RecordType::Fragment => continue,
             };
@@ -141,7 +152,7 @@ fn export_spanning<M: Model>(
             if failed.is_some() {
                 return;
             }
-            let line = batch_line(batch.first_position, batch.deltas).map_err(Exported::Damage);
+            let line = batch_line(batch.deltas, batch.sources).map_err(Exported::Damage);
             let written = line.and_then(|line| {
                 writeln!(out, "{line}").map_err(|e| Exported::Failed(Error::io("export output", e)))
             });
@@ -151,13 +162,22 @@ fn export_spanning<M: Model>(
     failed.map_or(Ok(verified.deltas), Err)
 }
 
-/// The export line of a batch's deltas starting at stamp position `first`.
-fn batch_line(first: u32, deltas: &[DeltaRecord<'_>]) -> std::result::Result<Value, String> {
+/// The export line of a batch's deltas and source ranges.
+fn batch_line(
+    deltas: &[DeltaRecord<'_>],
+    sources: &[SourceRange],
+) -> std::result::Result<Value, String> {
+    let first = deltas.first().map_or(0, |d| d.position);
+    let consecutive =
+        (deltas.iter().zip(0u32..)).all(|(d, i)| first.checked_add(i) == Some(d.position));
     let mut items = Vec::with_capacity(deltas.len());
     for d in deltas {
         let mut item = Map::new();
         item.insert("aggregate".into(), d.aggregate.into());
         item.insert("seq".into(), d.seq.into());
+        if !consecutive {
+            item.insert("pos".into(), d.position.into());
+        }
         match d.kind {
             DeltaKind::Patch => {
                 let patch =
@@ -168,10 +188,28 @@ fn batch_line(first: u32, deltas: &[DeltaRecord<'_>]) -> std::result::Result<Val
         }
         items.push(Value::Object(item));
     }
-    Ok(match first {
-        0 => json!({ "batch": items }),
-        first => json!({ "batch": items, "first_position": first }),
-    })
+    let mut line = Map::new();
+    line.insert("batch".into(), items.into());
+    if consecutive && first > 0 {
+        line.insert("first_position".into(), first.into());
+    }
+    if !sources.is_empty() {
+        let ranges = sources.iter().map(|r| {
+            json!({"topic": r.topic, "partition": r.partition, "first_offset": r.first_offset,
+                   "next_offset": r.next_offset, "dead_letters": r.dead_letters})
+        });
+        line.insert("sources".into(), ranges.collect());
+    }
+    Ok(Value::Object(line))
+}
+
+/// The export line of a sources record.
+fn source_positions_line(positions: &[SourcePosition]) -> Value {
+    let positions = positions.iter().map(|p| {
+        json!({"topic": p.topic, "partition": p.partition, "next_offset": p.next_offset,
+               "dead_letters": p.dead_letters, "reapplied": p.reapplied})
+    });
+    json!({ "source_positions": positions.collect::<Vec<_>>() })
 }
 
 /// Reads an export into `engine`, which must hold nothing yet, record by record in order.
@@ -223,7 +261,17 @@ fn import_lines<M: Model>(
             let first = first
                 .and_then(|f| u32::try_from(f).ok())
                 .ok_or_else(|| bad("\"first_position\" must be a 32-bit integer".into()))?;
-            let batch = import_batch(items, first).map_err(bad)?;
+            let mut batch = import_batch(items, first).map_err(bad)?;
+            for range in value
+                .get("sources")
+                .map(parse_ranges)
+                .transpose()
+                .map_err(bad)?
+                .into_iter()
+                .flatten()
+            {
+                batch.set_source(range).map_err(|e| bad(e.to_string()))?;
+            }
             report.batches += 1;
             report.deltas += batch.len() as u64;
             write(&batch)?;
@@ -233,6 +281,9 @@ fn import_lines<M: Model>(
                 other => other,
             })?;
             report.states += 1;
+        } else if let Some(positions) = value.get("source_positions") {
+            let positions = parse_positions(positions).map_err(bad)?;
+            import_source_positions(engine, &positions)?;
         } else if let Some(s) = value.get("seal").and_then(Value::as_u64) {
             seal(s)?;
             report.seals += 1;
@@ -249,13 +300,76 @@ fn import_batch(items: &Value, first_position: u32) -> std::result::Result<Batch
     let mut batch = Batch::starting_at(first_position);
     for item in items {
         let delta = parse_line(&item.to_string())?;
+        let position = delta.pos.or(batch.next_position());
+        let position = position.ok_or("positions overflow 32 bits")?;
         match &delta.patch {
-            Some(patch) => batch.patch(&delta.aggregate, delta.seq, patch),
-            None => batch.delete(&delta.aggregate, delta.seq),
+            Some(patch) => batch.patch_at(&delta.aggregate, delta.seq, position, patch),
+            None => batch.delete_at(&delta.aggregate, delta.seq, position),
         }
         .map_err(|e| e.to_string())?;
     }
     Ok(batch)
+}
+
+/// The `"sources"` of a batch line.
+fn parse_ranges(ranges: &Value) -> std::result::Result<Vec<SourceRange>, String> {
+    let ranges = ranges.as_array().ok_or("\"sources\" must be an array")?;
+    (ranges.iter())
+        .map(|r| {
+            let (topic, partition) = topic_and_partition(r)?;
+            Ok(SourceRange {
+                topic,
+                partition,
+                first_offset: u64_field(r, "first_offset")?,
+                next_offset: u64_field(r, "next_offset")?,
+                dead_letters: u64_field(r, "dead_letters")?,
+            })
+        })
+        .collect()
+}
+
+/// The `"source_positions"` of a sources record line.
+fn parse_positions(positions: &Value) -> std::result::Result<Vec<SourcePosition>, String> {
+    let positions = (positions.as_array()).ok_or("\"source_positions\" must be an array")?;
+    (positions.iter())
+        .map(|p| {
+            let (topic, partition) = topic_and_partition(p)?;
+            validate_topic(&topic)?;
+            Ok(SourcePosition {
+                topic,
+                partition,
+                next_offset: u64_field(p, "next_offset")?,
+                dead_letters: u64_field(p, "dead_letters")?,
+                reapplied: u64_field(p, "reapplied")?,
+            })
+        })
+        .collect()
+}
+
+fn topic_and_partition(entry: &Value) -> std::result::Result<(String, u32), String> {
+    let topic = (entry.get("topic").and_then(Value::as_str)).ok_or("\"topic\" must be a string")?;
+    let partition = u64_field(entry, "partition")?;
+    let partition = u32::try_from(partition).map_err(|_| "\"partition\" must fit 32 bits")?;
+    Ok((topic.to_owned(), partition))
+}
+
+fn u64_field(entry: &Value, name: &str) -> std::result::Result<u64, String> {
+    (entry.get(name).and_then(Value::as_u64))
+        .ok_or_else(|| format!("\"{name}\" must be an unsigned integer"))
+}
+
+/// Appends a sources record as the export gives it and applies it, as recovery would.
+fn import_source_positions<M: Model>(
+    engine: &Engine<M>,
+    positions: &[SourcePosition],
+) -> Result<()> {
+    let _gate = engine.gate_exclusive();
+    // Synced with the rest of the import, as state records are.
+    engine
+        .log()
+        .append_records(vec![NewRecord::sources(positions)], false)?;
+    engine.apply_source_positions(positions);
+    Ok(())
 }
 
 /// Appends a state record as the export gives it and installs it, as compaction would.

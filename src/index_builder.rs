@@ -35,13 +35,12 @@ pub(crate) fn delta_refs<'a>(
     record: &'a BatchRecord<'_>,
 ) -> impl Iterator<Item = (&'a str, DeltaRef)> {
     let (segment, record_offset) = index_location(record.segment, record.offset);
-    let first = record.first_position;
-    record.deltas.iter().enumerate().map(move |(index, delta)| {
+    record.deltas.iter().map(move |delta| {
         let len = encoded_delta_bytes(delta.aggregate.len(), delta.body.len()) as u32;
         let delta_ref = DeltaRef {
             seq: delta.seq,
             segment,
-            position: first + index as u32,
+            position: delta.position,
             checksum: delta.checksum,
             record_offset,
             delta_offset: delta.offset,
@@ -81,8 +80,9 @@ pub(crate) trait IndexSink {
     fn end_spanning(&mut self) {}
 }
 
-/// Applies one scanned record by the rules of recovery: a batch's deltas indexed, a state
-/// record installed, a seal raised; `counters` keeps the seal and the highest seq.
+/// Applies one scanned record by the rules of recovery: a batch's deltas indexed and its
+/// source ranges applied, a state record installed, a seal raised, source positions raised;
+/// `counters` keeps the seal, the highest seq and the source positions.
 pub(crate) fn apply_record(
     record: &LogRecord<'_>,
     sink: &mut impl IndexSink,
@@ -93,6 +93,10 @@ pub(crate) fn apply_record(
             sink.deltas(delta_refs(batch));
             let top = batch.deltas.iter().map(|d| d.seq).max().unwrap_or(0);
             counters.max_seq = counters.max_seq.max(top);
+            batch
+                .sources
+                .iter()
+                .for_each(|r| counters.sources.apply_range(r));
         }
         LogRecord::State {
             location,
@@ -103,6 +107,7 @@ pub(crate) fn apply_record(
             counters.max_seq = counters.max_seq.max(body.max_seq);
         }
         LogRecord::Seal { seal } => counters.seal = counters.seal.max(*seal),
+        LogRecord::Sources(positions) => counters.sources.apply_positions(positions),
         LogRecord::SpanningStart => sink.begin_spanning(),
         LogRecord::SpanningEnd => sink.end_spanning(),
     }

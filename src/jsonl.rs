@@ -6,8 +6,10 @@
 //! ```
 //!
 //! `aggregate` is a string of 1 to 1024 bytes, `seq` an unsigned 64-bit integer, and exactly one
-//! of `patch` (a JSON object) or `"delete": true` is present. Other fields are rejected, so a typo
-//! cannot silently drop data. Blank lines are ignored.
+//! of `patch` (a JSON object) or `"delete": true` is present. An optional `"pos"` (u32) gives
+//! the delta's stamp position; without it the position is the delta's index within its file
+//! (or, for the Kafka follower, its message). Other fields are rejected, so a typo cannot
+//! silently drop data. Blank lines are ignored.
 //!
 //! Numbers come back exactly as given: a float is parsed correctly rounded (serde_json's
 //! `float_roundtrip`) and rendered shortest-round-trip, so every finite double keeps its bits;
@@ -39,8 +41,24 @@ pub struct DeltaLine {
     pub aggregate: String,
     /// Upstream sequence number.
     pub seq: u64,
+    /// The stamp position given by the line's `"pos"` field; without it, the delta's index
+    /// within its file or message.
+    pub pos: Option<u32>,
     /// `Some(patch)` for a patch, `None` for a delete.
     pub patch: Option<Value>,
+}
+
+impl DeltaLine {
+    /// Adds the delta to `batch` at its `"pos"`, or at `index` (its index within its file or
+    /// message) without one.
+    pub fn push_to(&self, batch: &mut Batch, index: u32) -> crate::Result<()> {
+        let position = self.pos.unwrap_or(index);
+        match &self.patch {
+            Some(patch) => batch.patch_at(&self.aggregate, self.seq, position, patch),
+            None => batch.delete_at(&self.aggregate, self.seq, position),
+        }
+        .map(|_| ())
+    }
 }
 
 /// Parses one line of the format.
@@ -61,6 +79,18 @@ pub fn parse_line(line: &str) -> Result<DeltaLine, String> {
         Some(other) => return Err(format!("\"seq\" must be an integer, got {}", echo(other))),
         None => return Err("missing field \"seq\"".into()),
     };
+    let pos = match fields.remove("pos") {
+        Some(Value::Number(n)) => Some(n.as_u64().and_then(|p| u32::try_from(p).ok()).ok_or_else(
+            || {
+                format!(
+                    "\"pos\" must be an unsigned 32-bit integer, got {}",
+                    echo(n)
+                )
+            },
+        )?),
+        Some(other) => return Err(format!("\"pos\" must be an integer, got {}", echo(other))),
+        None => None,
+    };
     let patch = match (fields.remove("patch"), fields.remove("delete")) {
         (Some(Value::Object(patch)), None) => Some(Value::Object(patch)),
         (Some(other), None) => {
@@ -80,6 +110,7 @@ pub fn parse_line(line: &str) -> Result<DeltaLine, String> {
     Ok(DeltaLine {
         aggregate,
         seq,
+        pos,
         patch,
     })
 }
@@ -170,7 +201,7 @@ fn take_aggregate(fields: &mut Map<String, Value>) -> Result<String, String> {
 pub struct NumberedBatch {
     /// The deltas, in line order.
     pub batch: Batch,
-    /// `lines[p]` is the line of the delta at position `p`.
+    /// `lines[i]` is the line of the delta at index `i` of the batch.
     pub lines: Vec<u64>,
 }
 
@@ -195,11 +226,10 @@ pub fn read_numbered_batch(input: impl BufRead) -> Result<NumberedBatch, LineErr
             continue;
         }
         let delta = parse_line(&line).map_err(err)?;
-        let pushed = match &delta.patch {
-            Some(patch) => batch.patch(&delta.aggregate, delta.seq, patch),
-            None => batch.delete(&delta.aggregate, delta.seq),
-        };
-        pushed.map_err(|e| err(e.to_string()))?;
+        let index = u32::try_from(lines.len()).map_err(|_| err("more than 2^32 deltas".into()))?;
+        delta
+            .push_to(&mut batch, index)
+            .map_err(|e| err(e.to_string()))?;
         lines.push(line_no);
     }
     Ok(NumberedBatch { batch, lines })

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::index_builder::delta_refs;
 use crate::model::{DeltaKind, Model};
 use crate::wal::batch::{encoded_delta_bytes, BatchDecoder, Checksums};
-use crate::wal::format::{RecordType, FLAG_POSITIONED, FRAME_HEADER_BYTES};
+use crate::wal::format::{RecordType, FRAME_HEADER_BYTES};
 use crate::wal::fragments::FragmentError;
 use crate::wal::log::NewRecord;
 use crate::wal::records::{encode_batch_commit_body, BatchCommitBody, FragmentRef};
@@ -86,6 +86,23 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         self.push_raw(aggregate, seq, DeltaKind::Delete, &[])
     }
 
+    /// [`LargeBatch::patch`] at stamp position `position` (as [`Batch::patch_at`]).
+    pub fn patch_at(
+        &mut self,
+        aggregate: &str,
+        seq: u64,
+        position: u32,
+        patch: &Value,
+    ) -> Result<&mut Self> {
+        let body = patch_body(patch)?;
+        self.push_raw_at(aggregate, seq, Some(position), DeltaKind::Patch, &body)
+    }
+
+    /// [`LargeBatch::delete`] at stamp position `position` (as [`Batch::delete_at`]).
+    pub fn delete_at(&mut self, aggregate: &str, seq: u64, position: u32) -> Result<&mut Self> {
+        self.push_raw_at(aggregate, seq, Some(position), DeltaKind::Delete, &[])
+    }
+
     /// Adds a delta already in the model's binary form (as [`Batch::push_raw`]). May write a
     /// fragment to the log (unsynced). A delta that is not valid is refused and the batch goes
     /// on; a fragment that cannot be written (a seal rejection, an I/O error) fails the batch:
@@ -97,12 +114,26 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         kind: DeltaKind,
         body: &[u8],
     ) -> Result<&mut Self> {
+        self.push_raw_at(aggregate, seq, None, kind, body)
+    }
+
+    /// [`LargeBatch::push_raw`] at stamp position `position` (`None`: the delta's index in the
+    /// batch).
+    pub fn push_raw_at(
+        &mut self,
+        aggregate: &str,
+        seq: u64,
+        position: Option<u32>,
+        kind: DeltaKind,
+        body: &[u8],
+    ) -> Result<&mut Self> {
         self.check_not_failed()?;
         let grown = self.part.payload_bytes() + encoded_delta_bytes(aggregate.len(), body.len());
         if !self.part.is_empty() && grown > self.fragment_limit {
             self.write_fragment()?;
         }
-        self.part.push_raw(aggregate, seq, kind, body)?;
+        self.part
+            .push_raw_at(aggregate, seq, position, kind, body)?;
         if self.part.payload_bytes() >= self.fragment_limit {
             self.write_fragment()?;
         }
@@ -112,12 +143,8 @@ impl<'db, M: Model> LargeBatch<'db, M> {
     /// Adds every delta of `part`, in order, after the deltas already added (their positions
     /// continue the batch's; `part`'s own first position is not used).
     pub fn extend(&mut self, part: &Batch) -> Result<&mut Self> {
-        let flags = if part.first_position() > 0 {
-            FLAG_POSITIONED
-        } else {
-            0
-        };
-        let decoded = BatchDecoder::of_frame(part.payload(), flags, Checksums::CoveredByFrame);
+        let decoded =
+            BatchDecoder::of_frame(part.payload(), part.flags(), Checksums::CoveredByFrame);
         let decoder =
             decoded.map_err(|e| Error::Internal(format!("a batch does not decode: {e}")))?;
         for delta in decoder {
@@ -221,7 +248,7 @@ impl<'db, M: Model> LargeBatch<'db, M> {
             let _gate = engine.gate_shared();
             stored
                 .check_seal(engine)
-                .map_err(|e| in_whole_batch(e, stored.first_position))?;
+                .map_err(|e| in_whole_batch(e, self.deltas))?;
             let seal = engine.seal();
             self.checked_seal = Some(self.checked_seal.map_or(seal, |s| s.min(seal)));
         }
@@ -244,8 +271,8 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         for (at, delta) in stored.deltas.iter().enumerate() {
             let lower = |(seq, _, _): &(u64, String, u32)| delta.seq < *seq;
             if self.lowest.as_ref().is_none_or(lower) {
-                let position = stored.first_position + at as u32;
-                self.lowest = Some((delta.seq, delta.aggregate.to_owned(), position));
+                let index = (self.deltas + at as u64) as u32;
+                self.lowest = Some((delta.seq, delta.aggregate.to_owned(), index));
             }
         }
     }
@@ -290,8 +317,9 @@ impl<'db, M: Model> LargeBatch<'db, M> {
     }
 }
 
-/// A seal rejection of one fragment, with the position counted in the whole batch.
-fn in_whole_batch(error: Error, first_position: u32) -> Error {
+/// A seal rejection of one fragment, with the index counted in the whole batch (`before`
+/// deltas came before the fragment).
+fn in_whole_batch(error: Error, before: u64) -> Error {
     match error {
         Error::Sealed {
             aggregate,
@@ -300,7 +328,7 @@ fn in_whole_batch(error: Error, first_position: u32) -> Error {
             seal,
         } => Error::Sealed {
             aggregate,
-            position: first_position + position,
+            position: (before + u64::from(position)) as u32,
             seq,
             seal,
         },

@@ -69,6 +69,7 @@ mod retry;
 #[cfg(feature = "workload")]
 mod rng;
 mod scan;
+mod sources;
 mod stats;
 pub mod storage;
 #[cfg(feature = "testing")]
@@ -98,6 +99,7 @@ pub use options::{
     MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES,
 };
 pub use scan::Scan;
+pub use sources::{SourcePosition, SourceRange, MAX_TOPIC_BYTES};
 pub use stats::{CheckpointStats, Stats, CHAIN_BUCKETS};
 pub use storage::{AppendFile, DirLock, FsStorage, ReadView, Storage};
 pub use wal::replay::{

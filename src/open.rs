@@ -18,6 +18,7 @@ use crate::layout::{
 use crate::model::Model;
 use crate::options::{Options, MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES};
 use crate::retry::retrying_vanished;
+use crate::sources::{SourcePosition, Sources};
 use crate::storage::Storage;
 use crate::wal::recovery::{LogRecord, LogScan};
 use crate::wal::{Log, RecordLocation};
@@ -77,7 +78,7 @@ pub(crate) fn open<M: Model>(
     let from = match checkpoint {
         Some(c) => {
             report.checkpoint_used = Some(c.meta.number);
-            recovered = Recovered::from_checkpoint(&c.meta);
+            recovered = Recovered::from_checkpoint(&c.meta, &c.sources);
             index = Index::from_parts(c.chains, c.meta.counters);
             c.meta.position
         }
@@ -180,12 +181,15 @@ struct Recovered {
 }
 
 impl Recovered {
-    fn from_checkpoint(meta: &CheckpointMeta) -> Self {
+    fn from_checkpoint(meta: &CheckpointMeta, positions: &[SourcePosition]) -> Self {
+        let mut sources = Sources::default();
+        sources.apply_positions(positions);
         Recovered {
             counters: Counters {
                 seal: meta.seal,
                 max_seq: meta.max_seq,
                 batches: meta.batches,
+                sources,
             },
             checkpoint: Some(*meta),
         }

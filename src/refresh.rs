@@ -56,9 +56,14 @@ impl<M: Model> Engine<M> {
         let _gate = self.gate_exclusive();
         // A repeated attempt re-reads records already applied, which the index recognises by
         // their place and does not count twice.
-        let mut read = Counters::default();
+        let sources = self.sources();
+        let fresh = || Counters {
+            sources: sources.clone(),
+            ..Counters::default()
+        };
+        let mut read = fresh();
         let scan = retrying_vanished(|| {
-            read = Counters::default();
+            read = fresh();
             let mut live = LiveIndex {
                 engine: self,
                 spanning: None,
@@ -67,6 +72,7 @@ impl<M: Model> Engine<M> {
             self.log().refresh(self.options().recovery, &mut apply)
         })?;
         self.note_records(scan.batches, read.max_seq, read.seal);
+        self.set_sources(read.sources);
         self.forget_deleted_segments()?;
         Ok(scan.batches)
     }

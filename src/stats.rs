@@ -3,6 +3,7 @@
 use crate::checkpoint::CheckpointMeta;
 use crate::engine::{unix_ms, Engine};
 use crate::model::Model;
+use crate::sources::SourcePosition;
 use crate::wal::{Damage, RecordLocation};
 
 /// Upper bounds (inclusive) of the chain-length histogram buckets; the last is open-ended.
@@ -76,6 +77,9 @@ pub struct Stats {
     pub torn_bytes_dropped: u64,
     /// Damaged ranges skipped by this open (only under `RecoveryMode::SkipCorrupt`).
     pub skipped: Vec<Damage>,
+    /// How far each upstream queue partition was applied (DESIGN.md, section 5e), in
+    /// (topic, partition) order.
+    pub sources: Vec<SourcePosition>,
     /// Checkpoints this open could not use, and why (it fell back to an older one or a full
     /// replay).
     pub checkpoints_rejected: Vec<String>,
@@ -127,6 +131,7 @@ pub(crate) fn collect<M: Model>(engine: &Engine<M>) -> Stats {
     stats.space_amplification = ratio(log_bytes, stats.live_bytes);
     stats.batches = engine.batches();
     stats.seal = engine.seal();
+    stats.sources = engine.source_positions();
     stats.bytes_appended = engine.bytes_appended();
     {
         let maintenance = engine.maintenance_stats();

@@ -10,8 +10,9 @@ use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::index_builder::delta_refs;
 use crate::model::Model;
+use crate::sources::SourceRange;
 use crate::wal::batch::{compress_payload, BatchDecoder, Checksums, DeltaRecord};
-use crate::wal::format::{FLAG_POSITIONED, FLAG_ZSTD, FRAME_HEADER_BYTES};
+use crate::wal::format::{FLAG_ZSTD, FRAME_HEADER_BYTES};
 use crate::wal::{BatchRecord, RecordLocation};
 
 /// What a successful [`Db::write`](crate::Db::write) or
@@ -21,7 +22,7 @@ use crate::wal::{BatchRecord, RecordLocation};
 #[non_exhaustive]
 pub struct WriteReceipt {
     /// Where the batch record (or a spanning batch's batch commit) starts (`None` for an empty
-    /// batch, which writes nothing).
+    /// batch without a source range, which writes nothing).
     pub location: Option<RecordLocation>,
     /// Number of deltas committed.
     pub deltas: usize,
@@ -34,7 +35,7 @@ pub struct WriteReceipt {
 /// check, durable on return under `SyncMode::Always`, then indexed, so that it is visible
 /// once it returns and only after it is durable.
 pub(crate) fn write_batch<M: Model>(engine: &Engine<M>, batch: &Batch) -> Result<WriteReceipt> {
-    if batch.is_empty() {
+    if batch.is_empty() && !batch.has_source() {
         return Ok(WriteReceipt {
             location: None,
             deltas: 0,
@@ -45,14 +46,15 @@ pub(crate) fn write_batch<M: Model>(engine: &Engine<M>, batch: &Batch) -> Result
     let (stored_bytes, top_seq) = (stored.stored_bytes(), stored.top_seq());
     let StoredBatch {
         deltas,
-        first_position,
+        sources,
         flags,
         body,
     } = stored;
     let location = {
         let _gate = engine.gate_shared();
-        check_seal(engine, &deltas, first_position)?;
-        if held_already(engine, &deltas, first_position) {
+        check_seal(engine, &deltas)?;
+        // A batch with source ranges is written whatever it holds: its range must be stored.
+        if sources.is_empty() && held_already(engine, &deltas) {
             // A log that refuses appends may have lost what it held since its last good sync.
             engine.log().check_writable()?;
             engine.index_write().count_redelivered(deltas.len() as u64);
@@ -67,10 +69,11 @@ pub(crate) fn write_batch<M: Model>(engine: &Engine<M>, batch: &Batch) -> Result
         let record = BatchRecord {
             segment: location.segment,
             offset: location.offset,
-            first_position,
             deltas: &deltas,
+            sources: &sources,
         };
         engine.index_write().insert_all(delta_refs(&record));
+        engine.apply_source_ranges(&sources);
         location
     };
     engine.count_write(top_seq, stored_bytes);
@@ -81,58 +84,48 @@ pub(crate) fn write_batch<M: Model>(engine: &Engine<M>, batch: &Batch) -> Result
     })
 }
 
-/// Whether the index holds every delta (starting at stamp position `first_position`) unfolded
-/// already: a batch delivered again (DESIGN.md, section 4). Under the commit gate, so that what
-/// the index holds is durable (writers index only after their append). A new batch costs one
-/// lookup: its first delta is not held.
-fn held_already<M: Model>(
-    engine: &Engine<M>,
-    deltas: &[DeltaRecord<'_>],
-    first_position: u32,
-) -> bool {
+/// Whether the index holds every delta unfolded already: a batch delivered again (DESIGN.md,
+/// section 4). Under the commit gate, so that what the index holds is durable (writers index
+/// only after their append). A new batch costs one lookup: its first delta is not held.
+fn held_already<M: Model>(engine: &Engine<M>, deltas: &[DeltaRecord<'_>]) -> bool {
     let index = engine.index_read();
-    deltas
-        .iter()
-        .zip(first_position..)
-        .all(|(d, position)| index.holds(d.aggregate, d.seq, position, d.checksum))
+    (deltas.iter()).all(|d| index.holds(d.aggregate, d.seq, d.position, d.checksum))
 }
 
 /// A batch encoded for the log.
 pub(crate) struct StoredBatch<'b> {
     /// The deltas, borrowed from the batch's payload.
     pub deltas: Vec<DeltaRecord<'b>>,
-    /// Stamp position of the first delta.
-    pub first_position: u32,
-    /// Frame flags (compression, positioned).
+    /// The source ranges the batch holds.
+    pub sources: Vec<SourceRange>,
+    /// Frame flags (compression, positions, sources).
     pub flags: u8,
     /// The frame body.
     pub body: Vec<u8>,
 }
 
 impl<'b> StoredBatch<'b> {
-    /// Encodes `batch` (not empty) under `engine`'s compression option.
+    /// Encodes `batch` (with a delta or a source range) under `engine`'s compression option.
     pub fn new<M: Model>(engine: &Engine<M>, batch: &'b Batch) -> Result<Self> {
-        debug_assert!(!batch.is_empty(), "an empty batch writes nothing");
-        let payload = batch.payload();
-        let positioned = if batch.first_position() > 0 {
-            FLAG_POSITIONED
-        } else {
-            0
-        };
+        debug_assert!(
+            !batch.is_empty() || batch.has_source(),
+            "an empty batch writes nothing"
+        );
+        let (payload, layout) = (batch.payload(), batch.flags());
         // `Batch` wrote these records and their CRCs itself: decode the structure only.
-        let deltas = BatchDecoder::of_frame(payload, positioned, Checksums::CoveredByFrame)
+        let deltas = BatchDecoder::of_frame(payload, layout, Checksums::CoveredByFrame)
             .and_then(|d| d.collect::<Result<Vec<_>, _>>())
             .map_err(|e| Error::Internal(format!("a batch does not decode: {e}")))?;
         let (flags, body) = match engine.options().compression {
             Some(c) if payload.len() >= c.min_batch_bytes => (
-                FLAG_ZSTD | positioned,
+                FLAG_ZSTD | layout,
                 compress_payload(payload, c.level).map_err(Error::Compression)?,
             ),
-            _ => (positioned, payload.to_vec()),
+            _ => (layout, payload.to_vec()),
         };
         Ok(StoredBatch {
             deltas,
-            first_position: batch.first_position(),
+            sources: batch.sources().to_vec(),
             flags,
             body,
         })
@@ -152,23 +145,19 @@ impl<'b> StoredBatch<'b> {
     /// unfolded (a redelivered batch is accepted whole). Call under the commit gate, so the seal
     /// cannot rise before the batch is in the log.
     pub fn check_seal<M: Model>(&self, engine: &Engine<M>) -> Result<()> {
-        check_seal(engine, &self.deltas, self.first_position)
+        check_seal(engine, &self.deltas)
     }
 }
 
-/// [`StoredBatch::check_seal`] of `deltas` starting at stamp position `first_position`.
-fn check_seal<M: Model>(
-    engine: &Engine<M>,
-    deltas: &[DeltaRecord<'_>],
-    first_position: u32,
-) -> Result<()> {
+/// [`StoredBatch::check_seal`] of `deltas`.
+fn check_seal<M: Model>(engine: &Engine<M>, deltas: &[DeltaRecord<'_>]) -> Result<()> {
     let seal = engine.seal();
     // The index is consulted only for a batch with deltas below the seal.
     if !deltas.iter().any(|d| d.seq < seal) {
         return Ok(());
     }
     let index = engine.index_read();
-    match first_new_below(&index, deltas, first_position, seal) {
+    match first_new_below(&index, deltas, seal) {
         Some((position, low)) => Err(Error::Sealed {
             aggregate: low.aggregate.to_owned(),
             position,
@@ -179,18 +168,15 @@ fn check_seal<M: Model>(
     }
 }
 
-/// The first delta of a batch (whose first stamp position is `first_position`) that is below
-/// the seal and not already held unfolded, with its index in the batch: what makes the batch a
-/// rejected one.
+/// The first delta of a batch that is below the seal and not already held unfolded, with its
+/// index in the batch: what makes the batch a rejected one.
 fn first_new_below<'d, 'p>(
     index: &Index,
     deltas: &'d [DeltaRecord<'p>],
-    first_position: u32,
     seal: u64,
 ) -> Option<(u32, &'d DeltaRecord<'p>)> {
     deltas.iter().zip(0u32..).find_map(|(d, at)| {
-        let position = first_position + at;
-        let held = d.seq >= seal || index.holds(d.aggregate, d.seq, position, d.checksum);
+        let held = d.seq >= seal || index.holds(d.aggregate, d.seq, d.position, d.checksum);
         (!held).then_some((at, d))
     })
 }

@@ -51,3 +51,60 @@ fn a_format_1_database_opens_with_the_same_states_and_takes_new_writes() {
         8
     );
 }
+
+const FIXTURE_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format-v3");
+
+#[test]
+fn a_format_3_database_opens_with_the_same_states_and_moves_to_format_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_dir = dir.path().join("db");
+    copy_dir(&Path::new(FIXTURE_V3).join("db"), &db_dir);
+    let expected_scan = fs::read_to_string(Path::new(FIXTURE_V3).join("scan.jsonl")).unwrap();
+    let expected_replay = fs::read_to_string(Path::new(FIXTURE_V3).join("replay.jsonl")).unwrap();
+
+    let db = Db::open(&db_dir, Options::default()).unwrap();
+    assert_eq!(
+        db.stats().checkpoint.map(|c| c.number),
+        Some(3),
+        "its checkpoint is read"
+    );
+    assert_eq!(scan_lines(&db), expected_scan);
+    assert_eq!(replay_lines(&db), expected_replay);
+    // A write goes to a new version 4 segment: one with a positions table and a source range.
+    let mut batch = aggrelog::Batch::new();
+    batch
+        .patch_at(
+            "aircraft-0000001",
+            10,
+            3,
+            &serde_json::json!({"engine": {"n": 8}}),
+        )
+        .unwrap()
+        .set_source(aggrelog::SourceRange {
+            topic: "t".into(),
+            partition: 0,
+            first_offset: 0,
+            next_offset: 1,
+            dead_letters: 0,
+        })
+        .unwrap();
+    db.write(&batch).unwrap();
+    db.checkpoint().unwrap();
+    db.close().unwrap();
+
+    let db = Db::open(&db_dir, Options::default()).unwrap();
+    assert_eq!(db.source_positions()[0].next_offset, 1);
+    let state = db.get("aircraft-0000001").unwrap().unwrap();
+    assert_eq!(state.state["engine"]["n"], 8);
+    let versions: Vec<u32> = fs::read_dir(db_dir.join("wal"))
+        .unwrap()
+        .map(|e| {
+            let bytes = fs::read(e.unwrap().path()).unwrap();
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap())
+        })
+        .collect();
+    assert!(
+        versions.contains(&3) && versions.contains(&4),
+        "{versions:?}"
+    );
+}

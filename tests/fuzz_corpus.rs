@@ -245,6 +245,9 @@ fn record_script(id: u64, segment: &[u8], deltas: bool) -> Vec<u8> {
         let (ctrl, body) = match frame.header.record_type {
             // The input format has no end records: the scenario's segments stay unsealed.
             RecordType::End => continue,
+            // Record scripts cannot write sources records, and the seed databases hold none
+            // (`decode_frame` decodes their bodies from raw bytes).
+            RecordType::Sources => continue,
             RecordType::State => (REC_STATE, frame.body.to_vec()),
             RecordType::Seal => (REC_SEAL, frame.body.to_vec()),
             RecordType::Commit => (REC_RAW | REC_DELTAS, frame.body.to_vec()),
@@ -275,7 +278,7 @@ fn record_script(id: u64, segment: &[u8], deltas: bool) -> Vec<u8> {
 
 fn delta_script(payload: &[u8], flags: u8) -> Vec<u8> {
     let mut out = Vec::new();
-    for d in decode_batch(payload, flags).expect("batch").1 {
+    for d in decode_batch(payload, flags).expect("batch").deltas {
         let seq = u16::try_from(d.seq).expect("small seq");
         fuzzing::encode_delta(d.aggregate, seq, d.kind, d.body, &mut out);
     }

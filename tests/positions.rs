@@ -112,3 +112,121 @@ fn export_and_import_keep_the_positions_of_parts() {
     write_in_parts(&copy, 60);
     assert_eq!(copy.stats().conflicts, 0);
 }
+
+/// Upstream messages, each numbering its own deltas from 0 (several deltas of one aggregate
+/// and seq per message, so positions decide their order).
+fn messages() -> Vec<Vec<(String, u64, serde_json::Value)>> {
+    (0..40u64)
+        .map(|m| {
+            (0..1 + m % 4)
+                .map(|i| {
+                    (
+                        format!("a{}", m % 5),
+                        m / 3,
+                        json!({"v": m * 10 + i, "m": m}),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Writes the messages grouped `per_batch` to a batch, each delta at its position in its
+/// message (`Batch::patch_at`).
+fn write_grouped(db: &Db, per_batch: usize) {
+    for group in messages().chunks(per_batch) {
+        let mut batch = Batch::new();
+        for message in group {
+            for (pos, (id, seq, patch)) in message.iter().enumerate() {
+                batch.patch_at(id, *seq, pos as u32, patch).unwrap();
+            }
+        }
+        db.write(&batch).unwrap();
+    }
+}
+
+#[test]
+fn explicit_positions_make_stamps_independent_of_grouping() {
+    let tmp = tempfile::tempdir().unwrap();
+    let one = Db::open(tmp.path().join("one"), options()).unwrap();
+    write_grouped(&one, 1);
+    let grouped = Db::open(tmp.path().join("grouped"), options()).unwrap();
+    write_grouped(&grouped, 7);
+    let expected = scan_all(&one);
+    assert_eq!(scan_all(&grouped), expected);
+    // a3's highest seq is message 38's (seq 12), with 3 deltas: position 2 decides.
+    assert_eq!(
+        one.get("a3").unwrap().unwrap().state,
+        json!({"v": 382, "m": 38})
+    );
+    let positions = |db: &Db| -> Vec<u32> {
+        (db.replay(RecordLocation::START))
+            .map(|d| d.unwrap().position)
+            .collect()
+    };
+    let expected_positions: Vec<u32> = (messages().iter())
+        .flat_map(|m| 0..m.len() as u32)
+        .collect();
+    assert_eq!(
+        positions(&grouped),
+        expected_positions,
+        "the table's positions"
+    );
+
+    // Grouped differently once more: duplicates only, through a reopen, compaction and export.
+    write_grouped(&grouped, 3);
+    let stats = grouped.stats();
+    assert_eq!(
+        (stats.duplicates, stats.conflicts),
+        (expected_positions.len() as u64, 0)
+    );
+    grouped.close().unwrap();
+    let grouped = Db::open(tmp.path().join("grouped"), options()).unwrap();
+    assert_eq!(scan_all(&grouped), expected);
+    let mut exported = Vec::new();
+    grouped.export(&mut exported).unwrap();
+    assert!(String::from_utf8_lossy(&exported).contains("\"pos\":3"));
+    let copy = Db::open(tmp.path().join("copy"), options()).unwrap();
+    copy.import(&mut std::io::BufReader::new(&exported[..]))
+        .unwrap();
+    assert_eq!(positions(&copy), positions(&grouped));
+    grouped.compact().unwrap();
+    write_grouped(&grouped, 40);
+    assert_eq!(scan_all(&grouped), expected);
+    assert_eq!(scan_all(&copy), expected);
+}
+
+#[test]
+fn the_pos_field_of_json_lines_sets_the_position() {
+    let input = concat!(
+        r#"{"aggregate":"a","seq":1,"pos":5,"patch":{"v":"five"}}"#,
+        "\n",
+        r#"{"aggregate":"a","seq":1,"patch":{"v":"index one"}}"#,
+        "\n",
+        r#"{"aggregate":"a","seq":1,"pos":0,"patch":{"w":0}}"#,
+        "\n"
+    );
+    let batch = aggrelog::jsonl::read_batch(input.as_bytes()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), options()).unwrap();
+    db.write(&batch).unwrap();
+    let positions: Vec<u32> = (db.replay(RecordLocation::START))
+        .map(|d| d.unwrap().position)
+        .collect();
+    assert_eq!(positions, vec![5, 1, 0]);
+    // Position 5 is the last of seq 1, whatever the line order.
+    assert_eq!(
+        db.get("a").unwrap().unwrap().state,
+        json!({"v": "five", "w": 0})
+    );
+    for bad in [
+        r#""pos":-1"#,
+        r#""pos":4294967296"#,
+        r#""pos":"1""#,
+        r#""pos":1.5"#,
+    ] {
+        let line = format!(r#"{{"aggregate":"a","seq":1,{bad},"patch":{{}}}}"#);
+        let error = aggrelog::jsonl::parse_line(&line).unwrap_err();
+        assert!(error.contains("\"pos\""), "{bad}: {error}");
+    }
+}

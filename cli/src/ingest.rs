@@ -135,10 +135,17 @@ fn ingest_file(db: &Db, name: &str) -> Result<usize, Failure> {
             continue;
         }
         let delta = parse_line(&line).map_err(at_line)?;
-        lines.push(batch.len(), line_no);
+        let index = batch.len();
+        lines.push(index, line_no);
+        // Without "pos", a delta's position is its index in the file.
+        let position = match delta.pos {
+            Some(pos) => pos,
+            None => u32::try_from(index)
+                .map_err(|_| at_line(format!("more than {} deltas in one file", u32::MAX)))?,
+        };
         let pushed = match &delta.patch {
-            Some(patch) => batch.patch(&delta.aggregate, delta.seq, patch),
-            None => batch.delete(&delta.aggregate, delta.seq),
+            Some(patch) => batch.patch_at(&delta.aggregate, delta.seq, position, patch),
+            None => batch.delete_at(&delta.aggregate, delta.seq, position),
         };
         pushed.map_err(|e| rejection(name, |p| lines.line_of(p), e))?;
     }

@@ -38,15 +38,18 @@ pub struct Parts {
 /// One part being filled.
 struct Part {
     batch: Batch,
+    /// Index in the file of the part's first delta: a delta without `"pos"` takes its index.
+    first_index: u32,
     /// Line number of each delta, by its index in the part.
     lines: Vec<u64>,
     started: Instant,
 }
 
 impl Part {
-    fn new(first_position: u32) -> Self {
+    fn new(first_index: u32) -> Self {
         Part {
-            batch: Batch::starting_at(first_position),
+            batch: Batch::starting_at(first_index),
+            first_index,
             lines: Vec::new(),
             started: Instant::now(),
         }
@@ -145,11 +148,13 @@ fn add(part: &mut Part, text: &str, line_no: u64) -> Result<(), String> {
     if part.lines.is_empty() {
         part.started = Instant::now();
     }
-    match &delta.patch {
-        Some(patch) => part.batch.patch(&delta.aggregate, delta.seq, patch),
-        None => part.batch.delete(&delta.aggregate, delta.seq),
-    }
-    .map_err(|e| e.to_string())?;
+    let index = u32::try_from(part.lines.len())
+        .ok()
+        .and_then(|at| part.first_index.checked_add(at))
+        .ok_or_else(|| format!("more than {} deltas in one file", u32::MAX))?;
+    delta
+        .push_to(&mut part.batch, index)
+        .map_err(|e| e.to_string())?;
     part.lines.push(line_no);
     Ok(())
 }
@@ -164,7 +169,7 @@ fn commit(db: &Db, name: &str, part: &mut Part) -> Result<usize, Failure> {
         .write(&part.batch)
         .map_err(|e| rejection(name, |p| line_at(&part.lines, p), e))?;
     emit(json!({"batch": format!("{name}:{first}-{last}"), "deltas": receipt.deltas}))?;
-    let next = part.batch.first_position() as u64 + part.lines.len() as u64;
+    let next = u64::from(part.first_index) + part.lines.len() as u64;
     let next = u32::try_from(next)
         .map_err(|_| format!("{name}:{last}: more than {} deltas in one file", u32::MAX))?;
     *part = Part::new(next);

@@ -6,15 +6,16 @@
 //!
 //! ```text
 //!  0  8 magic "AGGRCKPT"          56  8 created, Unix ms
-//!  8  4 version (1)               64  8 deltas counter
+//!  8  4 version (2; 1 is read)   64  8 deltas counter
 //! 12  4 header length (96)        72  8 duplicates counter
 //! 16  8 checkpoint number         80  8 conflicts counter
 //! 24  8 position: segment id      88  8 batches counter
 //! 32  8 position: offset          96  8 aggregate count, then one chain per aggregate
-//! 40  8 seal (0 = none)           end-4 4 CRC32 of every byte before it
-//! 48  8 highest seq seen
+//! 40  8 seal (0 = none)           then (version 2) the sources section
+//! 48  8 highest seq seen          end-4 4 CRC32 of every byte before it
 //! chain := id_len id flags:u8 [base: segment offset len horizon_code max_seq]
 //!          delta_count (seq segment position checksum:u32 offset delta_offset len) * delta_count
+//! sources := count (topic_len topic partition next_offset dead_letters reapplied) * count
 //! (every field without a width is a varint; horizon_code as in state records)
 //! ```
 
@@ -26,6 +27,7 @@ use crate::decode::{DecodeError, Decoded};
 use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, IndexCounters, StateRef};
 use crate::layout::{checkpoint_file_name, parse_checkpoint_file_name, CHECKPOINT_TEMP_SUFFIX};
+use crate::sources::{validate_topic, SourcePosition};
 use crate::storage::Storage;
 use crate::varint;
 use crate::wal::batch::validate_aggregate_id;
@@ -33,7 +35,8 @@ use crate::wal::records::{decode_horizon, encode_horizon};
 use crate::wal::RecordLocation;
 
 const MAGIC: [u8; 8] = *b"AGGRCKPT";
-const VERSION: u32 = 1;
+/// The version written; version 1 (no sources section) is still read.
+const VERSION: u32 = 2;
 const HEADER_BYTES: usize = 96;
 const TRAILER_BYTES: usize = 4;
 /// Smallest encoded delta reference: six one-byte varints and the 4-byte checksum.
@@ -60,20 +63,25 @@ pub struct CheckpointMeta {
     pub batches: u64,
 }
 
-/// A decoded checkpoint: its fixed fields and every aggregate's chain, in id order.
+/// A decoded checkpoint: its fixed fields, every aggregate's chain in id order, and the
+/// source positions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Checkpoint {
     /// Fixed fields.
     pub meta: CheckpointMeta,
     /// Every aggregate's chain.
     pub chains: Vec<(Box<str>, Chain)>,
+    /// The source positions at the checkpoint's position.
+    pub sources: Vec<SourcePosition>,
 }
 
-/// Serializes a checkpoint straight from the index's chains (`count` of them).
+/// Serializes a checkpoint straight from the index's chains (`count` of them) and the source
+/// positions.
 pub fn encode<'a>(
     checkpoint: &CheckpointMeta,
     count: usize,
     chains: impl Iterator<Item = (&'a str, &'a Chain)>,
+    sources: &[SourcePosition],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES + count * 64);
     out.extend_from_slice(&MAGIC);
@@ -100,6 +108,7 @@ pub fn encode<'a>(
         written += 1;
     }
     debug_assert_eq!(written, count, "chain count matches the header");
+    encode_sources(sources, &mut out);
     let crc = crc32fast::hash(&out);
     put_u32(&mut out, crc);
     out
@@ -126,6 +135,47 @@ fn encode_chain(id: &str, chain: &Chain, out: &mut Vec<u8>) {
             varint::write(u64::from(value), out);
         }
     }
+}
+
+fn encode_sources(sources: &[SourcePosition], out: &mut Vec<u8>) {
+    varint::write(sources.len() as u64, out);
+    for p in sources {
+        varint::write(p.topic.len() as u64, out);
+        out.extend_from_slice(p.topic.as_bytes());
+        for value in [
+            u64::from(p.partition),
+            p.next_offset,
+            p.dead_letters,
+            p.reapplied,
+        ] {
+            varint::write(value, out);
+        }
+    }
+}
+
+fn decode_sources(r: &mut Reader<'_>) -> Decoded<Vec<SourcePosition>> {
+    let count = r.varint()?;
+    // Each entry takes at least 6 bytes (a one-byte topic and five one-byte varints).
+    if count > (r.remaining() / 6) as u64 {
+        return Err(r.fail(format!("claims {count} sources in {} bytes", r.remaining())));
+    }
+    let mut sources = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let at = r.at;
+        let topic_len = r.varint()?;
+        let topic = r.take(usize::try_from(topic_len).unwrap_or(usize::MAX))?;
+        let topic = std::str::from_utf8(topic)
+            .map_err(|_| DecodeError::new(at, "source topic is not UTF-8"))?;
+        validate_topic(topic).map_err(|reason| DecodeError::new(at, reason))?;
+        sources.push(SourcePosition {
+            topic: topic.to_owned(),
+            partition: r.varint_u32()?,
+            next_offset: r.varint()?,
+            dead_letters: r.varint()?,
+            reapplied: r.varint()?,
+        });
+    }
+    Ok(sources)
 }
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {
@@ -203,7 +253,7 @@ pub fn decode(bytes: &[u8]) -> Decoded<Checkpoint> {
         return Err(DecodeError::new(0, "bad magic"));
     }
     let version = r.u32()?;
-    if version != VERSION || r.u32()? as usize != HEADER_BYTES {
+    if !(1..=VERSION).contains(&version) || r.u32()? as usize != HEADER_BYTES {
         return Err(DecodeError::new(
             8,
             format!("unsupported checkpoint version {version}"),
@@ -236,10 +286,19 @@ pub fn decode(bytes: &[u8]) -> Decoded<Checkpoint> {
     for _ in 0..count {
         chains.push(decode_chain(&mut r)?);
     }
+    let sources = if version >= 2 {
+        decode_sources(&mut r)?
+    } else {
+        Vec::new()
+    };
     if r.remaining() != 0 {
         return Err(r.fail(format!("{} trailing bytes", r.remaining())));
     }
-    Ok(Checkpoint { meta, chains })
+    Ok(Checkpoint {
+        meta,
+        chains,
+        sources,
+    })
 }
 
 fn decode_chain(r: &mut Reader<'_>) -> Decoded<(Box<str>, Chain)> {
@@ -418,12 +477,28 @@ mod tests {
                 },
             ),
         ];
-        Checkpoint { meta, chains }
+        let sources = vec![SourcePosition {
+            topic: "deltas".into(),
+            partition: 2,
+            next_offset: 300,
+            dead_letters: 4,
+            reapplied: 0,
+        }];
+        Checkpoint {
+            meta,
+            chains,
+            sources,
+        }
     }
 
     fn bytes_of(checkpoint: &Checkpoint) -> Vec<u8> {
         let chains = checkpoint.chains.iter().map(|(id, c)| (&**id, c));
-        encode(&checkpoint.meta, checkpoint.chains.len(), chains)
+        encode(
+            &checkpoint.meta,
+            checkpoint.chains.len(),
+            chains,
+            &checkpoint.sources,
+        )
     }
 
     #[test]

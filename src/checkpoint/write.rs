@@ -37,7 +37,8 @@ pub(crate) fn write_checkpoint_locked<M: Model>(
             "every segment the index points into exists"
         );
         let count = index.aggregates() as usize;
-        let bytes = checkpoint::encode(&meta, count, index.iter());
+        let sources = engine.source_positions();
+        let bytes = checkpoint::encode(&meta, count, index.iter(), &sources);
         engine.checkpoint_taken();
         (meta, bytes)
     };

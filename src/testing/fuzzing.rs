@@ -46,12 +46,15 @@ use super::sim_storage::SimStorage;
 use crate::checkpoint::format as checkpoint;
 use crate::layout::{checkpoint_file_name, segment_file_name, CHECKPOINT_DIR, WAL_DIR};
 use crate::model::{binary, DeltaKind, DeltaView, MergePatch, Model, PatchState, Stamp};
+use crate::sources::{decode_sources_record, encode_sources_record};
 use crate::varint;
 use crate::wal::batch::{compress_payload, decompress_payload, validate_aggregate_id};
 use crate::wal::batch::{BatchDecoder, BatchEncoder, Checksums};
-use crate::wal::batch_record::{batch_payload, decode_batch};
+use crate::wal::batch_record::{batch_payload, decode_batch, DecodedBatch};
 use crate::wal::format::{encode_segment_header, write_frame, RecordType, FLAG_ZSTD};
-use crate::wal::format::{FLAG_POSITIONED, FORMAT_VERSION, OLDEST_READ_VERSION};
+use crate::wal::format::{
+    FLAG_POSITIONED, FLAG_POSITIONS, FLAG_SOURCES, FORMAT_VERSION, OLDEST_READ_VERSION,
+};
 use crate::wal::frame::{frame_at, Frame, FrameScanner, ScanEvent};
 use crate::wal::records::{decode_seal_body, decode_state_body, encode_state_body};
 use crate::wal::records::{encode_batch_commit_body, BatchCommitBody, FragmentRef};
@@ -511,7 +514,16 @@ fn decode_frame_body(frame: &Frame<'_>) {
         RecordType::Commit => {
             let _ = crate::wal::format::decode_commit_body(frame.body);
         }
+        RecordType::Sources => decode_sources(frame.body),
         RecordType::End => {}
+    }
+}
+
+/// Decodes a sources record body; one that decodes must re-encode to the same bytes.
+fn decode_sources(bytes: &[u8]) {
+    if let Ok(positions) = decode_sources_record(bytes) {
+        let again = encode_sources_record(&positions);
+        assert!(again == bytes, "sources record does not round-trip");
     }
 }
 
@@ -531,16 +543,24 @@ fn decode_payloads(bytes: &[u8]) {
 /// of a frame whose CRC they verified), and with every delta's CRC verified, in which case a
 /// payload that decodes must re-encode to the same bytes.
 fn decode_payload(payload: &[u8]) {
-    if let Ok((first, deltas)) = decode_batch(payload, FLAG_POSITIONED) {
+    if let Ok(batch) = decode_batch(payload, FLAG_POSITIONED) {
         let declared = BatchDecoder::of_frame(payload, FLAG_POSITIONED, Checksums::Verify)
             .map_or(0, |d| d.remaining());
-        assert_eq!(deltas.len(), declared as usize, "positioned decode count");
+        assert_eq!(
+            batch.deltas.len(),
+            declared as usize,
+            "positioned decode count"
+        );
+        let first = batch.first_position.unwrap_or_default();
         assert!(
-            first.checked_add(deltas.len() as u32).is_some(),
+            first.checked_add(batch.deltas.len() as u32).is_some(),
             "positions fit"
         );
     }
-    if let Ok((_, deltas)) = decode_batch(payload, 0) {
+    for flags in [FLAG_POSITIONS, FLAG_SOURCES, FLAG_POSITIONS | FLAG_SOURCES] {
+        decode_trailed_payload(payload, flags);
+    }
+    if let Ok(DecodedBatch { deltas, .. }) = decode_batch(payload, 0) {
         let declared = BatchDecoder::new(payload).map_or(0, |d| d.remaining());
         assert_eq!(
             deltas.len(),
@@ -564,16 +584,55 @@ fn decode_payload(payload: &[u8]) {
     );
 }
 
-/// State, seal and checkpoint decoders on the raw bytes.
+/// Decodes a payload with a positions table or source ranges (`flags`); one whose deltas all
+/// verify must re-encode to the same bytes.
+fn decode_trailed_payload(payload: &[u8], flags: u8) {
+    let Ok(batch) = decode_batch(payload, flags) else {
+        return;
+    };
+    let verified = BatchDecoder::of_frame(payload, flags, Checksums::Verify)
+        .and_then(|d| d.collect::<Result<Vec<_>, _>>());
+    let Ok(deltas) = verified else {
+        return;
+    };
+    assert_eq!(deltas.len(), batch.deltas.len(), "trailed decode count");
+    let mut encoder = match flags & FLAG_POSITIONS {
+        0 => BatchEncoder::default(),
+        _ => BatchEncoder::tabled(),
+    };
+    for d in &deltas {
+        encoder.push_at(d.aggregate, d.seq, d.position, d.kind, d.body);
+    }
+    batch
+        .sources
+        .into_iter()
+        .for_each(|r| encoder.add_source(r));
+    assert!(
+        encoder.flags() == flags && *encoder.payload() == *payload,
+        "trailed batch payload does not round-trip"
+    );
+}
+
+/// State, seal, sources and checkpoint decoders on the raw bytes.
 fn decode_records(bytes: &[u8]) {
     decode_state(bytes);
+    decode_sources(bytes);
     if let Ok(seal) = decode_seal_body(bytes) {
         assert_eq!(seal.to_le_bytes(), bytes, "seal body does not round-trip");
     }
     if let Ok(c) = checkpoint::decode(bytes) {
         let chains = c.chains.iter().map(|(id, chain)| (&**id, chain));
-        let encoded = checkpoint::encode(&c.meta, c.chains.len(), chains);
-        assert!(encoded == bytes, "checkpoint does not round-trip");
+        let encoded = checkpoint::encode(&c.meta, c.chains.len(), chains, &c.sources);
+        // An older version is written again in the current one, with the same content.
+        let current = bytes.get(8..12) == Some(&encoded[8..12]);
+        assert!(
+            if current {
+                encoded == bytes
+            } else {
+                checkpoint::decode(&encoded).as_ref() == Ok(&c)
+            },
+            "checkpoint does not round-trip"
+        );
     }
 }
 

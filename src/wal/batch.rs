@@ -1,23 +1,28 @@
-//! The body of a batch record: a count followed by delta records (see DESIGN.md).
+//! The body of a batch record: a count followed by delta records (see DESIGN.md, 3.3).
 //!
 //! ```text
-//! payload        := count:u32 delta*count       (frame flag FLAG_POSITIONED clear)
-//!                 | first_position:u32 count:u32 delta*count   (flag set)
+//! payload        := [first_position:u32] count:u32 delta*count [position:u32 * count]
+//!                   [sources sources_len:u32]
 //! delta          := id_len:u16 id:[u8; id_len] seq:u64 kind:u8 body_len:u32 body checksum:u32
 //! checksum       := crc32(id_len ..= body)      (kind 1 = patch, 2 = delete with empty body)
 //! stored body    := payload                     (frame flag clear)
 //!                 | raw_len:u32 zstd(payload)   (frame flag FLAG_ZSTD)
 //! ```
-//! Integers are little-endian. The delta at index `i` has stamp position `first_position + i`
-//! (`first_position` is 0 without the flag). The per-delta checksum lets a reader verify one
-//! delta without re-checking its whole batch, and is the [`Stamp`](crate::model::Stamp)
-//! tie-breaker.
+//! Integers are little-endian. `first_position` is there with frame flag `FLAG_POSITIONED`,
+//! the positions table with `FLAG_POSITIONS` (never both), the source ranges
+//! (`crate::sources`) with `FLAG_SOURCES`. The delta at index `i` has stamp position
+//! `table[i]`, or `first_position + i` (`first_position` is 0 without the flag). The per-delta
+//! checksum lets a reader verify one delta without re-checking its whole batch, and is the
+//! [`Stamp`](crate::model::Stamp) tie-breaker.
+
+use std::borrow::Cow;
 
 use byteorder::{ByteOrder, LittleEndian};
 
-use super::format::{FLAG_POSITIONED, MAX_BATCH_PAYLOAD_BYTES};
+use super::format::{FLAG_POSITIONED, FLAG_POSITIONS, FLAG_SOURCES, MAX_BATCH_PAYLOAD_BYTES};
 use crate::decode::{DecodeError, Decoded};
 use crate::model::DeltaKind;
+use crate::sources::{decode_ranges, encode_ranges, encoded_ranges_bytes, SourceRange};
 use crate::text;
 
 /// Longest aggregate id in bytes.
@@ -39,6 +44,8 @@ pub(crate) fn encoded_delta_bytes(aggregate_bytes: usize, body_bytes: usize) -> 
 pub struct DeltaRecord<'a> {
     /// Byte offset of the record within the batch payload.
     pub offset: u32,
+    /// Stamp position.
+    pub position: u32,
     /// The aggregate id.
     pub aggregate: &'a str,
     /// Upstream sequence number.
@@ -68,10 +75,15 @@ pub fn validate_aggregate_id(id: &str) -> Result<(), String> {
 /// Builds a batch payload delta by delta.
 #[derive(Clone, Debug)]
 pub struct BatchEncoder {
+    /// The header and the records (the optional trailing parts are added by `finish`).
     payload: Vec<u8>,
     count: u32,
     /// Stamp position of the first delta; a payload starting elsewhere than 0 carries it.
     first_position: u32,
+    /// Every delta's position, once one is not the next after the previous.
+    table: Option<Vec<u32>>,
+    /// Source ranges the batch holds.
+    sources: Vec<SourceRange>,
 }
 
 impl Default for BatchEncoder {
@@ -92,6 +104,18 @@ impl BatchEncoder {
             payload,
             count: 0,
             first_position,
+            table: None,
+            sources: Vec::new(),
+        }
+    }
+
+    /// An empty payload with a positions table from the start, as a decoded payload that has
+    /// one is encoded again.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn tabled() -> Self {
+        BatchEncoder {
+            table: Some(Vec::new()),
+            ..BatchEncoder::default()
         }
     }
 
@@ -100,27 +124,65 @@ impl BatchEncoder {
         self.first_position
     }
 
-    /// Whether the payload carries its first position (frame flag `FLAG_POSITIONED`).
-    pub fn positioned(&self) -> bool {
-        self.first_position > 0
+    /// The position the next delta takes unless given one.
+    pub fn next_position(&self) -> Option<u32> {
+        match &self.table {
+            Some(table) => table.last().and_then(|p| p.checked_add(1)),
+            None => self.first_position.checked_add(self.count),
+        }
     }
 
-    /// Whether one more delta still gets a position that fits 32 bits.
+    /// Frame flags for the payload [`BatchEncoder::finish`] gives.
+    pub fn flags(&self) -> u8 {
+        let mut flags = 0;
+        if self.table.is_some() {
+            flags |= FLAG_POSITIONS;
+        } else if self.first_position > 0 {
+            flags |= FLAG_POSITIONED;
+        }
+        if !self.sources.is_empty() {
+            flags |= FLAG_SOURCES;
+        }
+        flags
+    }
+
+    /// Whether one more delta still fits (positions and the count are 32 bits).
     pub fn has_room(&self) -> bool {
-        self.first_position
-            .checked_add(self.count)
-            .is_some_and(|p| p < u32::MAX)
+        self.count < u32::MAX - 1 && self.next_position().is_some_and(|p| p < u32::MAX)
     }
 
     fn count_at(&self) -> usize {
-        if self.positioned() {
+        if self.table.is_none() && self.first_position > 0 {
             4
         } else {
             0
         }
     }
-    /// Appends one delta; the id must already be valid. Returns the delta's checksum.
+
+    /// Appends one delta at the next position; the id must already be valid. Returns the
+    /// delta's checksum.
+    #[cfg(any(test, feature = "testing"))]
     pub fn push(&mut self, aggregate: &str, seq: u64, kind: DeltaKind, body: &[u8]) -> u32 {
+        let position = self.next_position().unwrap_or(u32::MAX);
+        self.push_at(aggregate, seq, position, kind, body)
+    }
+
+    /// Appends one delta at stamp `position`; the id must already be valid. Returns the
+    /// delta's checksum.
+    pub fn push_at(
+        &mut self,
+        aggregate: &str,
+        seq: u64,
+        position: u32,
+        kind: DeltaKind,
+        body: &[u8],
+    ) -> u32 {
+        if self.table.is_none() && self.next_position() != Some(position) {
+            self.start_table();
+        }
+        if let Some(table) = &mut self.table {
+            table.push(position);
+        }
         let start = self.payload.len();
         let mut fixed = [0u8; 8];
         LittleEndian::write_u16(&mut fixed[..2], aggregate.len() as u16);
@@ -144,6 +206,26 @@ impl BatchEncoder {
         checksum
     }
 
+    /// Switches to a positions table: the positions so far are listed, and a leading first
+    /// position (which a table replaces) is dropped.
+    fn start_table(&mut self) {
+        let listed = (0..self.count).map(|i| self.first_position + i).collect();
+        if self.first_position > 0 {
+            self.payload.drain(..4);
+        }
+        self.table = Some(listed);
+    }
+
+    /// Adds a source range (validated by the caller).
+    pub fn add_source(&mut self, range: SourceRange) {
+        self.sources.push(range);
+    }
+
+    /// The source ranges added.
+    pub fn sources(&self) -> &[SourceRange] {
+        &self.sources
+    }
+
     /// Number of deltas pushed.
     pub fn len(&self) -> u32 {
         self.count
@@ -154,9 +236,46 @@ impl BatchEncoder {
         self.count == 0
     }
 
-    /// The payload encoded so far.
-    pub fn payload(&self) -> &[u8] {
+    /// Bytes of the payload.
+    pub fn payload_bytes(&self) -> usize {
+        let table = self.table.as_ref().map_or(0, |t| 4 * t.len());
+        let sources = match self.sources.is_empty() {
+            true => 0,
+            false => 4 + encoded_ranges_bytes(&self.sources),
+        };
+        self.payload.len() + table + sources
+    }
+
+    /// The header and the records, without the trailing parts.
+    pub fn records(&self) -> &[u8] {
         &self.payload
+    }
+
+    /// Whether the payload ends with a positions table or source ranges, which
+    /// [`BatchEncoder::payload`] then appends to a copy.
+    pub fn has_trailer(&self) -> bool {
+        self.table.is_some() || !self.sources.is_empty()
+    }
+
+    /// The payload, with its positions table and source ranges when it has them (frame flags
+    /// from [`BatchEncoder::flags`]).
+    pub fn payload(&self) -> Cow<'_, [u8]> {
+        if !self.has_trailer() {
+            return Cow::Borrowed(&self.payload);
+        }
+        let mut payload = Vec::with_capacity(self.payload_bytes());
+        payload.extend_from_slice(&self.payload);
+        for position in self.table.iter().flatten() {
+            payload.extend_from_slice(&position.to_le_bytes());
+        }
+        if !self.sources.is_empty() {
+            let start = payload.len();
+            encode_ranges(&self.sources, &mut payload);
+            let sources_len = (payload.len() - start) as u32;
+            payload.extend_from_slice(&sources_len.to_le_bytes());
+        }
+        debug_assert_eq!(payload.len(), self.payload_bytes());
+        Cow::Owned(payload)
     }
 }
 
@@ -164,9 +283,17 @@ impl BatchEncoder {
 pub struct BatchDecoder<'a> {
     payload: &'a [u8],
     offset: usize,
+    /// Where the records end (the optional trailing parts start).
+    records_end: usize,
     remaining: u32,
     checksums: Checksums,
     first_position: u32,
+    /// The positions table (empty without one).
+    table: &'a [u8],
+    /// Index of the next delta.
+    index: u32,
+    /// The source ranges' bytes (empty without them).
+    sources: &'a [u8],
 }
 
 /// Whether a decoder verifies each delta's own CRC.
@@ -194,12 +321,21 @@ impl<'a> BatchDecoder<'a> {
         Self::of_frame(payload, 0, checksums)
     }
 
-    /// Starts decoding the payload of a batch frame with `flags` (`FLAG_POSITIONED`: it starts
-    /// with its first position) under the given checksum policy.
+    /// Starts decoding the payload of a batch frame with `flags` (which say whether it starts
+    /// with its first position, ends with a positions table, ends with source ranges) under
+    /// the given checksum policy. The trailing parts are located and bounded here.
     pub fn of_frame(payload: &'a [u8], flags: u8, checksums: Checksums) -> Decoded<Self> {
         let positioned = flags & FLAG_POSITIONED != 0;
+        let tabled = flags & FLAG_POSITIONS != 0;
+        if positioned && tabled {
+            return Err(DecodeError::new(
+                0,
+                "a first position and a positions table",
+            ));
+        }
+        let (records_end, sources) = split_sources(payload, flags)?;
         let header = if positioned { 8 } else { 4 };
-        if payload.len() < header {
+        if records_end < header {
             return Err(DecodeError::new(0, "batch payload shorter than its header"));
         }
         let first_position = if positioned {
@@ -208,7 +344,9 @@ impl<'a> BatchDecoder<'a> {
             0
         };
         let count = LittleEndian::read_u32(&payload[header - 4..header]);
-        if count as usize > (payload.len() - header) / MIN_DELTA_BYTES {
+        let table_bytes = if tabled { 4 * count as usize } else { 0 };
+        let fits = (records_end - header).checked_sub(table_bytes);
+        if fits.is_none_or(|room| count as usize > room / MIN_DELTA_BYTES) {
             let reason = format!("batch claims {count} deltas in {} bytes", payload.len());
             return Err(DecodeError::new(0, reason));
         }
@@ -216,18 +354,33 @@ impl<'a> BatchDecoder<'a> {
             let reason = format!("positions {first_position} + {count} overflow 32 bits");
             return Err(DecodeError::new(0, reason));
         }
+        let records_end = records_end - table_bytes;
         Ok(BatchDecoder {
             payload,
             offset: header,
+            records_end,
             remaining: count,
             checksums,
             first_position,
+            table: &payload[records_end..records_end + table_bytes],
+            index: 0,
+            sources,
         })
     }
 
-    /// Stamp position of the batch's first delta (the others follow it).
-    pub fn first_position(&self) -> u32 {
-        self.first_position
+    /// Stamp position of the batch's first delta when the others follow it; `None` for a
+    /// batch with a positions table.
+    pub fn first_position(&self) -> Option<u32> {
+        self.table.is_empty().then_some(self.first_position)
+    }
+
+    /// The source ranges the batch holds (none without the flag).
+    pub fn sources(&self) -> Decoded<Vec<SourceRange>> {
+        let base = self.payload.len() - 4 - self.sources.len();
+        match self.sources.is_empty() {
+            true => Ok(Vec::new()),
+            false => decode_ranges(self.sources).map_err(|e| e.shifted(base)),
+        }
     }
 
     /// A decoder that yields nothing.
@@ -235,9 +388,13 @@ impl<'a> BatchDecoder<'a> {
         BatchDecoder {
             payload: &[],
             offset: 0,
+            records_end: 0,
             remaining: 0,
             checksums: Checksums::Verify,
             first_position: 0,
+            table: &[],
+            index: 0,
+            sources: &[],
         }
     }
 
@@ -245,6 +402,36 @@ impl<'a> BatchDecoder<'a> {
     /// against the payload's length).
     pub fn remaining(&self) -> u32 {
         self.remaining
+    }
+
+    fn position_of(&self, index: u32) -> u32 {
+        let at = 4 * index as usize;
+        match self.table.get(at..at + 4) {
+            Some(entry) => LittleEndian::read_u32(entry),
+            None => self.first_position + index,
+        }
+    }
+}
+
+/// Splits the source ranges (with `FLAG_SOURCES`) off the end of `payload`: returns where the
+/// rest ends and the ranges' bytes.
+fn split_sources(payload: &[u8], flags: u8) -> Decoded<(usize, &[u8])> {
+    if flags & FLAG_SOURCES == 0 {
+        return Ok((payload.len(), &[]));
+    }
+    let Some(len_at) = payload.len().checked_sub(4) else {
+        return Err(DecodeError::new(
+            0,
+            "batch payload shorter than its sources length",
+        ));
+    };
+    let sources_len = LittleEndian::read_u32(&payload[len_at..]) as usize;
+    match len_at.checked_sub(sources_len) {
+        Some(start) if sources_len > 0 => Ok((start, &payload[start..len_at])),
+        _ => {
+            let reason = format!("sources of {sources_len} bytes in a payload of {len_at}");
+            Err(DecodeError::new(len_at, reason))
+        }
     }
 }
 
@@ -254,35 +441,43 @@ impl<'a> Iterator for BatchDecoder<'a> {
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.remaining == 0 {
-            return if self.offset == self.payload.len() {
+            return if self.offset == self.records_end {
                 None
             } else {
                 let trailing_at = self.offset;
                 self.remaining = 0;
-                self.offset = self.payload.len();
+                self.offset = self.records_end;
                 let reason = "trailing bytes after the last delta";
                 Some(Err(DecodeError::new(trailing_at, reason)))
             };
         }
         self.remaining -= 1;
-        match decode_delta(self.payload, self.offset, self.checksums) {
-            Ok((record, next)) => {
+        let records = &self.payload[..self.records_end];
+        match decode_delta(records, self.offset, self.checksums) {
+            Ok((mut record, next)) => {
+                record.position = self.position_of(self.index);
+                self.index += 1;
                 self.offset = next;
                 Some(Ok(record))
             }
             Err(e) => {
                 self.remaining = 0;
-                self.offset = self.payload.len();
+                self.offset = self.records_end;
                 Some(Err(e))
             }
         }
     }
 }
 
-/// Decodes and verifies the delta record at `offset` of `payload`; returns it and the offset of
-/// the next record.
-pub fn decode_delta_at(payload: &[u8], offset: usize) -> Decoded<(DeltaRecord<'_>, usize)> {
-    decode_delta(payload, offset, Checksums::Verify)
+/// Decodes and verifies the delta record at `offset` of `payload`, whose stamp position the
+/// caller knows (a record does not hold it); returns it and the offset of the next record.
+pub fn decode_delta_at(
+    payload: &[u8],
+    offset: usize,
+    position: u32,
+) -> Decoded<(DeltaRecord<'_>, usize)> {
+    let (record, next) = decode_delta(payload, offset, Checksums::Verify)?;
+    Ok((DeltaRecord { position, ..record }, next))
 }
 
 /// Decodes the delta record at `offset` of `payload`, verifying its CRC if asked. This is the
@@ -331,6 +526,7 @@ fn decode_delta(
     };
     let record = DeltaRecord {
         offset: offset as u32,
+        position: 0,
         aggregate,
         seq,
         kind,
@@ -405,10 +601,10 @@ mod tests {
         let mut batch = BatchEncoder::starting_at(40);
         batch.push("A", 1, DeltaKind::Patch, b"\x08\x00");
         batch.push("bb", 2, DeltaKind::Delete, b"");
-        let payload = batch.payload();
+        let payload = &*batch.payload();
         assert_eq!(&payload[..8], &[40, 0, 0, 0, 2, 0, 0, 0]);
         let decoder = BatchDecoder::of_frame(payload, FLAG_POSITIONED, Checksums::Verify).unwrap();
-        assert_eq!(decoder.first_position(), 40);
+        assert_eq!(decoder.first_position(), Some(40));
         let records: Vec<_> = decoder.collect::<Decoded<_>>().unwrap();
         assert_eq!(records[1].aggregate, "bb");
         // Read as unpositioned it does not decode; a position past 32 bits is refused.
@@ -420,10 +616,83 @@ mod tests {
         assert!(BatchDecoder::of_frame(&overflowing, FLAG_POSITIONED, Checksums::Verify).is_err());
         assert!(BatchDecoder::of_frame(&payload[..6], FLAG_POSITIONED, Checksums::Verify).is_err());
         assert_eq!(
-            BatchEncoder::default().payload(),
+            &*BatchEncoder::default().payload(),
             &[0, 0, 0, 0],
             "position 0: the old layout"
         );
+    }
+
+    fn decode_all(payload: &[u8], flags: u8) -> Decoded<Vec<(String, u32)>> {
+        let decoder = BatchDecoder::of_frame(payload, flags, Checksums::Verify)?;
+        let records = decoder.collect::<Decoded<Vec<_>>>()?;
+        Ok((records.iter())
+            .map(|r| (r.aggregate.to_owned(), r.position))
+            .collect())
+    }
+
+    #[test]
+    fn positions_that_do_not_follow_each_other_go_to_a_table_after_the_records() {
+        let mut batch = BatchEncoder::starting_at(7);
+        batch.push("A", 1, DeltaKind::Patch, b"\x08\x00");
+        batch.push_at("bb", 2, 0, DeltaKind::Delete, b"");
+        batch.push("c", 2, DeltaKind::Delete, b"");
+        assert_eq!(
+            batch.flags(),
+            FLAG_POSITIONS,
+            "the table replaces the first position"
+        );
+        let payload = batch.payload().into_owned();
+        let positions = vec![("A".into(), 7), ("bb".into(), 0), ("c".into(), 1)];
+        assert_eq!(decode_all(&payload, FLAG_POSITIONS).unwrap(), positions);
+        // Records keep their offsets: the first starts right after the count.
+        assert_eq!(&payload[..4], &[3, 0, 0, 0]);
+        assert_eq!(
+            &payload[payload.len() - 12..],
+            &[7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
+        );
+        // Without the flag the table is trailing bytes; with both position flags, damage.
+        assert!(decode_all(&payload, 0).is_err());
+        assert!(decode_all(&payload, FLAG_POSITIONS | FLAG_POSITIONED).is_err());
+        for cut in 0..payload.len() {
+            assert!(
+                decode_all(&payload[..cut], FLAG_POSITIONS).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn source_ranges_close_the_payload_and_a_batch_may_hold_only_them() {
+        let range = SourceRange {
+            topic: "deltas".into(),
+            partition: 1,
+            first_offset: 10,
+            next_offset: 12,
+            dead_letters: 0,
+        };
+        for with_delta in [false, true] {
+            let mut batch = BatchEncoder::default();
+            if with_delta {
+                batch.push_at("A", 1, 5, DeltaKind::Patch, b"\x08\x00");
+            }
+            batch.add_source(range.clone());
+            let flags = batch.flags();
+            let payload = batch.payload().into_owned();
+            let decoder = BatchDecoder::of_frame(&payload, flags, Checksums::Verify).unwrap();
+            assert_eq!(decoder.sources().unwrap(), vec![range.clone()]);
+            let expected = if with_delta {
+                vec![("A".into(), 5)]
+            } else {
+                vec![]
+            };
+            assert_eq!(decode_all(&payload, flags).unwrap(), expected);
+            for cut in 0..payload.len() {
+                let cut_ok = BatchDecoder::of_frame(&payload[..cut], flags, Checksums::Verify)
+                    .and_then(|d| d.sources().map(|_| d.collect::<Decoded<Vec<_>>>()))
+                    .is_ok_and(|records| records.is_ok());
+                assert!(!cut_ok, "cut at {cut}");
+            }
+        }
     }
 
     #[test]
@@ -444,7 +713,8 @@ mod tests {
     #[test]
     fn payload_round_trips() {
         let batch = sample();
-        let records: Vec<_> = BatchDecoder::new(batch.payload())
+        let payload = batch.payload();
+        let records: Vec<_> = BatchDecoder::new(&payload)
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();

@@ -5,9 +5,10 @@
 use std::borrow::Cow;
 
 use super::batch::{decompress_payload, BatchDecoder, Checksums, DeltaRecord};
-use super::format::FLAG_ZSTD;
+use super::format::{FLAG_SOURCES, FLAG_ZSTD};
 use super::frame::Frame;
-use crate::decode::Decoded;
+use crate::decode::{DecodeError, Decoded};
+use crate::sources::SourceRange;
 
 /// One valid batch record (a batch, or one fragment of a spanning batch), its deltas decoded
 /// and verified.
@@ -17,10 +18,21 @@ pub struct BatchRecord<'a> {
     pub segment: u64,
     /// Offset of the frame in the segment.
     pub offset: u64,
-    /// Stamp position of the first delta (the others follow it).
-    pub first_position: u32,
     /// The batch's deltas in order.
     pub deltas: &'a [DeltaRecord<'a>],
+    /// The source ranges it holds (section 5e of DESIGN.md).
+    pub sources: &'a [SourceRange],
+}
+
+/// A batch payload decoded whole.
+pub struct DecodedBatch<'a> {
+    /// Stamp position of the first delta when the others follow it (`None`: a positions
+    /// table).
+    pub first_position: Option<u32>,
+    /// The deltas in order.
+    pub deltas: Vec<DeltaRecord<'a>>,
+    /// The source ranges.
+    pub sources: Vec<SourceRange>,
 }
 
 /// The stored body of a batch frame as a payload, decompressing when flagged.
@@ -32,10 +44,23 @@ pub fn batch_payload<'a>(frame: &Frame<'a>) -> Decoded<Cow<'a, [u8]>> {
     }
 }
 
-/// Decodes every delta of the payload of a batch frame with `flags` whose CRC was verified, or
-/// none; returns them with the stamp position of the first.
-pub fn decode_batch(payload: &[u8], flags: u8) -> Decoded<(u32, Vec<DeltaRecord<'_>>)> {
+/// Decodes every delta and source range of the payload of a batch frame with `flags` whose
+/// CRC was verified, or none.
+pub fn decode_batch(payload: &[u8], flags: u8) -> Decoded<DecodedBatch<'_>> {
     let decoder = BatchDecoder::of_frame(payload, flags, Checksums::CoveredByFrame)?;
     let first_position = decoder.first_position();
-    Ok((first_position, decoder.collect::<Decoded<Vec<_>>>()?))
+    let sources = decoder.sources()?;
+    Ok(DecodedBatch {
+        first_position,
+        deltas: decoder.collect::<Decoded<Vec<_>>>()?,
+        sources,
+    })
+}
+
+/// [`decode_batch`] for a fragment of a spanning batch, which never carries source ranges.
+pub fn decode_fragment(payload: &[u8], flags: u8) -> Decoded<DecodedBatch<'_>> {
+    if flags & FLAG_SOURCES != 0 {
+        return Err(DecodeError::new(0, "a fragment with source ranges"));
+    }
+    decode_batch(payload, flags)
 }

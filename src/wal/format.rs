@@ -36,8 +36,9 @@ impl RecordLocation {
 /// Magic bytes opening every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"AGGRLOG\0";
 /// Version of the segment format this code writes: version 2 opens every write with a commit
-/// record; version 3 may hold spanning batches (fragments and batch commits).
-pub const FORMAT_VERSION: u32 = 3;
+/// record; version 3 may hold spanning batches (fragments and batch commits); version 4 may hold
+/// positions tables, source ranges and sources records.
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest segment format version this code reads (version 1 has no commit records).
 pub const OLDEST_READ_VERSION: u32 = 1;
 /// Size of the segment header in bytes.
@@ -68,6 +69,9 @@ pub enum RecordType {
     /// Makes the fragments it lists one atomic batch, applied at its own place in the log
     /// (format version 3; body in `records`).
     BatchCommit = 7,
+    /// The engine's whole map of source positions, re-recorded by compaction before it deletes
+    /// segments (format version 4; body in `crate::sources`).
+    Sources = 8,
 }
 
 /// Bytes of an end-of-segment frame (header + the next segment id).
@@ -80,7 +84,12 @@ pub const FLAG_ZSTD: u8 = 0b0000_0001;
 /// Frame flag of a batch: its payload starts with `first_position: u32`, the stamp position of
 /// its first delta (the others follow it); without it the first position is 0.
 pub const FLAG_POSITIONED: u8 = 0b0000_0010;
-const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_POSITIONED;
+/// Frame flag of a batch or fragment: its payload ends with a positions table, one u32 per
+/// delta (never with [`FLAG_POSITIONED`]).
+pub const FLAG_POSITIONS: u8 = 0b0000_0100;
+/// Frame flag of a batch: its payload ends with source ranges and their length (u32).
+pub const FLAG_SOURCES: u8 = 0b0000_1000;
+const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_POSITIONED | FLAG_POSITIONS | FLAG_SOURCES;
 
 /// Encodes the header of segment `segment_id` in format `version` (the current one is
 /// [`FORMAT_VERSION`]; tests and fuzzers write older ones).
@@ -160,6 +169,7 @@ pub fn decode_frame_header(bytes: &[u8; FRAME_HEADER_BYTES]) -> Decoded<FrameHea
         5 => RecordType::Commit,
         6 => RecordType::Fragment,
         7 => RecordType::BatchCommit,
+        8 => RecordType::Sources,
         other => return Err(DecodeError::new(8, format!("unknown record type {other}"))),
     };
     let flags = bytes[9];
@@ -285,7 +295,7 @@ mod tests {
     fn unknown_type_flags_and_reserved_bits_are_rejected() {
         let mut frame = Vec::new();
         write_frame(&mut frame, 1, 32, RecordType::Batch, 0, b"");
-        for (byte, value) in [(8, 8u8), (8, 0), (9, 0x80), (10, 1), (11, 1)] {
+        for (byte, value) in [(8, 9u8), (8, 0), (9, 0x10), (9, 0x80), (10, 1), (11, 1)] {
             let mut header: [u8; FRAME_HEADER_BYTES] = frame[..12].try_into().unwrap();
             header[byte] = value;
             assert!(decode_frame_header(&header).is_err());

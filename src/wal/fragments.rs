@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::batch_record::{batch_payload, decode_batch, BatchRecord};
+use super::batch_record::{batch_payload, decode_fragment, BatchRecord};
 use super::format::{RecordLocation, RecordType, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use super::frame::{frame_at, frame_header_at, Frame};
 use super::records::{decode_batch_commit_body, BatchCommitBody, FragmentRef};
@@ -16,6 +16,10 @@ use crate::decode::DecodeError;
 use crate::error::Error;
 use crate::layout::segment_path;
 use crate::storage::{ReadView, Storage};
+
+/// What decoding a fragment found: the stamp position of its first delta (`None`: it has a
+/// positions table) and its number of deltas.
+pub type FragmentShape = (Option<u32>, u32);
 
 /// Reads fragments by location from the segment files of one log.
 pub struct FragmentReader<'s> {
@@ -54,14 +58,15 @@ impl<'s> FragmentReader<'s> {
     }
 
     /// Verifies every fragment `commit` lists (DESIGN.md, section 3.6): frame, type, listed CRC,
-    /// every delta decoded, positions consecutive, counts adding up. A fragment for which
-    /// `verified` gives its `(first_position, count)` was decoded already (by the scan that met
+    /// every delta decoded, positions consecutive (between fragments without positions tables),
+    /// counts adding up. A fragment for which `verified` gives its `(first_position, count)`
+    /// (no first position: a positions table) was decoded already (by the scan that met
     /// it): only its frame and CRC are checked. Fragments whose segment no longer exists were
     /// reclaimed and are not counted.
     pub fn verify(
         &mut self,
         commit: &BatchCommitBody,
-        verified: &dyn Fn(&FragmentRef) -> Option<(u32, u32)>,
+        verified: &dyn Fn(&FragmentRef) -> Option<FragmentShape>,
     ) -> Result<Verified, FragmentError> {
         let mut found = Verified::default();
         let mut next_position: Option<u32> = None;
@@ -78,17 +83,20 @@ impl<'s> FragmentReader<'s> {
                 positions
             } else {
                 let payload = batch_payload(&frame).map_err(|e| at_fragment(n, fragment, e))?;
-                let (first, deltas) = decode_batch(&payload, frame.header.flags)
+                let decoded = decode_fragment(&payload, frame.header.flags)
                     .map_err(|e| at_fragment(n, fragment, e))?;
-                (first, deltas.len() as u32)
+                (decoded.first_position, decoded.deltas.len() as u32)
             };
-            if next_position.is_some_and(|expected| expected != first) {
-                let reason = format!(
-                    "fragment {n} starts at position {first}, not where the previous one ended"
-                );
-                return Err(DecodeError::new(0, reason).into());
+            // Fragments with positions tables hold positions of their own: no continuity.
+            if let (Some(expected), Some(first)) = (next_position, first) {
+                if expected != first {
+                    let reason = format!(
+                        "fragment {n} starts at position {first}, not where the previous one ended"
+                    );
+                    return Err(DecodeError::new(0, reason).into());
+                }
             }
-            next_position = first.checked_add(count);
+            next_position = first.and_then(|first| first.checked_add(count));
             found.fragments += 1;
             found.deltas += u64::from(count);
         }
@@ -118,13 +126,13 @@ impl<'s> FragmentReader<'s> {
                 continue;
             };
             let payload = batch_payload(&frame).map_err(|e| at_fragment(n, fragment, e))?;
-            let (first_position, deltas) = decode_batch(&payload, frame.header.flags)
+            let decoded = decode_fragment(&payload, frame.header.flags)
                 .map_err(|e| at_fragment(n, fragment, e))?;
             on_batch(&BatchRecord {
                 segment: fragment.location.segment,
                 offset: fragment.location.offset,
-                first_position,
-                deltas: &deltas,
+                deltas: &decoded.deltas,
+                sources: &[],
             });
         }
         Ok(())

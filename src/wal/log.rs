@@ -23,6 +23,7 @@ use crate::layout::{next_segment_id, segment_path, WAL_DIR};
 use crate::locks::{lock, read, wait, write};
 use crate::options::{Options, SyncMode};
 use crate::periodic::Periodic;
+use crate::sources::{encode_sources_record, SourcePosition};
 use crate::storage::{AppendFile, ReadView, Storage};
 
 /// A record to append: its type, frame flags and stored body.
@@ -43,6 +44,15 @@ impl NewRecord {
             record_type: RecordType::Seal,
             flags: 0,
             body: encode_seal_body(seal),
+        }
+    }
+
+    /// A sources record holding `positions` (DESIGN.md, section 3.4).
+    pub fn sources(positions: &[SourcePosition]) -> Self {
+        NewRecord {
+            record_type: RecordType::Sources,
+            flags: 0,
+            body: encode_sources_record(positions),
         }
     }
 }

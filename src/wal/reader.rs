@@ -165,7 +165,7 @@ impl<'a> DeltaReader<'a> {
     pub fn read(&mut self, aggregate: &str, delta_ref: &DeltaRef) -> Result<DeltaRecord<'_>> {
         let log = self.log;
         let payload = self.payload(delta_ref)?;
-        decode_delta_at(payload, delta_ref.delta_offset as usize)
+        decode_delta_at(payload, delta_ref.delta_offset as usize, delta_ref.position)
             .and_then(|(record, _)| check_matches(record, aggregate, delta_ref))
             .map_err(|error| {
                 Error::corruption(

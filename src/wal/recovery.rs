@@ -14,13 +14,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::batch_record::{batch_payload, decode_batch, BatchRecord};
+use super::batch_record::{batch_payload, decode_batch, decode_fragment, BatchRecord};
 use super::format::RecordLocation;
 use super::format::{
     decode_commit_body, decode_segment_header, RecordType, OLDEST_READ_VERSION,
     SEGMENT_HEADER_BYTES,
 };
-use super::fragments::{FragmentError, FragmentReader};
+use super::fragments::{FragmentError, FragmentReader, FragmentShape};
 use super::frame::{DamagedRange, Frame, FrameScanner, ScanEvent};
 use super::records::{
     decode_batch_commit_body, decode_seal_body, decode_state_body, BatchCommitBody, FragmentRef,
@@ -30,6 +30,7 @@ use crate::decode::{DecodeError, Decoded};
 use crate::error::{Error, Result};
 use crate::layout::{list_segments, segment_path};
 use crate::options::RecoveryMode;
+use crate::sources::{decode_sources_record, SourcePosition};
 use crate::storage::Storage;
 
 /// What the scan does with damage.
@@ -87,6 +88,8 @@ pub enum LogRecord<'a> {
         /// The sealed seq.
         seal: u64,
     },
+    /// A sources record: source positions to raise the engine's to.
+    Sources(&'a [SourcePosition]),
     /// The fragments of one spanning batch follow as [`LogRecord::Batch`]es, up to
     /// [`LogRecord::SpanningEnd`]: apply them as one batch.
     SpanningStart,
@@ -131,8 +134,8 @@ struct Scanner<'s> {
     storage: &'s dyn Storage,
     wal_dir: &'s Path,
     policy: ScanPolicy,
-    /// Fragments this scan verified, by location: (frame CRC, first position, deltas).
-    fragments: HashMap<(u64, u64), (u32, u32, u32)>,
+    /// Fragments this scan verified, by location: their frame CRC and shape.
+    fragments: HashMap<(u64, u64), (u32, FragmentShape)>,
     /// A segment a spanning batch lists could not be read: the scan fails with it.
     io_error: Option<Error>,
     scan: LogScan,
@@ -298,23 +301,28 @@ impl Scanner<'_> {
         match frame.header.record_type {
             RecordType::Batch => {
                 let payload = batch_payload(frame)?;
-                let (first_position, deltas) = decode_batch(&payload, frame.header.flags)?;
+                let batch = decode_batch(&payload, frame.header.flags)?;
                 let record = BatchRecord {
                     segment,
                     offset: frame.offset,
-                    first_position,
-                    deltas: &deltas,
+                    deltas: &batch.deltas,
+                    sources: &batch.sources,
                 };
                 (self.on_record)(&LogRecord::Batch(record));
                 self.scan.batches += 1;
-                self.scan.deltas += deltas.len() as u64;
+                self.scan.deltas += batch.deltas.len() as u64;
             }
             RecordType::Fragment => {
                 let payload = batch_payload(frame)?;
-                let (first_position, deltas) = decode_batch(&payload, frame.header.flags)?;
+                let fragment = decode_fragment(&payload, frame.header.flags)?;
                 let place = (segment, frame.offset);
-                let verified = (frame.header.crc, first_position, deltas.len() as u32);
+                let count = fragment.deltas.len() as u32;
+                let verified = (frame.header.crc, (fragment.first_position, count));
                 self.fragments.insert(place, verified);
+            }
+            RecordType::Sources => {
+                let positions = decode_sources_record(frame.body)?;
+                (self.on_record)(&LogRecord::Sources(&positions));
             }
             RecordType::BatchCommit => {
                 let commit = decode_batch_commit_body(frame.body, location)?;
@@ -373,8 +381,8 @@ impl Scanner<'_> {
         let fragments = &self.fragments;
         let known = |f: &FragmentRef| {
             let place = (f.location.segment, f.location.offset);
-            let (crc, first, count) = fragments.get(&place).copied()?;
-            (crc == f.crc).then_some((first, count))
+            let (crc, shape) = fragments.get(&place).copied()?;
+            (crc == f.crc).then_some(shape)
         };
         let verified = match reader.verify(commit, &known) {
             Ok(verified) => verified,

@@ -95,7 +95,7 @@ pub struct ReplayedBatch<'a> {
     pub location: RecordLocation,
     path: &'a std::path::Path,
     payload: &'a [u8],
-    /// The frame's flags (whether the payload carries its first position).
+    /// The frame's flags (which optional parts the payload has).
     flags: u8,
 }
 
@@ -123,7 +123,6 @@ impl<'a> ReplayedBatch<'a> {
     pub fn deltas(&self) -> BatchDeltas<'a> {
         let batch = BatchDecoder::of_frame(self.payload, self.flags, Checksums::CoveredByFrame);
         BatchDeltas {
-            position: batch.as_ref().map_or(0, |b| b.first_position()),
             batch,
             path: self.path,
             location: self.location,
@@ -134,7 +133,6 @@ impl<'a> ReplayedBatch<'a> {
 /// Iterator over the deltas of a [`ReplayedBatch`].
 pub struct BatchDeltas<'a> {
     batch: Decoded<BatchDecoder<'a>>,
-    position: u32,
     path: &'a std::path::Path,
     location: RecordLocation,
 }
@@ -160,10 +158,8 @@ impl<'a> Iterator for BatchDeltas<'a> {
                 )));
             }
         };
-        let position = self.position;
-        self.position += 1;
         Some(Ok(LoggedDelta {
-            position,
+            position: record.position,
             aggregate: record.aggregate,
             seq: record.seq,
             kind: record.kind,

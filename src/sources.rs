@@ -1,0 +1,372 @@
+//! Source positions (DESIGN.md, section 5e): which part of an upstream queue partition a batch
+//! holds ([`SourceRange`], stored in the batch's frame), the engine's map of how far each
+//! partition was applied ([`Sources`], shown as [`SourcePosition`]s), and their encodings:
+//!
+//! ```text
+//! ranges trailer := (tag:u8 len:u32 value){..}       tag 1 = one source range
+//! source range   := topic_len:u16 topic partition:u32 first_offset:u64 next_offset:u64
+//!                   dead_letters:u64
+//! sources record := count:u32 (topic_len:u16 topic partition:u32 next_offset:u64
+//!                   dead_letters:u64 reapplied:u64){count}
+//! ```
+
+use std::collections::BTreeMap;
+
+use byteorder::{ByteOrder, LittleEndian};
+
+use crate::decode::{DecodeError, Decoded};
+use crate::text;
+
+/// Longest topic name in bytes (Kafka's limit).
+pub const MAX_TOPIC_BYTES: usize = 249;
+/// Tag of a source range entry in a batch's ranges trailer.
+const TAG_SOURCE_RANGE: u8 = 1;
+/// Bytes of a source range around its topic.
+const RANGE_FIXED_BYTES: usize = 2 + 4 + 8 + 8 + 8;
+/// Bytes of a sources record entry around its topic.
+const POSITION_FIXED_BYTES: usize = 2 + 4 + 8 + 8 + 8;
+
+/// The messages `first_offset..next_offset` of one queue partition, whose deltas a batch
+/// holds: set with [`Batch::set_source`](crate::Batch::set_source) and committed in the same
+/// atomic write as the deltas, so that a follower can resume exactly where the log ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceRange {
+    /// Topic (1 to 249 bytes).
+    pub topic: String,
+    /// Partition of the topic.
+    pub partition: u32,
+    /// Offset of the batch's first message.
+    pub first_offset: u64,
+    /// Offset after the batch's last message (greater than `first_offset`).
+    pub next_offset: u64,
+    /// Messages of the partition below `next_offset` that were not valid input, in all.
+    pub dead_letters: u64,
+}
+
+/// How far one queue partition was applied: what
+/// [`Db::source_positions`](crate::Db::source_positions) returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct SourcePosition {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// The offset to read next: every message below it was applied.
+    pub next_offset: u64,
+    /// Messages below `next_offset` that were not valid input (dead letters).
+    pub dead_letters: u64,
+    /// Messages applied a second time: batches whose range began below the position already
+    /// stored (0 for a follower that resumes from the stored positions).
+    pub reapplied: u64,
+}
+
+/// Where one partition stands, in [`Sources`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Standing {
+    next_offset: u64,
+    dead_letters: u64,
+    reapplied: u64,
+}
+
+/// The engine's map `(topic, partition) -> standing`, built by applying batch ranges and
+/// sources records in log order (DESIGN.md, section 5e).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Sources {
+    map: BTreeMap<(String, u32), Standing>,
+}
+
+impl Sources {
+    /// Applies one batch's range: the position rises to its end, and messages it holds below
+    /// the position already stored count as reapplied.
+    pub fn apply_range(&mut self, range: &SourceRange) {
+        let key = (range.topic.clone(), range.partition);
+        let standing = self.map.entry(key).or_default();
+        if range.first_offset < standing.next_offset {
+            let overlap = range.next_offset.min(standing.next_offset) - range.first_offset;
+            standing.reapplied += overlap;
+        }
+        if range.next_offset > standing.next_offset {
+            standing.next_offset = range.next_offset;
+            standing.dead_letters = range.dead_letters;
+        }
+    }
+
+    /// Applies a sources record (or a checkpoint's section): each field rises to its value.
+    pub fn apply_positions(&mut self, positions: &[SourcePosition]) {
+        for p in positions {
+            let key = (p.topic.clone(), p.partition);
+            let standing = self.map.entry(key).or_default();
+            if p.next_offset > standing.next_offset {
+                standing.next_offset = p.next_offset;
+                standing.dead_letters = p.dead_letters;
+            }
+            standing.reapplied = standing.reapplied.max(p.reapplied);
+        }
+    }
+
+    /// Every partition's position, in (topic, partition) order.
+    pub fn positions(&self) -> Vec<SourcePosition> {
+        (self.map.iter())
+            .map(|((topic, partition), s)| SourcePosition {
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: s.next_offset,
+                dead_letters: s.dead_letters,
+                reapplied: s.reapplied,
+            })
+            .collect()
+    }
+}
+
+/// Checks a source range before it is stored.
+pub(crate) fn validate_range(range: &SourceRange) -> Result<(), String> {
+    validate_topic(&range.topic)?;
+    if range.next_offset <= range.first_offset {
+        return Err(format!(
+            "a source range must hold a message: next offset {} is not above first offset {}",
+            range.next_offset, range.first_offset
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() || topic.len() > MAX_TOPIC_BYTES {
+        return Err(format!(
+            "a topic takes 1 to {MAX_TOPIC_BYTES} bytes, not {}",
+            topic.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Appends the ranges trailer of `ranges` to `out`.
+pub(crate) fn encode_ranges(ranges: &[SourceRange], out: &mut Vec<u8>) {
+    for r in ranges {
+        out.push(TAG_SOURCE_RANGE);
+        put_u32(out, (RANGE_FIXED_BYTES + r.topic.len()) as u32);
+        put_topic(out, &r.topic);
+        put_u32(out, r.partition);
+        for value in [r.first_offset, r.next_offset, r.dead_letters] {
+            put_u64(out, value);
+        }
+    }
+}
+
+/// Bytes [`encode_ranges`] writes for `ranges`.
+pub(crate) fn encoded_ranges_bytes(ranges: &[SourceRange]) -> usize {
+    (ranges.iter())
+        .map(|r| 5 + RANGE_FIXED_BYTES + r.topic.len())
+        .sum()
+}
+
+/// Decodes a ranges trailer; every entry must fill its length and carry a known tag.
+pub(crate) fn decode_ranges(bytes: &[u8]) -> Decoded<Vec<SourceRange>> {
+    let mut ranges = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(head) = bytes.get(at..at + 5) else {
+            return Err(DecodeError::new(at, "source entry header truncated"));
+        };
+        let len = LittleEndian::read_u32(&head[1..5]) as usize;
+        let Some(value) = bytes.get(at + 5..).and_then(|rest| rest.get(..len)) else {
+            return Err(DecodeError::new(at, "source entry longer than its trailer"));
+        };
+        if head[0] != TAG_SOURCE_RANGE {
+            let reason = format!("unknown source entry tag {}", head[0]);
+            return Err(DecodeError::new(at, reason));
+        }
+        ranges.push(decode_range(value).map_err(|e| e.shifted(at + 5))?);
+        at += 5 + len;
+    }
+    Ok(ranges)
+}
+
+fn decode_range(value: &[u8]) -> Decoded<SourceRange> {
+    let mut reader = Reader {
+        bytes: value,
+        at: 0,
+    };
+    let topic = reader.topic()?;
+    let partition = reader.u32()?;
+    let (first_offset, next_offset, dead_letters) = (reader.u64()?, reader.u64()?, reader.u64()?);
+    reader.finished()?;
+    let range = SourceRange {
+        topic,
+        partition,
+        first_offset,
+        next_offset,
+        dead_letters,
+    };
+    validate_range(&range).map_err(|reason| DecodeError::new(0, reason))?;
+    Ok(range)
+}
+
+/// Encodes a sources record body: every position, in order.
+pub(crate) fn encode_sources_record(positions: &[SourcePosition]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_u32(&mut out, positions.len() as u32);
+    for p in positions {
+        put_topic(&mut out, &p.topic);
+        put_u32(&mut out, p.partition);
+        for value in [p.next_offset, p.dead_letters, p.reapplied] {
+            put_u64(&mut out, value);
+        }
+    }
+    out
+}
+
+/// Decodes a sources record body; the count must fit and the entries fill it exactly.
+pub(crate) fn decode_sources_record(bytes: &[u8]) -> Decoded<Vec<SourcePosition>> {
+    let mut reader = Reader { bytes, at: 0 };
+    let count = reader.u32()? as usize;
+    if count > bytes.len() / (POSITION_FIXED_BYTES + 1) {
+        let reason = format!(
+            "sources record claims {count} entries in {} bytes",
+            bytes.len()
+        );
+        return Err(DecodeError::new(0, reason));
+    }
+    let mut positions = Vec::with_capacity(count);
+    for _ in 0..count {
+        positions.push(SourcePosition {
+            topic: reader.topic()?,
+            partition: reader.u32()?,
+            next_offset: reader.u64()?,
+            dead_letters: reader.u64()?,
+            reapplied: reader.u64()?,
+        });
+    }
+    reader.finished()?;
+    Ok(positions)
+}
+
+fn put_topic(out: &mut Vec<u8>, topic: &str) {
+    debug_assert!(
+        validate_topic(topic).is_ok(),
+        "topics are validated on entry"
+    );
+    out.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+    out.extend_from_slice(topic.as_bytes());
+}
+
+fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// A bounds-checked reader over untrusted bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, len: usize) -> Decoded<&[u8]> {
+        let Some(taken) = self.bytes.get(self.at..).and_then(|rest| rest.get(..len)) else {
+            return Err(DecodeError::new(self.at, "source entry truncated"));
+        };
+        self.at += len;
+        Ok(taken)
+    }
+
+    fn u32(&mut self) -> Decoded<u32> {
+        self.take(4).map(LittleEndian::read_u32)
+    }
+
+    fn u64(&mut self) -> Decoded<u64> {
+        self.take(8).map(LittleEndian::read_u64)
+    }
+
+    fn topic(&mut self) -> Decoded<String> {
+        let at = self.at;
+        let len = usize::from(self.take(2).map(LittleEndian::read_u16)?);
+        let topic = text::from_utf8(self.take(len)?)
+            .ok_or_else(|| DecodeError::new(at, "topic is not UTF-8"))?
+            .to_owned();
+        validate_topic(&topic).map_err(|reason| DecodeError::new(at, reason))?;
+        Ok(topic)
+    }
+
+    fn finished(&self) -> Decoded<()> {
+        if self.at == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(DecodeError::new(
+                self.at,
+                "trailing bytes after source entries",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(first: u64, next: u64, dead: u64) -> SourceRange {
+        SourceRange {
+            topic: "deltas".into(),
+            partition: 3,
+            first_offset: first,
+            next_offset: next,
+            dead_letters: dead,
+        }
+    }
+
+    #[test]
+    fn ranges_and_records_round_trip() {
+        let ranges = vec![range(0, 10, 1), range(10, 12, 1)];
+        let mut bytes = Vec::new();
+        encode_ranges(&ranges, &mut bytes);
+        assert_eq!(decode_ranges(&bytes).unwrap(), ranges);
+        let mut sources = Sources::default();
+        ranges.iter().for_each(|r| sources.apply_range(r));
+        let positions = sources.positions();
+        let record = encode_sources_record(&positions);
+        assert_eq!(decode_sources_record(&record).unwrap(), positions);
+    }
+
+    #[test]
+    fn the_position_is_a_maximum_and_overlaps_count_as_reapplied() {
+        let mut sources = Sources::default();
+        sources.apply_range(&range(0, 10, 2));
+        sources.apply_range(&range(10, 20, 3));
+        assert_eq!(sources.positions()[0].reapplied, 0);
+        sources.apply_range(&range(5, 15, 2));
+        let p = &sources.positions()[0];
+        assert_eq!((p.next_offset, p.dead_letters, p.reapplied), (20, 3, 10));
+        let mut again = Sources::default();
+        again.apply_positions(&sources.positions());
+        again.apply_positions(&sources.positions());
+        assert_eq!(again, sources);
+    }
+
+    #[test]
+    fn damaged_entries_are_refused() {
+        let mut bytes = Vec::new();
+        encode_ranges(&[range(0, 10, 0)], &mut bytes);
+        for cut in 0..bytes.len() {
+            assert!(
+                decode_ranges(&bytes[..cut]).is_err() || cut == 0,
+                "cut at {cut}"
+            );
+        }
+        let mut unknown = bytes.clone();
+        unknown[0] = 9;
+        assert!(decode_ranges(&unknown).is_err());
+        let mut empty_range = Vec::new();
+        encode_ranges(&[range(4, 4, 0)], &mut empty_range);
+        assert!(decode_ranges(&empty_range).is_err());
+        let record = encode_sources_record(&Sources::default().positions());
+        assert!(decode_sources_record(&record[..3]).is_err());
+        let mut huge = record.clone();
+        huge[0] = 0xff;
+        assert!(decode_sources_record(&huge).is_err());
+    }
+}
