@@ -8,6 +8,9 @@
 
 mod bench;
 mod demo;
+#[cfg(feature = "kafka")]
+mod follow;
+mod follower_dir;
 mod ingest;
 mod input;
 mod maintain;
@@ -121,6 +124,10 @@ enum Command {
         /// New deltas with a seq below this are rejected from now on.
         seq: u64,
     },
+    /// Follow a Kafka topic into one database per assigned partition under --db DIR, exactly
+    /// once, until SIGTERM or SIGINT.
+    #[cfg(feature = "kafka")]
+    Follow(follow::FollowArgs),
     /// Show the out-of-order table: a CRUD pipeline beside aggrelog.
     Demo,
     /// Generate the mfg workload and measure ingest, open, replay (against the raw read + CRC
@@ -172,6 +179,8 @@ fn run() -> i32 {
         Command::Backup { db, dest } => maintain::backup(&db, &dest),
         Command::Export { db, file } => transfer::export(&db, file.as_deref()),
         Command::Import { db, files } => transfer::import(&db, &files),
+        #[cfg(feature = "kafka")]
+        Command::Follow(args) => follow::follow(&args),
         Command::Demo => demo::run().map_err(Failure::from),
         Command::Bench(args) if args.scaling() => scaling::run(&args).map_err(Failure::from),
         Command::Bench(args) => ingest::parse_sync(&args.sync)

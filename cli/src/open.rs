@@ -66,6 +66,11 @@ fn short_command(args: &DbArgs) -> Options {
     args.apply(options)
 }
 
+/// Options of a read command: [`short_command`]'s.
+pub fn reader_options(args: &DbArgs) -> Options {
+    short_command(args)
+}
+
 /// Opens an existing database to change it, waiting up to `lock_wait` for another writer to
 /// let go of it. What recovery dropped or skipped reaches stderr through the log.
 pub fn open_existing(args: &DbArgs) -> Result<Db, Failure> {

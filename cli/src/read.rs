@@ -2,11 +2,13 @@
 //! interface scripts rely on.
 
 use std::io::{self, BufWriter, Write};
+use std::iter::Peekable;
 use std::path::Path;
 
-use aggrelog::{AggregateState, CheckReport};
+use aggrelog::{AggregateState, CheckReport, Db, MergePatch, Scan};
 use serde_json::{json, Value};
 
+use crate::follower_dir::{self, FollowerDir};
 use crate::open::{open_reader, DbArgs};
 use crate::output::{cut, emit, Failure, EXIT_ABSENT, EXIT_FAILURE};
 
@@ -19,10 +21,15 @@ fn state_line(id: &str, state: &AggregateState) -> String {
     )
 }
 
-/// `get`: one aggregate's state, exit 1 when absent.
+/// `get`: one aggregate's state, exit 1 when absent. In a follower directory: from the first
+/// partition database that holds it.
 pub fn get(args: &DbArgs, id: &str, as_of: Option<u64>) -> Result<(), Failure> {
-    let db = open_reader(args)?;
-    match db.get_as_of(id, as_of.unwrap_or(u64::MAX))? {
+    let as_of_seq = as_of.unwrap_or(u64::MAX);
+    let found = match follower_dir::detect(&args.db)? {
+        Some(dir) => get_in_partitions(args, &dir, id, as_of_seq)?,
+        None => open_reader(args)?.get_as_of(id, as_of_seq)?,
+    };
+    match found {
         Some(state) => emit(state_line(id, &state)),
         None => Err(Failure {
             message: match as_of {
@@ -37,16 +44,50 @@ pub fn get(args: &DbArgs, id: &str, as_of: Option<u64>) -> Result<(), Failure> {
     }
 }
 
-/// `scan`: every live aggregate in id order.
+/// The state of `id` in the first partition database of `dir` that holds it.
+fn get_in_partitions(
+    args: &DbArgs,
+    dir: &FollowerDir,
+    id: &str,
+    as_of: u64,
+) -> Result<Option<AggregateState>, Failure> {
+    for (_, db) in dir.open(args)? {
+        if let Some(state) = db.get_as_of(id, as_of)? {
+            return Ok(Some(state));
+        }
+    }
+    Ok(None)
+}
+
+/// `scan`: every live aggregate in id order. In a follower directory: every partition
+/// database's, merged in id order.
 pub fn scan(args: &DbArgs) -> Result<(), Failure> {
-    let db = open_reader(args)?;
+    let dbs = match follower_dir::detect(&args.db)? {
+        Some(dir) => dir.open(args)?.into_iter().map(|(_, db)| db).collect(),
+        None => vec![open_reader(args)?],
+    };
+    let mut scans: Vec<_> = dbs.iter().map(|db| db.scan().peekable()).collect();
     let mut out = BufWriter::new(io::stdout().lock());
-    for item in db.scan() {
-        let (id, state) = item?;
-        writeln!(out, "{}", state_line(&id, &state))?;
+    while let Some(next) = lowest_head(&mut scans) {
+        if let Some(item) = scans[next].next() {
+            let (id, state) = item?;
+            writeln!(out, "{}", state_line(&id, &state))?;
+        }
     }
     out.flush()?;
     Ok(())
+}
+
+/// The index of the scan whose next item comes first: an error before any id, then the lowest
+/// id (the first scan among equals); `None` when every scan is done.
+fn lowest_head(scans: &mut [Peekable<Scan<'_, MergePatch>>]) -> Option<usize> {
+    (scans.iter_mut().enumerate())
+        .filter_map(|(index, scan)| match scan.peek()? {
+            Ok((id, _)) => Some((Some(id.clone()), index)),
+            Err(_) => Some((None, index)),
+        })
+        .min()
+        .map(|(_, index)| index)
 }
 
 /// `check`: every record verified, nothing changed; exit 2 when damaged.
@@ -118,9 +159,34 @@ fn print_check(report: &CheckReport) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `stats`: the counters as one JSON object.
+/// `stats`: the counters as one JSON object. In a follower directory: `{"topic":T,"group":G,
+/// "partitions":[{"partition":P, ...that partition database's counters}],"sources":[...]}`.
 pub fn stats(args: &DbArgs) -> Result<(), Failure> {
-    let db = open_reader(args)?;
+    let Some(dir) = follower_dir::detect(&args.db)? else {
+        return emit(stats_json(&open_reader(args)?));
+    };
+    let mut partitions = Vec::new();
+    let mut sources = Vec::new();
+    for (partition, db) in dir.open(args)? {
+        let mut counters = stats_json(&db);
+        if let Value::Object(fields) = &mut counters {
+            if let Some(Value::Array(positions)) = fields.get("sources") {
+                sources.extend(positions.iter().cloned());
+            }
+            fields.insert("partition".into(), Value::from(partition));
+        }
+        partitions.push(counters);
+    }
+    emit(json!({
+        "topic": dir.topic,
+        "group": dir.group,
+        "partitions": partitions,
+        "sources": sources,
+    }))
+}
+
+/// The counters of `db` as one JSON object.
+fn stats_json(db: &Db) -> Value {
     let stats = db.stats();
     let checkpoint = stats.checkpoint.map(|c| {
         json!({
@@ -138,7 +204,7 @@ pub fn stats(args: &DbArgs) -> Result<(), Failure> {
             json!({"max_deltas": max, "aggregates": count})
         })
         .collect();
-    emit(json!({
+    json!({
         "segments": stats.segments,
         "log_bytes": stats.log_bytes,
         "live_bytes": stats.live_bytes,
@@ -160,7 +226,23 @@ pub fn stats(args: &DbArgs) -> Result<(), Failure> {
         "torn_bytes_dropped": stats.torn_bytes_dropped,
         "skipped_bytes": stats.skipped.iter().map(|d| d.bytes).sum::<u64>(),
         "checkpoints_rejected": stats.checkpoints_rejected.len(),
-    }))
+        "sources": sources_json(&stats),
+    })
+}
+
+/// The source positions in `stats`: `[{"topic","partition","next_offset","dead_letters",
+/// "reapplied"}]`.
+fn sources_json(stats: &aggrelog::Stats) -> Value {
+    let positions = (stats.sources.iter()).map(|p| {
+        json!({
+            "topic": p.topic,
+            "partition": p.partition,
+            "next_offset": p.next_offset,
+            "dead_letters": p.dead_letters,
+            "reapplied": p.reapplied,
+        })
+    });
+    Value::Array(positions.collect())
 }
 
 fn round3(value: f64) -> f64 {

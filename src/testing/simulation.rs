@@ -5,6 +5,10 @@
 //! (b) no batch is partly present (each carries marker deltas at its first and last position);
 //! (c) every state equals the oracle over the present batches (for [`MergePatch`], json-patch
 //! `merge` in seq order);
+//! (d) the stored source position is that of the present batches: batch `n`, when written as
+//! one batch record, carries the source range `n..n + 1` of a queue partition, so the position
+//! must be one past the highest such batch present (through compactions that delete the
+//! segments holding them, and checkpoints);
 //! and: a write after a failed write or sync is refused until reopen; after a mere crash, a
 //! strict open never reports corruption.
 //!
@@ -421,6 +425,9 @@ where
 
     fn batch(&self, n: usize) -> Result<Batch, String> {
         let mut batch = Batch::new();
+        batch
+            .set_source(source_range(n))
+            .map_err(|e| format!("building batch {n}: {e}"))?;
         for d in &self.scenario.batches[n] {
             let pushed = match &d.patch {
                 Some(patch) => {
@@ -622,6 +629,19 @@ where
         if states != expected {
             return Err(format!("state differs from the oracle over batches {present:?}:\n got {states:?}\nwant {expected:?}"));
         }
+        let positions = db.source_positions();
+        let stored = positions.iter().map(|p| p.next_offset).max();
+        let written_whole = |n: &&usize| self.scenario.batches[**n].len() < LARGE_BATCH_MIN_DELTAS;
+        let expected = present
+            .iter()
+            .filter(written_whole)
+            .map(|n| *n as u64 + 1)
+            .max();
+        if stored != expected || positions.len() > 1 {
+            return Err(format!(
+                "source positions {positions:?} after recovery, expected next offset {expected:?}"
+            ));
+        }
         let seal = db.stats().seal;
         if seal < self.known.seal {
             return Err(format!(
@@ -635,6 +655,18 @@ where
             .copied()
             .collect();
         Ok(())
+    }
+}
+
+/// The source range batch `n` carries when written as one batch record: offset `n` of a
+/// queue partition.
+fn source_range(n: usize) -> crate::SourceRange {
+    crate::SourceRange {
+        topic: "sim".into(),
+        partition: 0,
+        first_offset: n as u64,
+        next_offset: n as u64 + 1,
+        dead_letters: 0,
     }
 }
 
