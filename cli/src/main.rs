@@ -10,6 +10,8 @@ mod bench;
 mod demo;
 #[cfg(feature = "kafka")]
 mod follow;
+#[cfg(feature = "kafka")]
+mod follow_bench;
 mod follower_dir;
 mod ingest;
 mod input;
@@ -128,6 +130,10 @@ enum Command {
     /// once, until SIGTERM or SIGINT.
     #[cfg(feature = "kafka")]
     Follow(follow::FollowArgs),
+    /// Measure follow throughput from a running broker against a plain consumer reading the
+    /// same topic, and the restore rate of one partition.
+    #[cfg(feature = "kafka")]
+    FollowBench(follow_bench::FollowBenchArgs),
     /// Show the out-of-order table: a CRUD pipeline beside aggrelog.
     Demo,
     /// Generate the mfg workload and measure ingest, open, replay (against the raw read + CRC
@@ -181,6 +187,8 @@ fn run() -> i32 {
         Command::Import { db, files } => transfer::import(&db, &files),
         #[cfg(feature = "kafka")]
         Command::Follow(args) => follow::follow(&args),
+        #[cfg(feature = "kafka")]
+        Command::FollowBench(args) => follow_bench::run(&args),
         Command::Demo => demo::run().map_err(Failure::from),
         Command::Bench(args) if args.scaling() => scaling::run(&args).map_err(Failure::from),
         Command::Bench(args) => ingest::parse_sync(&args.sync)
