@@ -181,3 +181,43 @@ fn a_broker_restarted_mid_stream_loses_nothing() {
         assert_eq!((next, dead, reapplied), (ends[partition as usize], 0, 0));
     }
 }
+
+#[test]
+fn a_message_below_a_partitions_seal_is_a_dead_letter_not_a_stop() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let broker = Broker::start();
+    broker.create_topic("deltas", 1);
+    let message = |key: &str, seq: u64| Message {
+        key: key.into(),
+        value: format!(r#"{{"aggregate":"{key}","seq":{seq},"patch":{{"seq":{seq}}}}}"#),
+        partition: Some(0),
+    };
+    let producer = Producer::new(&broker.address());
+    producer.send("deltas", &[message("a", 10)]);
+    producer.flush();
+    let (_tmp, dir) = scratch();
+    let db = dir.join("follower");
+    let follower = FollowerProcess::start(&broker.address(), "deltas", "g", &db, &[]);
+    wait_caught_up(&db, &[1], Duration::from_secs(60));
+    follower.terminate();
+    let partition_db = db.join("deltas.0").display().to_string();
+    assert_eq!(aggrelog(&["seal", "--db", &partition_db, "5"]).0, 0);
+
+    // seq 3 is below the seal: the whole batch is refused, so the follower must set the message
+    // aside and write the others.
+    producer.send("deltas", &[message("b", 3), message("c", 7)]);
+    producer.flush();
+    let follower = FollowerProcess::start(&broker.address(), "deltas", "g", &db, &[]);
+    wait_caught_up(&db, &[3], Duration::from_secs(60));
+    follower.terminate();
+    let letters = std::fs::read_to_string(db.join("dead-letters.jsonl")).expect("dead letters");
+    let letter: Value = serde_json::from_str(letters.trim()).expect("one dead letter");
+    assert_eq!(letter["offset"], 1);
+    assert!(
+        letter["reason"].as_str().unwrap().contains("seal 5"),
+        "{letter}"
+    );
+    let states = scan(&db);
+    assert_eq!(states.keys().collect::<Vec<_>>(), ["a", "c"]);
+    assert_eq!(positions(&db)[&0], (3, 1, 0));
+}

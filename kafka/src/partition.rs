@@ -1,6 +1,7 @@
 //! [`PartitionStore`]: one assigned partition's database, where it stands, and the messages read
 //! from it but not yet written.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -131,7 +132,9 @@ impl PartitionStore {
     }
 
     /// Writes the pending messages as one atomic batch carrying their source range: first their
-    /// dead letters to `dead` (synced), then the batch (durable on return).
+    /// dead letters to `dead` (synced), then the batch (durable on return). A message with a
+    /// delta below the database's seal (the write refuses the whole batch) becomes a dead letter,
+    /// and the batch is written without it.
     pub fn flush(&mut self, dead: &mut DeadLetterFile) -> Result<Flushed> {
         let (Some(first), Some(last)) = (self.pending.first(), self.pending.last()) else {
             return Ok(Flushed {
@@ -140,25 +143,43 @@ impl PartitionStore {
             });
         };
         let (first_offset, next_offset) = (first.offset, last.offset + 1);
-        let mut batch = self.build();
-        let letters = self.dead_letters_pending();
-        dead.write_all(&letters)?;
-        let dead_letters = self.dead_letters + letters.len() as u64;
-        let range = SourceRange {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            first_offset,
-            next_offset,
-            dead_letters,
-        };
-        batch
-            .set_source(range)
-            .map_err(|e| Error::db(&self.path, e))?;
-        self.db
-            .write(&batch)
-            .map_err(|e| Error::db(&self.path, e))?;
+        let mut letters_written = BTreeSet::new();
+        loop {
+            let mut batch = self.build();
+            let letters = self.dead_letters_pending();
+            let fresh: Vec<DeadLetter> = (letters.iter())
+                .filter(|l| !letters_written.contains(&l.offset))
+                .cloned()
+                .collect();
+            dead.write_all(&fresh)?;
+            letters_written.extend(fresh.iter().map(|l| l.offset));
+            let dead_letters = self.dead_letters + letters.len() as u64;
+            let range = SourceRange {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                first_offset,
+                next_offset,
+                dead_letters,
+            };
+            batch
+                .set_source(range)
+                .map_err(|e| Error::db(&self.path, e))?;
+            match self.db.write(&batch) {
+                Ok(_) => return Ok(self.written(batch.len(), next_offset, dead_letters)),
+                Err(aggrelog::Error::Sealed { position, seal, .. }) => {
+                    let reason = format!("a delta below the database's seal {seal}");
+                    let message = self.message_of_delta(position as usize);
+                    self.pending[message].deltas = Err(reason);
+                }
+                Err(e) => return Err(Error::db(&self.path, e)),
+            }
+        }
+    }
+
+    /// Forgets the pending messages a batch of `deltas` just wrote, up to `next_offset`.
+    fn written(&mut self, deltas: usize, next_offset: u64, dead_letters: u64) -> Flushed {
         let flushed = Flushed {
-            deltas: batch.len() as u64,
+            deltas: deltas as u64,
             messages: self.pending.len() as u64,
             next_offset,
         };
@@ -167,7 +188,21 @@ impl PartitionStore {
         self.pending.clear();
         self.pending_bytes = 0;
         self.oldest_pending = None;
-        Ok(flushed)
+        flushed
+    }
+
+    /// The index in `pending` of the message whose deltas hold the batch's delta `index`.
+    fn message_of_delta(&self, index: usize) -> usize {
+        let mut before = 0;
+        for (at, message) in self.pending.iter().enumerate() {
+            let count = message.deltas.as_ref().map_or(0, Vec::len);
+            if index < before + count {
+                return at;
+            }
+            before += count;
+        }
+        debug_assert!(false, "delta {index} is in no pending message");
+        self.pending.len().saturating_sub(1)
     }
 
     /// The batch of every pending message's deltas. A message the engine refuses (its deltas

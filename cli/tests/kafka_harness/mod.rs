@@ -331,6 +331,12 @@ pub fn aggrelog(args: &[&str]) -> (i32, String) {
         .args(args)
         .output()
         .expect("run aggrelog");
+    if !out.status.success() {
+        eprintln!(
+            "aggrelog {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8(out.stdout).expect("UTF-8 output"),
@@ -385,6 +391,10 @@ pub fn scan(db: &Path) -> BTreeMap<String, Value> {
 /// Waits until every partition's stored position in `db` is its end offset.
 pub fn wait_caught_up(db: &Path, ends: &[u64], timeout: Duration) {
     wait_for(timeout, "the follower to catch up", || {
+        // The follower writes its directory's marker when it starts.
+        if !db.join("aggrelog-follower.json").exists() {
+            return false;
+        }
         let positions = positions(db);
         (ends.iter().enumerate())
             .all(|(p, end)| *end == 0 || positions.get(&(p as u32)).is_some_and(|s| s.0 == *end))
