@@ -22,17 +22,24 @@ fn scan_lines(db: &Db) -> String {
         .collect()
 }
 
-#[test]
-fn a_format_1_database_opens_with_the_same_states_and_takes_new_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let db_dir = dir.path().join("db");
-    copy_dir(&Path::new(FIXTURE).join("db"), &db_dir);
-    let expected_scan = fs::read_to_string(Path::new(FIXTURE).join("scan.jsonl")).unwrap();
-    let expected_replay = fs::read_to_string(Path::new(FIXTURE).join("replay.jsonl")).unwrap();
-
+/// Opens a copy of `fixture`'s database in `dir`, checks its states and deltas against the
+/// fixture's `scan.jsonl` and `replay.jsonl`, and returns it with its directory and the
+/// expected replay.
+fn open_fixture(fixture: &str, dir: &Path) -> (Db, std::path::PathBuf, String) {
+    let db_dir = dir.join("db");
+    copy_dir(&Path::new(fixture).join("db"), &db_dir);
+    let expected_scan = fs::read_to_string(Path::new(fixture).join("scan.jsonl")).unwrap();
+    let expected_replay = fs::read_to_string(Path::new(fixture).join("replay.jsonl")).unwrap();
     let db = Db::open(&db_dir, Options::default()).unwrap();
     assert_eq!(scan_lines(&db), expected_scan);
     assert_eq!(replay_lines(&db), expected_replay);
+    (db, db_dir, expected_replay)
+}
+
+#[test]
+fn a_format_1_database_opens_with_the_same_states_and_takes_new_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, db_dir, expected_replay) = open_fixture(FIXTURE, dir.path());
 
     let new = r#"{"aggregate":"aircraft-0000001","seq":10,"patch":{"engine":{"n":8}}}"#;
     db.write(&read_batch(new.as_bytes()).unwrap()).unwrap();
