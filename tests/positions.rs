@@ -230,3 +230,30 @@ fn the_pos_field_of_json_lines_sets_the_position() {
         assert!(error.contains("\"pos\""), "{bad}: {error}");
     }
 }
+
+#[test]
+fn a_spanning_batch_keeps_explicit_positions_across_its_fragments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), options()).unwrap();
+    let mut large = db.large_batch().unwrap();
+    // Positions in reverse order: every fragment carries a positions table.
+    for i in 0..400u32 {
+        let patch = json!({"v": i, "pad": "x".repeat(40)});
+        large.patch_at("a", 1, 399 - i, &patch).unwrap();
+    }
+    assert!(large.fragments_written() > 1);
+    large.commit().unwrap();
+    let expected: Vec<u32> = (0..400).rev().collect();
+    let positions = |db: &Db| -> Vec<u32> {
+        (db.replay(RecordLocation::START))
+            .map(|d| d.unwrap().position)
+            .collect()
+    };
+    assert_eq!(positions(&db), expected);
+    // Position 399 is the first delta written: v = 0 is last in stamp order.
+    assert_eq!(db.get("a").unwrap().unwrap().state["v"], 0);
+    db.close().unwrap();
+    let db = Db::open(tmp.path(), options()).unwrap();
+    assert_eq!(positions(&db), expected);
+    assert_eq!(db.get("a").unwrap().unwrap().state["v"], 0);
+}
