@@ -17,7 +17,9 @@ use aggrelog::testing::fuzzing::{
 use aggrelog::testing::fuzzing::{CKPT_ENVELOPE, SEG_GAP, SEG_RECORDS, SEG_VALID_HEADER};
 use aggrelog::testing::internals::batch_record::{batch_payload, decode_batch};
 use aggrelog::testing::internals::encode_patch;
-use aggrelog::testing::internals::format::{RecordType, FLAG_ZSTD, SEGMENT_HEADER_BYTES};
+use aggrelog::testing::internals::format::{
+    RecordType, FLAG_POSITIONS, FLAG_SOURCES, FLAG_ZSTD, SEGMENT_HEADER_BYTES,
+};
 use aggrelog::testing::internals::frame::{Frame, FrameScanner, ScanEvent};
 use aggrelog::{Batch, Compression, Db, Options};
 use serde_json::{json, Value};
@@ -173,17 +175,40 @@ fn write_batches(db: &Db, base: u64, batches: u64, ids: u64) {
     }
 }
 
-/// A database: plain batches, then (`maintained`) a seal, compaction, more batches and two
-/// checkpoints.
+/// A batch as the Kafka follower writes it: deltas at positions of their own (a positions table)
+/// and a source range; the compaction after it re-records the positions in a sources record.
+fn write_followed_batch(db: &Db, seq: u64, first_offset: u64) {
+    let mut batch = Batch::new();
+    for (i, position) in [2u32, 0, 1].into_iter().enumerate() {
+        let id = format!("ac-{i}");
+        batch
+            .patch_at(&id, seq, position, &aircraft_patch(i as u64))
+            .expect("patch");
+    }
+    let range = aggrelog::SourceRange {
+        topic: "deltas".into(),
+        partition: 3,
+        first_offset,
+        next_offset: first_offset + 3,
+        dead_letters: 1,
+    };
+    batch.set_source(range).expect("source");
+    db.write(&batch).expect("write");
+}
+
+/// A database: plain batches, then (`maintained`) a batch with a positions table and a source
+/// range, a seal, compaction, more batches (that batch again among them) and two checkpoints.
 fn build_db(compress: bool, maintained: bool, batches: u64) -> Files {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = Db::open(dir.path(), options(compress)).expect("open");
     write_batches(&db, 10, batches, 5);
     if maintained {
+        write_followed_batch(&db, 11, 40);
         db.checkpoint().expect("checkpoint");
         db.seal(12).expect("seal");
         db.compact().expect("compact");
         write_batches(&db, 40, batches / 2 + 1, 7);
+        write_followed_batch(&db, 41, 43);
         // A batch larger than a segment: fragments and a batch commit.
         let mut large = db.large_batch().expect("large batch");
         for i in 0..90 {
@@ -453,6 +478,7 @@ fn decode_seeds(files: &[Files], seeds: &mut Vec<(String, Vec<u8>)>) {
         if let Some((_, ckpt)) = db.checkpoints.last() {
             seeds.push((format!("checkpoint-{n}"), decode_input(0, 0, 0, ckpt)));
         }
+        format_4_seeds(n, db, seeds);
     }
     let values = [
         json!({"a": [1, -2], "b": "é"}),
@@ -480,6 +506,23 @@ fn decode_seeds(files: &[Files], seeds: &mut Vec<(String, Vec<u8>)>) {
         "varints".into(),
         decode_input(0, 0, 0, &[0x80, 0x01, 0xff, 0x7f, 0x00, 0x80]),
     ));
+}
+
+/// Seeds of the records format 4 added, wherever they are in `db`: a batch payload with a
+/// positions table or source ranges, and a sources record body.
+fn format_4_seeds(n: usize, db: &Files, seeds: &mut Vec<(String, Vec<u8>)>) {
+    let trailed = FLAG_POSITIONS | FLAG_SOURCES;
+    for (id, segment) in &db.segments {
+        for frame in frames(*id, segment) {
+            let name = match frame.header.record_type {
+                RecordType::Batch if frame.header.flags & trailed != 0 => "trailed",
+                RecordType::Sources => "sources",
+                _ => continue,
+            };
+            let body = batch_payload(&frame).expect("payload").into_owned();
+            seeds.push((format!("{name}-{n}-{id}"), decode_input(0, 0, 0, &body)));
+        }
+    }
 }
 
 /// Seeds of `ops_with_crash`: deterministic pseudo-random byte strings of various lengths.
