@@ -8,6 +8,7 @@
 
 mod bench;
 mod demo;
+mod diff;
 #[cfg(feature = "kafka")]
 mod follow;
 #[cfg(feature = "kafka")]
@@ -24,6 +25,7 @@ mod replay;
 mod scaling;
 mod stream;
 mod transfer;
+mod validate;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -64,6 +66,29 @@ enum Command {
     Scan {
         #[command(flatten)]
         db: DbArgs,
+    },
+    /// Print the RFC 7396 merge patch that turns an aggregate's state as of one seq into its
+    /// state as of another (null when it is absent at the second).
+    Diff {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Aggregate id.
+        id: String,
+        /// The state as of this seq ...
+        #[arg(long, value_name = "SEQ")]
+        from: u64,
+        /// ... turned into the state as of this seq.
+        #[arg(long, value_name = "SEQ")]
+        to: u64,
+    },
+    /// Check every live state against a JSON Schema: one line {"aggregate","pointer","error"}
+    /// per violation; exit 0 when all are valid, 1 when some are not.
+    Validate {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The JSON Schema file.
+        #[arg(long, value_name = "SCHEMA.json")]
+        schema: PathBuf,
     },
     /// Print every delta in log order as JSON Lines; a summary goes to stderr.
     Replay {
@@ -176,6 +201,8 @@ fn run() -> i32 {
         Command::Ingest(args) => ingest::ingest(&args),
         Command::Get { db, id, as_of } => read::get(&db, &id, as_of),
         Command::Scan { db } => read::scan(&db),
+        Command::Diff { db, id, from, to } => diff::diff(&db, &id, from, to),
+        Command::Validate { db, schema } => validate::validate(&db, &schema),
         Command::Replay { db } => replay::replay(&db),
         Command::Check { db, json } => read::check(&db, json),
         Command::Stats { db } => read::stats(&db),

@@ -24,12 +24,7 @@ fn state_line(id: &str, state: &AggregateState) -> String {
 /// `get`: one aggregate's state, exit 1 when absent. In a follower directory: from the first
 /// partition database that holds it.
 pub fn get(args: &DbArgs, id: &str, as_of: Option<u64>) -> Result<(), Failure> {
-    let as_of_seq = as_of.unwrap_or(u64::MAX);
-    let found = match follower_dir::detect(&args.db)? {
-        Some(dir) => get_in_partitions(args, &dir, id, as_of_seq)?,
-        None => open_reader(args)?.get_as_of(id, as_of_seq)?,
-    };
-    match found {
+    match state_as_of(args, id, as_of.unwrap_or(u64::MAX))? {
         Some(state) => emit(state_line(id, &state)),
         None => Err(Failure {
             message: match as_of {
@@ -41,6 +36,15 @@ pub fn get(args: &DbArgs, id: &str, as_of: Option<u64>) -> Result<(), Failure> {
             },
             status: EXIT_ABSENT,
         }),
+    }
+}
+
+/// The state of `id` from deltas with seq up to `as_of`, in the database of `args` or, in a
+/// follower directory, in the first partition database that holds it.
+pub fn state_as_of(args: &DbArgs, id: &str, as_of: u64) -> Result<Option<AggregateState>, Failure> {
+    match follower_dir::detect(&args.db)? {
+        Some(dir) => get_in_partitions(args, &dir, id, as_of),
+        None => Ok(open_reader(args)?.get_as_of(id, as_of)?),
     }
 }
 
@@ -62,10 +66,7 @@ fn get_in_partitions(
 /// `scan`: every live aggregate in id order. In a follower directory: every partition
 /// database's, merged in id order.
 pub fn scan(args: &DbArgs) -> Result<(), Failure> {
-    let dbs = match follower_dir::detect(&args.db)? {
-        Some(dir) => dir.open(args)?.into_iter().map(|(_, db)| db).collect(),
-        None => vec![open_reader(args)?],
-    };
+    let dbs = databases(args)?;
     let mut scans: Vec<_> = dbs.iter().map(|db| db.scan().peekable()).collect();
     let mut out = BufWriter::new(io::stdout().lock());
     while let Some(next) = lowest_head(&mut scans) {
@@ -76,6 +77,15 @@ pub fn scan(args: &DbArgs) -> Result<(), Failure> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// The database of `args` opened read-only, or every partition database of a follower
+/// directory.
+pub fn databases(args: &DbArgs) -> Result<Vec<Db>, Failure> {
+    Ok(match follower_dir::detect(&args.db)? {
+        Some(dir) => dir.open(args)?.into_iter().map(|(_, db)| db).collect(),
+        None => vec![open_reader(args)?],
+    })
 }
 
 /// The index of the scan whose next item comes first: an error before any id, then the lowest

@@ -388,3 +388,84 @@ fn replay_writes_many_chunks_in_log_order_and_stops_at_a_bad_batch_after_the_one
     ); // Named by its segment file and offset, not only by numbers.
     assert!(stderr(&cut).contains(".seg offset "), "{}", stderr(&cut));
 }
+
+#[test]
+fn diff_prints_the_merge_patch_between_two_seqs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let db = db.to_str().unwrap();
+    let lines = concat!(
+        r#"{"aggregate":"A","seq":1,"patch":{"engine":{"serial":"E1","cycles":3},"tail":"N1"}}"#,
+        "\n",
+        r#"{"aggregate":"A","seq":2,"patch":{"engine":{"cycles":4},"tail":null,"cabin":{"rows":30}}}"#,
+        "\n",
+        r#"{"aggregate":"A","seq":3,"delete":true}"#,
+        "\n"
+    );
+    let file = write_file(tmp.path(), "a.jsonl", lines);
+    assert!(aggrelog(&["ingest", "--db", db, &file]).status.success());
+    let diff = |from: &str, to: &str| {
+        let out = aggrelog(&["diff", "--db", db, "A", "--from", from, "--to", to]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
+    };
+    assert_eq!(
+        diff("1", "2"),
+        serde_json::json!({"engine": {"cycles": 4}, "tail": null, "cabin": {"rows": 30}})
+    );
+    assert_eq!(
+        diff("2", "1"),
+        serde_json::json!({"engine": {"cycles": 3}, "tail": "N1", "cabin": null})
+    );
+    assert_eq!(
+        diff("0", "1"),
+        serde_json::json!({"engine": {"serial": "E1", "cycles": 3}, "tail": "N1"})
+    );
+    assert_eq!(diff("2", "3"), serde_json::Value::Null, "absent at seq 3");
+    assert_eq!(diff("2", "2"), serde_json::json!({}));
+}
+
+#[test]
+fn validate_lists_each_violation_and_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let db = db.to_str().unwrap();
+    let lines = concat!(
+        r#"{"aggregate":"A","seq":1,"patch":{"engine":{"serial":"E1"}}}"#,
+        "\n",
+        r#"{"aggregate":"B","seq":1,"patch":{"engine":{"serial":7}}}"#,
+        "\n",
+        r#"{"aggregate":"C","seq":1,"patch":{"cabin":{}}}"#,
+        "\n"
+    );
+    let file = write_file(tmp.path(), "in.jsonl", lines);
+    assert!(aggrelog(&["ingest", "--db", db, &file]).status.success());
+    let schema = write_file(
+        tmp.path(),
+        "schema.json",
+        r#"{"type":"object","required":["engine"],
+            "properties":{"engine":{"type":"object","properties":{"serial":{"type":"string"}}}}}"#,
+    );
+    let out = aggrelog(&["validate", "--db", db, "--schema", &schema]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["aggregate"], "B");
+    assert_eq!(lines[0]["pointer"], "/engine/serial");
+    assert!(lines[0]["error"].as_str().unwrap().contains("string"));
+    assert_eq!(lines[1]["aggregate"], "C");
+    assert_eq!(lines[1]["pointer"], "");
+    assert!(stderr(&out).contains("2 of 3 aggregates"));
+
+    let loose = write_file(tmp.path(), "loose.json", r#"{"type":"object"}"#);
+    let out = aggrelog(&["validate", "--db", db, "--schema", &loose]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "");
+    let broken = write_file(tmp.path(), "broken.json", r#"{"type":"no-such-type"}"#);
+    let out = aggrelog(&["validate", "--db", db, "--schema", &broken]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("broken.json"), "{}", stderr(&out));
+}
