@@ -9,6 +9,7 @@ use crate::model::{merge_patch, DeltaKind};
 use crate::sources::{validate_range, SourceRange};
 use crate::wal::batch::{encoded_delta_bytes, validate_aggregate_id, BatchEncoder};
 use crate::wal::format::MAX_BATCH_PAYLOAD_BYTES;
+use crate::wal::trailer::validate_batch_name;
 
 /// A set of deltas written atomically by [`Db::write`](crate::Db::write): after any crash either
 /// all of them are in the log or none is. A delta's position is part of its stamp
@@ -112,6 +113,23 @@ impl Batch {
         self.encoder.next_position()
     }
 
+    /// Names the deltas added from now on (until the next call) as the upstream batch `name`
+    /// (1 to 1024 bytes): called before the first delta, it names the whole batch. The name is
+    /// stored with the deltas (`aggrelog batches` lists them; a batch is retracted by it). A
+    /// batch grouping several upstream batches names each one's deltas, as the Kafka follower
+    /// does per message.
+    pub fn name(&mut self, name: &str) -> Result<&mut Self> {
+        validate_batch_name(name).map_err(Error::InvalidInput)?;
+        self.finished = OnceLock::new();
+        self.encoder.name_from_here(name.to_owned());
+        Ok(self)
+    }
+
+    /// The name in force for the next delta, if any.
+    pub fn current_name(&self) -> Option<&str> {
+        self.encoder.current_name()
+    }
+
     /// Whether a source range was set.
     pub fn has_source(&self) -> bool {
         !self.encoder.sources().is_empty()
@@ -192,11 +210,6 @@ impl Batch {
     /// Frame flags saying which optional parts [`Batch::payload`] has.
     pub(crate) fn flags(&self) -> u8 {
         self.encoder.flags()
-    }
-
-    /// The source ranges set.
-    pub(crate) fn sources(&self) -> &[SourceRange] {
-        self.encoder.sources()
     }
 }
 

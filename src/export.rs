@@ -7,8 +7,10 @@
 //! ```text
 //! {"batch":[{"aggregate":A,"seq":S,"patch":{...}} | {"aggregate":A,"seq":S,"delete":true}, ...],
 //!  "first_position":N,                  first_position only when it is not 0
-//!  "sources":[{"topic":T,"partition":P,"first_offset":F,"next_offset":N,"dead_letters":D}]}
+//!  "sources":[{"topic":T,"partition":P,"first_offset":F,"next_offset":N,"dead_letters":D}],
 //!                                       sources only when the batch has source ranges
+//!  "names":[{"name":N,"first_delta":F,"count":C}]}
+//!                                       names only when its deltas are named
 //! {"state":{"aggregate":A,"horizon":H,"max_seq":S,"folded":F,"encoded":"BASE64"}}
 //!                                       horizon null: every seq (History::None)
 //! {"seal":S}
@@ -42,6 +44,7 @@ use crate::wal::records::{
     decode_batch_commit_body, decode_seal_body, decode_state_body, encode_state_body,
     BatchCommitBody, StateBody,
 };
+use crate::wal::trailer::NameSpan;
 
 /// What an export or an import carried.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -79,7 +82,7 @@ pub(crate) fn export<M: Model>(engine: &Engine<M>, out: &mut dyn Write) -> Resul
                         decode_batch(&payload, frame.header.flags).map_err(|e| bad(e.reason))?;
                     report.batches += 1;
                     report.deltas += batch.deltas.len() as u64;
-                    batch_line(&batch.deltas, &batch.sources).map_err(bad)?
+                    batch_line(&batch.deltas, &batch.sources, &batch.names).map_err(bad)?
                 }
                 RecordType::BatchCommit => {
                     let at = RecordLocation {
@@ -152,7 +155,8 @@ fn export_spanning<M: Model>(
             if failed.is_some() {
                 return;
             }
-            let line = batch_line(batch.deltas, batch.sources).map_err(Exported::Damage);
+            let line =
+                batch_line(batch.deltas, batch.sources, batch.names).map_err(Exported::Damage);
             let written = line.and_then(|line| {
                 writeln!(out, "{line}").map_err(|e| Exported::Failed(Error::io("export output", e)))
             });
@@ -166,6 +170,7 @@ fn export_spanning<M: Model>(
 fn batch_line(
     deltas: &[DeltaRecord<'_>],
     sources: &[SourceRange],
+    names: &[NameSpan],
 ) -> std::result::Result<Value, String> {
     let first = deltas.first().map_or(0, |d| d.position);
     let consecutive =
@@ -199,6 +204,12 @@ fn batch_line(
                    "next_offset": r.next_offset, "dead_letters": r.dead_letters})
         });
         line.insert("sources".into(), ranges.collect());
+    }
+    if !names.is_empty() {
+        let spans = names
+            .iter()
+            .map(|n| json!({"name": n.name, "first_delta": n.first_delta, "count": n.count}));
+        line.insert("names".into(), spans.collect());
     }
     Ok(Value::Object(line))
 }
@@ -261,7 +272,12 @@ fn import_lines<M: Model>(
             let first = first
                 .and_then(|f| u32::try_from(f).ok())
                 .ok_or_else(|| bad("\"first_position\" must be a 32-bit integer".into()))?;
-            let mut batch = import_batch(items, first).map_err(bad)?;
+            let names = value
+                .get("names")
+                .map(parse_names)
+                .transpose()
+                .map_err(bad)?;
+            let mut batch = import_batch(items, first, &names.unwrap_or_default()).map_err(bad)?;
             for range in value
                 .get("sources")
                 .map(parse_ranges)
@@ -295,10 +311,17 @@ fn import_lines<M: Model>(
     }
 }
 
-fn import_batch(items: &Value, first_position: u32) -> std::result::Result<Batch, String> {
+fn import_batch(
+    items: &Value,
+    first_position: u32,
+    names: &[(String, usize)],
+) -> std::result::Result<Batch, String> {
     let items = items.as_array().ok_or("\"batch\" must be an array")?;
     let mut batch = Batch::starting_at(first_position);
-    for item in items {
+    for (index, item) in items.iter().enumerate() {
+        for (name, _) in names.iter().filter(|(_, first)| *first == index) {
+            batch.name(name).map_err(|e| e.to_string())?;
+        }
         let delta = parse_line(&item.to_string())?;
         let position = delta.pos.or(batch.next_position());
         let position = position.ok_or("positions overflow 32 bits")?;
@@ -309,6 +332,21 @@ fn import_batch(items: &Value, first_position: u32) -> std::result::Result<Batch
         .map_err(|e| e.to_string())?;
     }
     Ok(batch)
+}
+
+/// The `"names"` of a batch line: each name with the index of its first delta (a name covers
+/// the deltas up to the next one's first, as `Batch::name` gives them).
+fn parse_names(spans: &Value) -> std::result::Result<Vec<(String, usize)>, String> {
+    let spans = spans.as_array().ok_or("\"names\" must be an array")?;
+    (spans.iter())
+        .map(|span| {
+            let name =
+                (span.get("name").and_then(Value::as_str)).ok_or("\"name\" must be a string")?;
+            let first = usize::try_from(u64_field(span, "first_delta")?)
+                .map_err(|_| "\"first_delta\" is too large")?;
+            Ok((name.to_owned(), first))
+        })
+        .collect()
 }
 
 /// The `"sources"` of a batch line.

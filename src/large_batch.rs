@@ -86,6 +86,13 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         self.push_raw(aggregate, seq, DeltaKind::Delete, &[])
     }
 
+    /// Names the deltas added from now on as the upstream batch `name` (as [`Batch::name`]);
+    /// each fragment records the name of its deltas.
+    pub fn name(&mut self, name: &str) -> Result<&mut Self> {
+        self.part.name(name)?;
+        Ok(self)
+    }
+
     /// [`LargeBatch::patch`] at stamp position `position` (as [`Batch::patch_at`]).
     pub fn patch_at(
         &mut self,
@@ -262,6 +269,9 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         self.part = Batch::starting_at(u32::try_from(self.deltas).map_err(|_| {
             Error::InvalidInput("a batch's delta positions must fit 32 bits".into())
         })?);
+        if let Some(name) = part.current_name() {
+            self.part.name(name)?;
+        }
         Ok(())
     }
 

@@ -1,9 +1,9 @@
 //! Source positions (DESIGN.md, section 5e): which part of an upstream queue partition a batch
-//! holds ([`SourceRange`], stored in the batch's frame), the engine's map of how far each
-//! partition was applied ([`Sources`], shown as [`SourcePosition`]s), and their encodings:
+//! holds ([`SourceRange`], an entry of the batch payload's trailer, `crate::wal::trailer`), the
+//! engine's map of how far each partition was applied ([`Sources`], shown as
+//! [`SourcePosition`]s), and their encodings:
 //!
 //! ```text
-//! ranges trailer := (tag:u8 len:u32 value){..}       tag 1 = one source range
 //! source range   := topic_len:u16 topic partition:u32 first_offset:u64 next_offset:u64
 //!                   dead_letters:u64
 //! sources record := count:u32 (topic_len:u16 topic partition:u32 next_offset:u64
@@ -19,8 +19,6 @@ use crate::text;
 
 /// Longest topic name in bytes (Kafka's limit).
 pub const MAX_TOPIC_BYTES: usize = 249;
-/// Tag of a source range entry in a batch's ranges trailer.
-const TAG_SOURCE_RANGE: u8 = 1;
 /// Bytes of a source range around its topic.
 const RANGE_FIXED_BYTES: usize = 2 + 4 + 8 + 8 + 8;
 /// Bytes of a sources record entry around its topic.
@@ -142,53 +140,24 @@ pub(crate) fn validate_topic(topic: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Appends the ranges trailer of `ranges` to `out`.
-pub(crate) fn encode_ranges(ranges: &[SourceRange], out: &mut Vec<u8>) {
-    for r in ranges {
-        out.push(TAG_SOURCE_RANGE);
-        put_u32(out, (RANGE_FIXED_BYTES + r.topic.len()) as u32);
-        put_topic(out, &r.topic);
-        put_u32(out, r.partition);
-        for value in [r.first_offset, r.next_offset, r.dead_letters] {
-            put_u64(out, value);
-        }
+/// Appends the value of a trailer entry holding `range` (its tag and length are the
+/// trailer's, `crate::wal::trailer`).
+pub(crate) fn encode_range_value(range: &SourceRange, out: &mut Vec<u8>) {
+    put_topic(out, &range.topic);
+    put_u32(out, range.partition);
+    for value in [range.first_offset, range.next_offset, range.dead_letters] {
+        put_u64(out, value);
     }
 }
 
-/// Bytes [`encode_ranges`] writes for `ranges`.
-pub(crate) fn encoded_ranges_bytes(ranges: &[SourceRange]) -> usize {
-    (ranges.iter())
-        .map(|r| 5 + RANGE_FIXED_BYTES + r.topic.len())
-        .sum()
+/// Bytes [`encode_range_value`] writes for `range`.
+pub(crate) fn range_value_bytes(range: &SourceRange) -> usize {
+    RANGE_FIXED_BYTES + range.topic.len()
 }
 
-/// Decodes a ranges trailer; every entry must fill its length and carry a known tag.
-pub(crate) fn decode_ranges(bytes: &[u8]) -> Decoded<Vec<SourceRange>> {
-    let mut ranges = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        let Some(head) = bytes.get(at..at + 5) else {
-            return Err(DecodeError::new(at, "source entry header truncated"));
-        };
-        let len = LittleEndian::read_u32(&head[1..5]) as usize;
-        let Some(value) = bytes.get(at + 5..).and_then(|rest| rest.get(..len)) else {
-            return Err(DecodeError::new(at, "source entry longer than its trailer"));
-        };
-        if head[0] != TAG_SOURCE_RANGE {
-            let reason = format!("unknown source entry tag {}", head[0]);
-            return Err(DecodeError::new(at, reason));
-        }
-        ranges.push(decode_range(value).map_err(|e| e.shifted(at + 5))?);
-        at += 5 + len;
-    }
-    Ok(ranges)
-}
-
-fn decode_range(value: &[u8]) -> Decoded<SourceRange> {
-    let mut reader = Reader {
-        bytes: value,
-        at: 0,
-    };
+/// Decodes the value of a source range entry; it must fill `value` exactly.
+pub(crate) fn decode_range_value(value: &[u8]) -> Decoded<SourceRange> {
+    let mut reader = Reader::new(value);
     let topic = reader.topic()?;
     let partition = reader.u32()?;
     let (first_offset, next_offset, dead_letters) = (reader.u64()?, reader.u64()?, reader.u64()?);
@@ -220,7 +189,7 @@ pub(crate) fn encode_sources_record(positions: &[SourcePosition]) -> Vec<u8> {
 
 /// Decodes a sources record body; the count must fit and the entries fill it exactly.
 pub(crate) fn decode_sources_record(bytes: &[u8]) -> Decoded<Vec<SourcePosition>> {
-    let mut reader = Reader { bytes, at: 0 };
+    let mut reader = Reader::new(bytes);
     let count = reader.u32()? as usize;
     if count > bytes.len() / (POSITION_FIXED_BYTES + 1) {
         let reason = format!(
@@ -260,27 +229,45 @@ fn put_u64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(&value.to_le_bytes());
 }
 
-/// A bounds-checked reader over untrusted bytes.
-struct Reader<'a> {
+/// A bounds-checked reader over untrusted bytes (source entries and trailer entries).
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, len: usize) -> Decoded<&[u8]> {
+impl<'a> Reader<'a> {
+    /// A reader at the start of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, at: 0 }
+    }
+
+    /// The next `len` bytes.
+    pub fn take(&mut self, len: usize) -> Decoded<&'a [u8]> {
         let Some(taken) = self.bytes.get(self.at..).and_then(|rest| rest.get(..len)) else {
-            return Err(DecodeError::new(self.at, "source entry truncated"));
+            return Err(DecodeError::new(self.at, "entry truncated"));
         };
         self.at += len;
         Ok(taken)
     }
 
-    fn u32(&mut self) -> Decoded<u32> {
+    /// The next u16.
+    pub fn u16(&mut self) -> Decoded<u16> {
+        self.take(2).map(LittleEndian::read_u16)
+    }
+
+    /// The next u32.
+    pub fn u32(&mut self) -> Decoded<u32> {
         self.take(4).map(LittleEndian::read_u32)
     }
 
-    fn u64(&mut self) -> Decoded<u64> {
+    /// The next u64.
+    pub fn u64(&mut self) -> Decoded<u64> {
         self.take(8).map(LittleEndian::read_u64)
+    }
+
+    /// Where the reader is.
+    pub fn at(&self) -> usize {
+        self.at
     }
 
     fn topic(&mut self) -> Decoded<String> {
@@ -293,14 +280,12 @@ impl Reader<'_> {
         Ok(topic)
     }
 
-    fn finished(&self) -> Decoded<()> {
+    /// Fails unless every byte was read.
+    pub fn finished(&self) -> Decoded<()> {
         if self.at == self.bytes.len() {
             Ok(())
         } else {
-            Err(DecodeError::new(
-                self.at,
-                "trailing bytes after source entries",
-            ))
+            Err(DecodeError::new(self.at, "trailing bytes after an entry"))
         }
     }
 }
@@ -322,9 +307,12 @@ mod tests {
     #[test]
     fn ranges_and_records_round_trip() {
         let ranges = vec![range(0, 10, 1), range(10, 12, 1)];
-        let mut bytes = Vec::new();
-        encode_ranges(&ranges, &mut bytes);
-        assert_eq!(decode_ranges(&bytes).unwrap(), ranges);
+        for r in &ranges {
+            let mut bytes = Vec::new();
+            encode_range_value(r, &mut bytes);
+            assert_eq!(bytes.len(), range_value_bytes(r));
+            assert_eq!(&decode_range_value(&bytes).unwrap(), r);
+        }
         let mut sources = Sources::default();
         ranges.iter().for_each(|r| sources.apply_range(r));
         let positions = sources.positions();
@@ -350,19 +338,13 @@ mod tests {
     #[test]
     fn damaged_entries_are_refused() {
         let mut bytes = Vec::new();
-        encode_ranges(&[range(0, 10, 0)], &mut bytes);
+        encode_range_value(&range(0, 10, 0), &mut bytes);
         for cut in 0..bytes.len() {
-            assert!(
-                decode_ranges(&bytes[..cut]).is_err() || cut == 0,
-                "cut at {cut}"
-            );
+            assert!(decode_range_value(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        let mut unknown = bytes.clone();
-        unknown[0] = 9;
-        assert!(decode_ranges(&unknown).is_err());
         let mut empty_range = Vec::new();
-        encode_ranges(&[range(4, 4, 0)], &mut empty_range);
-        assert!(decode_ranges(&empty_range).is_err());
+        encode_range_value(&range(4, 4, 0), &mut empty_range);
+        assert!(decode_range_value(&empty_range).is_err());
         let record = encode_sources_record(&Sources::default().positions());
         assert!(decode_sources_record(&record[..3]).is_err());
         let mut huge = record.clone();

@@ -13,6 +13,7 @@ use crate::model::Model;
 use crate::sources::SourceRange;
 use crate::wal::batch::{compress_payload, BatchDecoder, Checksums, DeltaRecord};
 use crate::wal::format::{FLAG_ZSTD, FRAME_HEADER_BYTES};
+use crate::wal::trailer::{NameSpan, Trailer};
 use crate::wal::{BatchRecord, RecordLocation};
 
 /// What a successful [`Db::write`](crate::Db::write) or
@@ -47,14 +48,17 @@ pub(crate) fn write_batch<M: Model>(engine: &Engine<M>, batch: &Batch) -> Result
     let StoredBatch {
         deltas,
         sources,
+        names,
         flags,
         body,
     } = stored;
     let location = {
         let _gate = engine.gate_shared();
         check_seal(engine, &deltas)?;
-        // A batch with source ranges is written whatever it holds: its range must be stored.
-        if sources.is_empty() && held_already(engine, &deltas) {
+        // A batch with source ranges or names is written whatever it holds: its range or the
+        // arrival of the named batch must be stored (a retraction of another batch with the
+        // same deltas must not take them away).
+        if sources.is_empty() && names.is_empty() && held_already(engine, &deltas) {
             // A log that refuses appends may have lost what it held since its last good sync.
             engine.log().check_writable()?;
             engine.index_write().count_redelivered(deltas.len() as u64);
@@ -71,6 +75,7 @@ pub(crate) fn write_batch<M: Model>(engine: &Engine<M>, batch: &Batch) -> Result
             offset: location.offset,
             deltas: &deltas,
             sources: &sources,
+            names: &names,
         };
         engine.index_write().insert_all(delta_refs(&record));
         engine.apply_source_ranges(&sources);
@@ -98,6 +103,8 @@ pub(crate) struct StoredBatch<'b> {
     pub deltas: Vec<DeltaRecord<'b>>,
     /// The source ranges the batch holds.
     pub sources: Vec<SourceRange>,
+    /// The names of its deltas' upstream batches.
+    pub names: Vec<NameSpan>,
     /// Frame flags (compression, positions, sources).
     pub flags: u8,
     /// The frame body.
@@ -113,9 +120,10 @@ impl<'b> StoredBatch<'b> {
         );
         let (payload, layout) = (batch.payload(), batch.flags());
         // `Batch` wrote these records and their CRCs itself: decode the structure only.
-        let deltas = BatchDecoder::of_frame(payload, layout, Checksums::CoveredByFrame)
-            .and_then(|d| d.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| Error::Internal(format!("a batch does not decode: {e}")))?;
+        let decoded = BatchDecoder::of_frame(payload, layout, Checksums::CoveredByFrame)
+            .and_then(|d| Ok((d.trailer()?, d.collect::<Result<Vec<_>, _>>()?)));
+        let (Trailer { sources, names }, deltas) =
+            decoded.map_err(|e| Error::Internal(format!("a batch does not decode: {e}")))?;
         let (flags, body) = match engine.options().compression {
             Some(c) if payload.len() >= c.min_batch_bytes => (
                 FLAG_ZSTD | layout,
@@ -125,7 +133,8 @@ impl<'b> StoredBatch<'b> {
         };
         Ok(StoredBatch {
             deltas,
-            sources: batch.sources().to_vec(),
+            sources,
+            names,
             flags,
             body,
         })

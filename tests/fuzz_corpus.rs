@@ -18,7 +18,7 @@ use aggrelog::testing::fuzzing::{CKPT_ENVELOPE, SEG_GAP, SEG_RECORDS, SEG_VALID_
 use aggrelog::testing::internals::batch_record::{batch_payload, decode_batch};
 use aggrelog::testing::internals::encode_patch;
 use aggrelog::testing::internals::format::{
-    RecordType, FLAG_POSITIONS, FLAG_SOURCES, FLAG_ZSTD, SEGMENT_HEADER_BYTES,
+    RecordType, FLAG_POSITIONS, FLAG_TRAILER, FLAG_ZSTD, SEGMENT_HEADER_BYTES,
 };
 use aggrelog::testing::internals::frame::{Frame, FrameScanner, ScanEvent};
 use aggrelog::{Batch, Compression, Db, Options};
@@ -511,7 +511,7 @@ fn decode_seeds(files: &[Files], seeds: &mut Vec<(String, Vec<u8>)>) {
 /// Seeds of the records format 4 added, wherever they are in `db`: a batch payload with a
 /// positions table or source ranges, and a sources record body.
 fn format_4_seeds(n: usize, db: &Files, seeds: &mut Vec<(String, Vec<u8>)>) {
-    let trailed = FLAG_POSITIONS | FLAG_SOURCES;
+    let trailed = FLAG_POSITIONS | FLAG_TRAILER;
     for (id, segment) in &db.segments {
         for frame in frames(*id, segment) {
             let name = match frame.header.record_type {

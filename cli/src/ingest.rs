@@ -38,6 +38,10 @@ pub struct IngestArgs {
     /// however small (for a producer that writes to stdin as it goes).
     #[arg(long, value_name = "MS", requires = "batch_lines")]
     pub batch_ms: Option<u64>,
+    /// The name of the batch (`aggrelog batches` lists it; a batch is retracted by it);
+    /// default: the FILE as given. Only with one FILE.
+    #[arg(long, value_name = "NAME")]
+    pub batch_name: Option<String>,
     /// JSON Lines files, one delta per line; "-" reads stdin. The database is created if
     /// missing.
     #[arg(required = true)]
@@ -70,6 +74,11 @@ struct Progress {
 /// Runs `ingest`.
 pub fn ingest(args: &IngestArgs) -> Result<(), Failure> {
     let started = Instant::now();
+    if args.batch_name.is_some() && args.files.len() > 1 {
+        return Err(Failure::new(
+            "--batch-name names one batch: give one FILE with it",
+        ));
+    }
     let total_bytes = preflight(&args.files)?;
     let options = Options::default()
         .sync(parse_sync(&args.sync)?)
@@ -83,9 +92,10 @@ pub fn ingest(args: &IngestArgs) -> Result<(), Failure> {
         wait: args.batch_ms.map(Duration::from_millis),
     });
     let result = args.files.iter().try_for_each(|name| {
+        let batch_name = args.batch_name.as_deref().unwrap_or(name);
         let deltas = match parts {
-            Some(parts) => ingest_in_parts(&db, name, parts)?,
-            None => ingest_file(&db, name)?,
+            Some(parts) => ingest_in_parts(&db, name, batch_name, parts)?,
+            None => ingest_file(&db, name, batch_name)?,
         };
         done.files += 1;
         done.deltas += deltas;
@@ -121,11 +131,13 @@ fn file_len(name: &str) -> u64 {
     std::fs::metadata(name).map_or(0, |m| m.len())
 }
 
-/// Commits one FILE as one atomic batch of any size and prints `{"batch":FILE,"deltas":N}`:
-/// the lines stream into a [`LargeBatch`](aggrelog::LargeBatch), so memory holds one fragment
-/// however large the file. A bad line names `FILE:LINE` and nothing of the file is committed.
-fn ingest_file(db: &Db, name: &str) -> Result<usize, Failure> {
+/// Commits one FILE as one atomic batch of any size, named `batch_name`, and prints
+/// `{"batch":FILE,"deltas":N}`: the lines stream into a [`LargeBatch`](aggrelog::LargeBatch),
+/// so memory holds one fragment however large the file. A bad line names `FILE:LINE` and
+/// nothing of the file is committed.
+fn ingest_file(db: &Db, name: &str, batch_name: &str) -> Result<usize, Failure> {
     let mut batch = db.large_batch()?;
+    batch.name(batch_name)?;
     let mut lines = LineMap::default();
     for (n, line) in open_input(name)?.lines().enumerate() {
         let line_no = n as u64 + 1;

@@ -6,6 +6,7 @@
 //! on stderr; the library's log records (recovery, maintenance) reach stderr too, filtered by
 //! `AGGRELOG_LOG` (RUST_LOG syntax, default `warn`).
 
+mod batches;
 mod bench;
 mod demo;
 mod diff;
@@ -89,6 +90,12 @@ enum Command {
         /// The JSON Schema file.
         #[arg(long, value_name = "SCHEMA.json")]
         schema: PathBuf,
+    },
+    /// List the named batches whose deltas are in the log, one JSON line each:
+    /// {"name","min_seq","max_seq","deltas","aggregates","retracted"}, sorted by name.
+    Batches {
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Print every delta in log order as JSON Lines; a summary goes to stderr.
     Replay {
@@ -202,6 +209,7 @@ fn run() -> i32 {
         Command::Get { db, id, as_of } => read::get(&db, &id, as_of),
         Command::Scan { db } => read::scan(&db),
         Command::Diff { db, id, from, to } => diff::diff(&db, &id, from, to),
+        Command::Batches { db } => batches::batches(&db),
         Command::Validate { db, schema } => validate::validate(&db, &schema),
         Command::Replay { db } => replay::replay(&db),
         Command::Check { db, json } => read::check(&db, json),

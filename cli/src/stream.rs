@@ -46,23 +46,30 @@ struct Part {
 }
 
 impl Part {
-    fn new(first_index: u32) -> Self {
-        Part {
-            batch: Batch::starting_at(first_index),
+    fn new(first_index: u32, batch_name: &str) -> Result<Self, Failure> {
+        let mut batch = Batch::starting_at(first_index);
+        batch.name(batch_name)?;
+        Ok(Part {
+            batch,
             first_index,
             lines: Vec::new(),
             started: Instant::now(),
-        }
+        })
     }
 }
 
-/// Commits FILE in parts; returns the deltas committed.
-pub fn ingest_in_parts(db: &Db, name: &str, parts: Parts) -> Result<usize, Failure> {
+/// Commits FILE in parts, each naming its deltas `batch_name`; returns the deltas committed.
+pub fn ingest_in_parts(
+    db: &Db,
+    name: &str,
+    batch_name: &str,
+    parts: Parts,
+) -> Result<usize, Failure> {
     let lines = read_ahead(name)?;
     let mut ready = VecDeque::new();
     let mut line_no = 0u64;
     let mut committed = 0usize;
-    let mut part = Part::new(0);
+    let mut part = Part::new(0, batch_name)?;
     loop {
         let next = match ready.pop_front() {
             Some(text) => Ok(text),
@@ -172,7 +179,8 @@ fn commit(db: &Db, name: &str, part: &mut Part) -> Result<usize, Failure> {
     let next = u64::from(part.first_index) + part.lines.len() as u64;
     let next = u32::try_from(next)
         .map_err(|_| format!("{name}:{last}: more than {} deltas in one file", u32::MAX))?;
-    *part = Part::new(next);
+    let batch_name = part.batch.current_name().unwrap_or(name).to_owned();
+    *part = Part::new(next, &batch_name)?;
     Ok(receipt.deltas)
 }
 

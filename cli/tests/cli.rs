@@ -469,3 +469,57 @@ fn validate_lists_each_violation_and_exits_1() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("broken.json"), "{}", stderr(&out));
 }
+
+#[test]
+fn batches_lists_each_named_batch_of_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let db = db.to_str().unwrap();
+    let bch1 = write_file(
+        tmp.path(),
+        "bch1.jsonl",
+        concat!(
+            r#"{"aggregate":"A","seq":1,"patch":{"x":1}}"#,
+            "\n",
+            r#"{"aggregate":"B","seq":1,"patch":{"x":2}}"#,
+            "\n",
+            r#"{"aggregate":"A","seq":1,"patch":{"y":3}}"#,
+            "\n"
+        ),
+    );
+    let bch2 = write_file(
+        tmp.path(),
+        "bch2.jsonl",
+        concat!(
+            r#"{"aggregate":"C","seq":2,"patch":{}}"#,
+            "\n",
+            r#"{"aggregate":"C","seq":4,"delete":true}"#,
+            "\n"
+        ),
+    );
+    assert!(aggrelog(&["ingest", "--db", db, &bch1]).status.success());
+    let named = aggrelog(&["ingest", "--db", db, "--batch-name", "late fix", &bch2]);
+    assert!(named.status.success(), "{}", stderr(&named));
+    let parts = aggrelog(&["ingest", "--db", db, "--batch-lines", "1", &bch2]);
+    assert!(parts.status.success(), "{}", stderr(&parts));
+    let two = aggrelog(&["ingest", "--db", db, "--batch-name", "x", &bch1, &bch2]);
+    assert_eq!(two.status.code(), Some(2), "--batch-name names one FILE");
+
+    let out = aggrelog(&["batches", "--db", db]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let line = |name: &str, min: u64, max: u64, deltas: u64, aggregates: u64| {
+        serde_json::json!({"name": name, "min_seq": min, "max_seq": max, "deltas": deltas,
+                           "aggregates": aggregates, "retracted": false})
+    };
+    let mut expected = vec![
+        line(&bch1, 1, 1, 3, 2),
+        line(&bch2, 2, 4, 2, 1),
+        line("late fix", 2, 4, 2, 1),
+    ];
+    expected.sort_by_key(|l| l["name"].as_str().unwrap().to_owned());
+    assert_eq!(lines, expected);
+}

@@ -220,4 +220,16 @@ fn a_message_below_a_partitions_seal_is_a_dead_letter_not_a_stop() {
     let states = scan(&db);
     assert_eq!(states.keys().collect::<Vec<_>>(), ["a", "c"]);
     assert_eq!(positions(&db)[&0], (3, 1, 0));
+    // Each applied message is a named batch, topic/partition/offset; the dead letter is not.
+    let (code, listed) = aggrelog(&["batches", "--db", &db.display().to_string()]);
+    assert_eq!(code, 0);
+    let names: Vec<String> = (listed.lines())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["deltas/0/0", "deltas/0/2"]);
 }

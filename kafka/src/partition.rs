@@ -210,7 +210,7 @@ impl PartitionStore {
     /// without it, so that no message is ever partly in a batch.
     fn build(&mut self) -> Batch {
         loop {
-            match try_build(&self.pending) {
+            match try_build(&self.topic, self.partition, &self.pending) {
                 Ok(batch) => return batch,
                 Err((index, reason)) => self.pending[index].deltas = Err(reason),
             }
@@ -238,14 +238,16 @@ impl PartitionStore {
     }
 }
 
-/// The batch of `pending`'s deltas, or the index of the first message the engine refuses and
-/// why.
-fn try_build(pending: &[Pending]) -> Result<Batch, (usize, String)> {
+/// The batch of `pending`'s deltas, each message's named `topic/partition/offset`, or the index
+/// of the first message the engine refuses and why.
+fn try_build(topic: &str, partition: u32, pending: &[Pending]) -> Result<Batch, (usize, String)> {
     let mut batch = Batch::new();
     for (index, message) in pending.iter().enumerate() {
         let Ok(deltas) = &message.deltas else {
             continue;
         };
+        let name = format!("{topic}/{partition}/{}", message.offset);
+        (batch.name(&name)).map_err(|e| (index, format!("its name: {e}")))?;
         for (n, delta) in deltas.iter().enumerate() {
             // The position defaults to the delta's index in its message, whatever the batch.
             (delta.push_to(&mut batch, n as u32))

@@ -53,7 +53,7 @@ use crate::wal::batch::{BatchDecoder, BatchEncoder, Checksums};
 use crate::wal::batch_record::{batch_payload, decode_batch, DecodedBatch};
 use crate::wal::format::{encode_segment_header, write_frame, RecordType, FLAG_ZSTD};
 use crate::wal::format::{
-    FLAG_POSITIONED, FLAG_POSITIONS, FLAG_SOURCES, FORMAT_VERSION, OLDEST_READ_VERSION,
+    FLAG_POSITIONED, FLAG_POSITIONS, FLAG_TRAILER, FORMAT_VERSION, OLDEST_READ_VERSION,
 };
 use crate::wal::frame::{frame_at, Frame, FrameScanner, ScanEvent};
 use crate::wal::records::{decode_seal_body, decode_state_body, encode_state_body};
@@ -557,7 +557,7 @@ fn decode_payload(payload: &[u8]) {
             "positions fit"
         );
     }
-    for flags in [FLAG_POSITIONS, FLAG_SOURCES, FLAG_POSITIONS | FLAG_SOURCES] {
+    for flags in [FLAG_POSITIONS, FLAG_TRAILER, FLAG_POSITIONS | FLAG_TRAILER] {
         decode_trailed_payload(payload, flags);
     }
     if let Ok(DecodedBatch { deltas, .. }) = decode_batch(payload, 0) {

@@ -2,15 +2,15 @@
 //!
 //! ```text
 //! payload        := [first_position:u32] count:u32 delta*count [position:u32 * count]
-//!                   [sources sources_len:u32]
+//!                   [trailer trailer_len:u32]
 //! delta          := id_len:u16 id:[u8; id_len] seq:u64 kind:u8 body_len:u32 body checksum:u32
 //! checksum       := crc32(id_len ..= body)      (kind 1 = patch, 2 = delete with empty body)
 //! stored body    := payload                     (frame flag clear)
 //!                 | raw_len:u32 zstd(payload)   (frame flag FLAG_ZSTD)
 //! ```
 //! Integers are little-endian. `first_position` is there with frame flag `FLAG_POSITIONED`,
-//! the positions table with `FLAG_POSITIONS` (never both), the source ranges
-//! (`crate::sources`) with `FLAG_SOURCES`. The delta at index `i` has stamp position
+//! the positions table with `FLAG_POSITIONS` (never both), the trailer (source ranges and name
+//! spans, [`trailer`](super::trailer)) with `FLAG_TRAILER`. The delta at index `i` has stamp position
 //! `table[i]`, or `first_position + i` (`first_position` is 0 without the flag). The per-delta
 //! checksum lets a reader verify one delta without re-checking its whole batch, and is the
 //! [`Stamp`](crate::model::Stamp) tie-breaker.
@@ -19,10 +19,11 @@ use std::borrow::Cow;
 
 use byteorder::{ByteOrder, LittleEndian};
 
-use super::format::{FLAG_POSITIONED, FLAG_POSITIONS, FLAG_SOURCES, MAX_BATCH_PAYLOAD_BYTES};
+use super::format::{FLAG_POSITIONED, FLAG_POSITIONS, FLAG_TRAILER, MAX_BATCH_PAYLOAD_BYTES};
+use super::trailer::{NameSpan, Trailer};
 use crate::decode::{DecodeError, Decoded};
 use crate::model::DeltaKind;
-use crate::sources::{decode_ranges, encode_ranges, encoded_ranges_bytes, SourceRange};
+use crate::sources::SourceRange;
 use crate::text;
 
 /// Longest aggregate id in bytes.
@@ -84,6 +85,9 @@ pub struct BatchEncoder {
     table: Option<Vec<u32>>,
     /// Source ranges the batch holds.
     sources: Vec<SourceRange>,
+    /// Batch names, each with the index of the first delta it names (it names the deltas up
+    /// to the next name's first).
+    names: Vec<(String, u32)>,
 }
 
 impl Default for BatchEncoder {
@@ -106,6 +110,7 @@ impl BatchEncoder {
             first_position,
             table: None,
             sources: Vec::new(),
+            names: Vec::new(),
         }
     }
 
@@ -140,8 +145,8 @@ impl BatchEncoder {
         } else if self.first_position > 0 {
             flags |= FLAG_POSITIONED;
         }
-        if !self.sources.is_empty() {
-            flags |= FLAG_SOURCES;
+        if self.has_trailer_entries() {
+            flags |= FLAG_TRAILER;
         }
         flags
     }
@@ -226,6 +231,46 @@ impl BatchEncoder {
         &self.sources
     }
 
+    /// Names the deltas pushed from now on (until the next name) as belonging to the upstream
+    /// batch `name` (validated by the caller).
+    pub fn name_from_here(&mut self, name: String) {
+        if self
+            .names
+            .last()
+            .is_some_and(|(_, first)| *first == self.count)
+        {
+            self.names.pop();
+        }
+        self.names.push((name, self.count));
+    }
+
+    /// The name in force for the next delta, if any.
+    pub fn current_name(&self) -> Option<&str> {
+        self.names.last().map(|(name, _)| name.as_str())
+    }
+
+    /// Whether the payload has a trailer (source ranges, or a name over at least one delta).
+    fn has_trailer_entries(&self) -> bool {
+        !self.sources.is_empty() || self.names.iter().any(|(_, first)| *first < self.count)
+    }
+
+    /// The trailer: the source ranges and the name spans over the deltas pushed.
+    fn trailer(&self) -> Trailer {
+        let ends = (self.names.iter().skip(1).map(|(_, first)| *first)).chain([self.count]);
+        let names = (self.names.iter().zip(ends))
+            .filter(|((_, first), end)| first < end)
+            .map(|((name, first), end)| NameSpan {
+                name: name.clone(),
+                first_delta: *first,
+                count: end - first,
+            })
+            .collect();
+        Trailer {
+            sources: self.sources.clone(),
+            names,
+        }
+    }
+
     /// Number of deltas pushed.
     pub fn len(&self) -> u32 {
         self.count
@@ -239,11 +284,11 @@ impl BatchEncoder {
     /// Bytes of the payload.
     pub fn payload_bytes(&self) -> usize {
         let table = self.table.as_ref().map_or(0, |t| 4 * t.len());
-        let sources = match self.sources.is_empty() {
-            true => 0,
-            false => 4 + encoded_ranges_bytes(&self.sources),
+        let trailer = match self.has_trailer_entries() {
+            true => self.trailer().encoded_bytes(),
+            false => 0,
         };
-        self.payload.len() + table + sources
+        self.payload.len() + table + trailer
     }
 
     /// The header and the records, without the trailing parts.
@@ -254,7 +299,7 @@ impl BatchEncoder {
     /// Whether the payload ends with a positions table or source ranges, which
     /// [`BatchEncoder::payload`] then appends to a copy.
     pub fn has_trailer(&self) -> bool {
-        self.table.is_some() || !self.sources.is_empty()
+        self.table.is_some() || self.has_trailer_entries()
     }
 
     /// The payload, with its positions table and source ranges when it has them (frame flags
@@ -268,11 +313,8 @@ impl BatchEncoder {
         for position in self.table.iter().flatten() {
             payload.extend_from_slice(&position.to_le_bytes());
         }
-        if !self.sources.is_empty() {
-            let start = payload.len();
-            encode_ranges(&self.sources, &mut payload);
-            let sources_len = (payload.len() - start) as u32;
-            payload.extend_from_slice(&sources_len.to_le_bytes());
+        if self.has_trailer_entries() {
+            self.trailer().encode(&mut payload);
         }
         debug_assert_eq!(payload.len(), self.payload_bytes());
         Cow::Owned(payload)
@@ -292,8 +334,10 @@ pub struct BatchDecoder<'a> {
     table: &'a [u8],
     /// Index of the next delta.
     index: u32,
-    /// The source ranges' bytes (empty without them).
-    sources: &'a [u8],
+    /// Deltas the payload declares.
+    count: u32,
+    /// The trailer's entries (empty without one).
+    trailer: &'a [u8],
 }
 
 /// Whether a decoder verifies each delta's own CRC.
@@ -333,7 +377,7 @@ impl<'a> BatchDecoder<'a> {
                 "a first position and a positions table",
             ));
         }
-        let (records_end, sources) = split_sources(payload, flags)?;
+        let (records_end, trailer) = split_trailer(payload, flags)?;
         let header = if positioned { 8 } else { 4 };
         if records_end < header {
             return Err(DecodeError::new(0, "batch payload shorter than its header"));
@@ -364,7 +408,8 @@ impl<'a> BatchDecoder<'a> {
             first_position,
             table: &payload[records_end..records_end + table_bytes],
             index: 0,
-            sources,
+            count,
+            trailer,
         })
     }
 
@@ -374,12 +419,12 @@ impl<'a> BatchDecoder<'a> {
         self.table.is_empty().then_some(self.first_position)
     }
 
-    /// The source ranges the batch holds (none without the flag).
-    pub fn sources(&self) -> Decoded<Vec<SourceRange>> {
-        let base = self.payload.len() - 4 - self.sources.len();
-        match self.sources.is_empty() {
-            true => Ok(Vec::new()),
-            false => decode_ranges(self.sources).map_err(|e| e.shifted(base)),
+    /// The trailer: source ranges and name spans (empty without the flag).
+    pub fn trailer(&self) -> Decoded<Trailer> {
+        let base = self.payload.len().saturating_sub(4 + self.trailer.len());
+        match self.trailer.is_empty() {
+            true => Ok(Trailer::default()),
+            false => Trailer::decode(self.trailer, self.count).map_err(|e| e.shifted(base)),
         }
     }
 
@@ -394,7 +439,8 @@ impl<'a> BatchDecoder<'a> {
             first_position: 0,
             table: &[],
             index: 0,
-            sources: &[],
+            count: 0,
+            trailer: &[],
         }
     }
 
@@ -413,23 +459,23 @@ impl<'a> BatchDecoder<'a> {
     }
 }
 
-/// Splits the source ranges (with `FLAG_SOURCES`) off the end of `payload`: returns where the
-/// rest ends and the ranges' bytes.
-fn split_sources(payload: &[u8], flags: u8) -> Decoded<(usize, &[u8])> {
-    if flags & FLAG_SOURCES == 0 {
+/// Splits the trailer (with `FLAG_TRAILER`) off the end of `payload`: returns where the rest
+/// ends and the trailer's entries.
+fn split_trailer(payload: &[u8], flags: u8) -> Decoded<(usize, &[u8])> {
+    if flags & FLAG_TRAILER == 0 {
         return Ok((payload.len(), &[]));
     }
     let Some(len_at) = payload.len().checked_sub(4) else {
         return Err(DecodeError::new(
             0,
-            "batch payload shorter than its sources length",
+            "batch payload shorter than its trailer length",
         ));
     };
-    let sources_len = LittleEndian::read_u32(&payload[len_at..]) as usize;
-    match len_at.checked_sub(sources_len) {
-        Some(start) if sources_len > 0 => Ok((start, &payload[start..len_at])),
+    let trailer_len = LittleEndian::read_u32(&payload[len_at..]) as usize;
+    match len_at.checked_sub(trailer_len) {
+        Some(start) if trailer_len > 0 => Ok((start, &payload[start..len_at])),
         _ => {
-            let reason = format!("sources of {sources_len} bytes in a payload of {len_at}");
+            let reason = format!("a trailer of {trailer_len} bytes in a payload of {len_at}");
             Err(DecodeError::new(len_at, reason))
         }
     }
@@ -679,7 +725,7 @@ mod tests {
             let flags = batch.flags();
             let payload = batch.payload().into_owned();
             let decoder = BatchDecoder::of_frame(&payload, flags, Checksums::Verify).unwrap();
-            assert_eq!(decoder.sources().unwrap(), vec![range.clone()]);
+            assert_eq!(decoder.trailer().unwrap().sources, vec![range.clone()]);
             let expected = if with_delta {
                 vec![("A".into(), 5)]
             } else {
@@ -688,7 +734,7 @@ mod tests {
             assert_eq!(decode_all(&payload, flags).unwrap(), expected);
             for cut in 0..payload.len() {
                 let cut_ok = BatchDecoder::of_frame(&payload[..cut], flags, Checksums::Verify)
-                    .and_then(|d| d.sources().map(|_| d.collect::<Decoded<Vec<_>>>()))
+                    .and_then(|d| d.trailer().map(|_| d.collect::<Decoded<Vec<_>>>()))
                     .is_ok_and(|records| records.is_ok());
                 assert!(!cut_ok, "cut at {cut}");
             }

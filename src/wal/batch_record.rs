@@ -5,8 +5,9 @@
 use std::borrow::Cow;
 
 use super::batch::{decompress_payload, BatchDecoder, Checksums, DeltaRecord};
-use super::format::{FLAG_SOURCES, FLAG_ZSTD};
+use super::format::FLAG_ZSTD;
 use super::frame::Frame;
+use super::trailer::{NameSpan, Trailer};
 use crate::decode::{DecodeError, Decoded};
 use crate::sources::SourceRange;
 
@@ -22,6 +23,8 @@ pub struct BatchRecord<'a> {
     pub deltas: &'a [DeltaRecord<'a>],
     /// The source ranges it holds (section 5e of DESIGN.md).
     pub sources: &'a [SourceRange],
+    /// The names of its deltas' upstream batches.
+    pub names: &'a [NameSpan],
 }
 
 /// A batch payload decoded whole.
@@ -33,6 +36,8 @@ pub struct DecodedBatch<'a> {
     pub deltas: Vec<DeltaRecord<'a>>,
     /// The source ranges.
     pub sources: Vec<SourceRange>,
+    /// The name spans.
+    pub names: Vec<NameSpan>,
 }
 
 /// The stored body of a batch frame as a payload, decompressing when flagged.
@@ -49,18 +54,20 @@ pub fn batch_payload<'a>(frame: &Frame<'a>) -> Decoded<Cow<'a, [u8]>> {
 pub fn decode_batch(payload: &[u8], flags: u8) -> Decoded<DecodedBatch<'_>> {
     let decoder = BatchDecoder::of_frame(payload, flags, Checksums::CoveredByFrame)?;
     let first_position = decoder.first_position();
-    let sources = decoder.sources()?;
+    let Trailer { sources, names } = decoder.trailer()?;
     Ok(DecodedBatch {
         first_position,
         deltas: decoder.collect::<Decoded<Vec<_>>>()?,
         sources,
+        names,
     })
 }
 
 /// [`decode_batch`] for a fragment of a spanning batch, which never carries source ranges.
 pub fn decode_fragment(payload: &[u8], flags: u8) -> Decoded<DecodedBatch<'_>> {
-    if flags & FLAG_SOURCES != 0 {
+    let fragment = decode_batch(payload, flags)?;
+    if !fragment.sources.is_empty() {
         return Err(DecodeError::new(0, "a fragment with source ranges"));
     }
-    decode_batch(payload, flags)
+    Ok(fragment)
 }

@@ -87,9 +87,10 @@ pub const FLAG_POSITIONED: u8 = 0b0000_0010;
 /// Frame flag of a batch or fragment: its payload ends with a positions table, one u32 per
 /// delta (never with [`FLAG_POSITIONED`]).
 pub const FLAG_POSITIONS: u8 = 0b0000_0100;
-/// Frame flag of a batch: its payload ends with source ranges and their length (u32).
-pub const FLAG_SOURCES: u8 = 0b0000_1000;
-const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_POSITIONED | FLAG_POSITIONS | FLAG_SOURCES;
+/// Frame flag of a batch or fragment: its payload ends with a trailer (source ranges, name
+/// spans: `trailer`) and its length (u32).
+pub const FLAG_TRAILER: u8 = 0b0000_1000;
+const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_POSITIONED | FLAG_POSITIONS | FLAG_TRAILER;
 
 /// Encodes the header of segment `segment_id` in format `version` (the current one is
 /// [`FORMAT_VERSION`]; tests and fuzzers write older ones).

@@ -133,6 +133,7 @@ impl<'s> FragmentReader<'s> {
                 offset: fragment.location.offset,
                 deltas: &decoded.deltas,
                 sources: &[],
+                names: &decoded.names,
             });
         }
         Ok(())

@@ -1,5 +1,5 @@
 //! The segmented write-ahead log: the format ([`format`]: segment header, frames, record
-//! types; [`batch`] and [`records`]: record bodies), walking frames ([`frame`]), recovery on open
+//! types; [`batch`], [`trailer`] and [`records`]: record bodies), walking frames ([`frame`]), recovery on open
 //! ([`recovery`]), the appender ([`log`]: group commit, rotation, sync), and reading back
 //! ([`reader`]: one delta by location; [`replay`]: every delta in log order).
 //!
@@ -19,6 +19,7 @@ pub mod records;
 pub mod recovery;
 pub mod replay;
 pub mod segment;
+pub mod trailer;
 
 pub use self::log::Log;
 pub use batch::MAX_AGGREGATE_ID_BYTES;

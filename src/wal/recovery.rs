@@ -307,6 +307,7 @@ impl Scanner<'_> {
                     offset: frame.offset,
                     deltas: &batch.deltas,
                     sources: &batch.sources,
+                    names: &batch.names,
                 };
                 (self.on_record)(&LogRecord::Batch(record));
                 self.scan.batches += 1;

@@ -117,6 +117,19 @@ impl<'a> ReplayedBatch<'a> {
         self.len() == 0
     }
 
+    /// The upstream batches its deltas belong to (`Batch::name`): per name, the index of its
+    /// first delta in this record and how many follow; empty for an unnamed batch. A trailer
+    /// that does not decode is a corruption error naming the segment file and frame offset.
+    pub fn names(&self) -> Result<Vec<(String, u32, u32)>> {
+        let decoder = BatchDecoder::of_frame(self.payload, self.flags, Checksums::CoveredByFrame);
+        let trailer = decoder
+            .and_then(|d| d.trailer())
+            .map_err(|error| Error::corruption(self.path, self.location.offset, error.reason))?;
+        Ok((trailer.names.into_iter())
+            .map(|span| (span.name, span.first_delta, span.count))
+            .collect())
+    }
+
     /// The deltas in batch order. The frame CRC covers every byte of them; a record whose
     /// structure is malformed anyway (lengths, kind, UTF-8) is a corruption error naming the
     /// segment file and the frame offset, and ends the batch.

@@ -1,0 +1,102 @@
+//! Named batches (`Batch::name`): the name of each delta's upstream batch is stored with it, in
+//! batch records and in the fragments of a spanning batch, and read back in log order, through
+//! a reopen and an export and import.
+
+use aggrelog::{Batch, Db, Options, RecordLocation, SyncMode};
+use serde_json::json;
+
+fn options() -> Options {
+    Options::default()
+        .sync(SyncMode::Never)
+        .segment_size_bytes(8 << 10)
+        .background_compaction(false)
+        .checkpoint_every_bytes(0)
+}
+
+/// Every delta's `(aggregate, batch name)` in log order.
+fn names(db: &Db) -> Vec<(String, Option<String>)> {
+    let mut replay = db.replay(RecordLocation::START);
+    let mut out = Vec::new();
+    while let Some(batch) = replay.next_batch() {
+        let batch = batch.unwrap();
+        let spans = batch.names().unwrap();
+        for (index, delta) in batch.deltas().enumerate() {
+            let delta = delta.unwrap();
+            let index = index as u32;
+            let name = (spans.iter())
+                .find(|(_, first, count)| (*first..first + count).contains(&index))
+                .map(|(name, _, _)| name.clone());
+            out.push((delta.aggregate.to_owned(), name));
+        }
+    }
+    out
+}
+
+fn pairs(list: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+    (list.iter())
+        .map(|(a, n)| (a.to_string(), n.map(str::to_owned)))
+        .collect()
+}
+
+#[test]
+fn names_are_stored_with_the_deltas_they_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path().join("db"), options()).unwrap();
+    let mut whole = Batch::new();
+    whole.name("bch1.jsonl").unwrap();
+    whole.patch("a", 1, &json!({"x": 1})).unwrap();
+    whole.patch("b", 1, &json!({"x": 2})).unwrap();
+    db.write(&whole).unwrap();
+    // One batch grouping three messages, one without a name: spans per message.
+    let mut grouped = Batch::new();
+    grouped.patch("u", 2, &json!({})).unwrap();
+    grouped.name("deltas/0/7").unwrap();
+    grouped.patch_at("c", 2, 0, &json!({"y": 1})).unwrap();
+    grouped.patch_at("c", 2, 1, &json!({"y": 2})).unwrap();
+    grouped.name("deltas/0/8").unwrap();
+    grouped.delete_at("d", 2, 0).unwrap();
+    db.write(&grouped).unwrap();
+    let expected = pairs(&[
+        ("a", Some("bch1.jsonl")),
+        ("b", Some("bch1.jsonl")),
+        ("u", None),
+        ("c", Some("deltas/0/7")),
+        ("c", Some("deltas/0/7")),
+        ("d", Some("deltas/0/8")),
+    ]);
+    assert_eq!(names(&db), expected);
+
+    // A spanning batch: every fragment names its deltas.
+    let mut large = db.large_batch().unwrap();
+    large.name("big.jsonl").unwrap();
+    for i in 0..300u64 {
+        large
+            .patch("e", 3, &json!({"i": i, "pad": "y".repeat(40)}))
+            .unwrap();
+    }
+    assert!(large.fragments_written() > 1);
+    large.commit().unwrap();
+    let all = names(&db);
+    assert_eq!(all.len(), 306);
+    assert!(all[6..]
+        .iter()
+        .all(|(_, n)| n.as_deref() == Some("big.jsonl")));
+    db.close().unwrap();
+
+    let db = Db::open(tmp.path().join("db"), options()).unwrap();
+    assert_eq!(names(&db), all, "through a reopen");
+    let mut exported = Vec::new();
+    db.export(&mut exported).unwrap();
+    let copy = Db::open(tmp.path().join("copy"), options()).unwrap();
+    copy.import(&mut std::io::BufReader::new(&exported[..]))
+        .unwrap();
+    assert_eq!(names(&copy), all, "through export and import");
+}
+
+#[test]
+fn bad_names_are_refused() {
+    let mut batch = Batch::new();
+    assert!(batch.name("").is_err());
+    assert!(batch.name(&"n".repeat(1025)).is_err());
+    assert!(batch.name(&"n".repeat(1024)).is_ok());
+}
