@@ -13,6 +13,7 @@ use crate::compaction::{self, CompactionReport, Scope};
 use crate::engine::{AggregateState, Engine};
 use crate::error::Result;
 use crate::export::{self, TransferReport};
+use crate::history::{self, DeltaHistory};
 use crate::large_batch::LargeBatch;
 use crate::materialize::Materialize;
 use crate::model::{MergePatch, Model};
@@ -227,6 +228,14 @@ impl<M: Model> Db<M> {
         let mut reader = DeltaReader::new(self.engine.log());
         self.engine
             .fold_chain(aggregate, &chain, as_of, &mut reader)
+    }
+
+    /// The deltas that built `aggregate`'s state within history, in fold order, each with the
+    /// name of the batch it came in (an audit trail). Deltas compaction folded into a state
+    /// record are not listed (`folded_through_seq` says up to which seq); keep them with
+    /// [`History::All`](crate::History::All) or a window.
+    pub fn history(&self, aggregate: &str) -> Result<DeltaHistory> {
+        history::history(&self.engine, aggregate)
     }
 
     /// Every live aggregate with its state, in id order. The iterator folds the aggregates a

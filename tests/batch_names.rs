@@ -100,3 +100,43 @@ fn bad_names_are_refused() {
     assert!(batch.name(&"n".repeat(1025)).is_err());
     assert!(batch.name(&"n".repeat(1024)).is_ok());
 }
+
+#[test]
+fn history_lists_the_deltas_of_an_aggregate_in_fold_order_with_their_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), options()).unwrap();
+    // Arrival order differs from fold order: seq 5 first, then seq 2 (two deltas), unnamed 9.
+    let mut late = Batch::new();
+    late.name("bch3").unwrap();
+    late.patch("b", 5, &json!({"v": 5})).unwrap();
+    db.write(&late).unwrap();
+    let mut early = Batch::new();
+    early.name("bch1").unwrap();
+    early.patch_at("b", 2, 1, &json!({"w": 1})).unwrap();
+    early.patch_at("b", 2, 0, &json!({"v": 2})).unwrap();
+    early.patch("other", 2, &json!({})).unwrap();
+    db.write(&early).unwrap();
+    db.write(Batch::new().delete("b", 9).unwrap()).unwrap();
+    let history = db.history("b").unwrap();
+    assert_eq!(history.folded_through_seq, None);
+    let got: Vec<(u64, u32, Option<&str>)> = (history.deltas.iter())
+        .map(|d| (d.seq, d.position, d.batch.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (2, 0, Some("bch1")),
+            (2, 1, Some("bch1")),
+            (5, 0, Some("bch3")),
+            (9, 0, None)
+        ]
+    );
+    assert_eq!(history.deltas[3].kind, aggrelog::DeltaKind::Delete);
+    assert!(db.history("nobody").unwrap().deltas.is_empty());
+
+    // After compaction the folded deltas leave the history; the fold's top seq is said.
+    db.compact().unwrap();
+    let folded = db.history("b").unwrap();
+    assert_eq!(folded.folded_through_seq, Some(9));
+    assert!(folded.deltas.is_empty());
+}

@@ -15,6 +15,7 @@ mod follow;
 #[cfg(feature = "kafka")]
 mod follow_bench;
 mod follower_dir;
+mod history;
 mod ingest;
 mod input;
 mod maintain;
@@ -90,6 +91,14 @@ enum Command {
         /// The JSON Schema file.
         #[arg(long, value_name = "SCHEMA.json")]
         schema: PathBuf,
+    },
+    /// Print the deltas that built an aggregate's state within history, in fold order:
+    /// {"seq":S,"pos":P,"batch":NAME,"patch":{...}} or "delete":true; exit 1 when it has none.
+    History {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Aggregate id.
+        id: String,
     },
     /// List the named batches whose deltas are in the log, one JSON line each:
     /// {"name","min_seq","max_seq","deltas","aggregates","retracted"}, sorted by name.
@@ -210,6 +219,7 @@ fn run() -> i32 {
         Command::Scan { db } => read::scan(&db),
         Command::Diff { db, id, from, to } => diff::diff(&db, &id, from, to),
         Command::Batches { db } => batches::batches(&db),
+        Command::History { db, id } => history::history(&db, &id),
         Command::Validate { db, schema } => validate::validate(&db, &schema),
         Command::Replay { db } => replay::replay(&db),
         Command::Check { db, json } => read::check(&db, json),

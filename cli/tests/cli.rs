@@ -523,3 +523,51 @@ fn batches_lists_each_named_batch_of_the_log() {
     expected.sort_by_key(|l| l["name"].as_str().unwrap().to_owned());
     assert_eq!(lines, expected);
 }
+
+#[test]
+fn history_prints_each_delta_with_its_batch_in_fold_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let db = db.to_str().unwrap();
+    let bch3 = write_file(
+        tmp.path(),
+        "bch3.jsonl",
+        concat!(
+            r#"{"aggregate":"B","seq":3,"patch":{"engine":{"cycles":9}}}"#,
+            "\n"
+        ),
+    );
+    let bch1 = write_file(
+        tmp.path(),
+        "bch1.jsonl",
+        concat!(
+            r#"{"aggregate":"B","seq":1,"patch":{"engine":{"cycles":1}}}"#,
+            "\n",
+            r#"{"aggregate":"B","seq":1,"delete":true}"#,
+            "\n"
+        ),
+    );
+    for file in [&bch3, &bch1] {
+        assert!(aggrelog(&["ingest", "--db", db, "--no-compaction", file])
+            .status
+            .success());
+    }
+    let out = aggrelog(&["history", "--db", db, "B"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            serde_json::json!({"seq": 1, "pos": 0, "batch": bch1, "patch": {"engine": {"cycles": 1}}}),
+            serde_json::json!({"seq": 1, "pos": 1, "batch": bch1, "delete": true}),
+            serde_json::json!({"seq": 3, "pos": 0, "batch": bch3, "patch": {"engine": {"cycles": 9}}}),
+        ]
+    );
+    assert_eq!(
+        aggrelog(&["history", "--db", db, "nobody"]).status.code(),
+        Some(1)
+    );
+}

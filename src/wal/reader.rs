@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use crate::index::{DeltaRef, StateRef};
 use crate::locks::lock;
 use crate::storage::ReadView;
-use crate::wal::batch::{decode_delta_at, decompress_payload, DeltaRecord};
+use crate::wal::batch::{
+    decode_delta_at, decompress_payload, BatchDecoder, Checksums, DeltaRecord,
+};
 use crate::wal::format::{RecordType, FLAG_ZSTD, FRAME_HEADER_BYTES};
 use crate::wal::frame::{frame_at, frame_header_at};
 use crate::wal::records::{decode_state_body, StateBody};
@@ -178,6 +180,56 @@ impl<'a> DeltaReader<'a> {
 
     /// The batch payload of the record `delta_ref` points into, decompressed if stored so.
     fn payload(&mut self, delta_ref: &DeltaRef) -> Result<&[u8]> {
+        self.frame_payload(delta_ref).map(|(_, payload)| payload)
+    }
+
+    /// The name of the upstream batch the delta `delta_ref` belongs to (its frame's name
+    /// spans, `Batch::name`), or `None` for an unnamed delta. Verifies the frame's CRC (the
+    /// only one that covers the names) and decodes its records up to the delta to know its
+    /// index: for audit reads, not for the fold.
+    pub fn batch_name(&mut self, delta_ref: &DeltaRef) -> Result<Option<String>> {
+        self.verify_frame(delta_ref)?;
+        let (flags, payload) = self.frame_payload(delta_ref)?;
+        let named =
+            BatchDecoder::of_frame(payload, flags, Checksums::CoveredByFrame).and_then(|decoder| {
+                let spans = decoder.trailer()?.names;
+                if spans.is_empty() {
+                    return Ok(None);
+                }
+                let mut index = None;
+                for (at, record) in decoder.enumerate() {
+                    if record?.offset == delta_ref.delta_offset {
+                        index = Some(at as u32);
+                        break;
+                    }
+                }
+                let Some(index) = index else {
+                    return Err(DecodeError::new(0, "the delta is not in its frame"));
+                };
+                let span = spans
+                    .into_iter()
+                    .find(|s| index.wrapping_sub(s.first_delta) < s.count);
+                Ok(span.map(|s| s.name))
+            });
+        named.map_err(|error| self.corruption(delta_ref, error.reason))
+    }
+
+    /// Verifies the CRC of the whole frame `delta_ref` points into.
+    fn verify_frame(&mut self, delta_ref: &DeltaRef) -> Result<()> {
+        self.frame_payload(delta_ref)?;
+        let segment = u64::from(delta_ref.segment);
+        let verified = match &self.view {
+            Some((_, view)) => frame_at(view, segment, delta_ref.record_offset as usize),
+            None => Err(DecodeError::new(0, "no segment view")),
+        };
+        verified
+            .map(|_| ())
+            .map_err(|error| self.corruption(delta_ref, error.reason))
+    }
+
+    /// The frame flags and the batch payload of the record `delta_ref` points into,
+    /// decompressed if stored so.
+    fn frame_payload(&mut self, delta_ref: &DeltaRef) -> Result<(u8, &[u8])> {
         let location = RecordLocation {
             segment: u64::from(delta_ref.segment),
             offset: u64::from(delta_ref.record_offset),
@@ -203,7 +255,7 @@ impl<'a> DeltaReader<'a> {
             return Err(self.corruption(delta_ref, "no segment view"));
         };
         if header.flags & FLAG_ZSTD == 0 {
-            return Ok(&view[body]);
+            return Ok((header.flags, &view[body]));
         }
         let cached = matches!(&self.decompressed, Some((at, _)) if *at == location);
         if !cached {
@@ -212,7 +264,7 @@ impl<'a> DeltaReader<'a> {
             self.decompressed = Some((location, payload));
         }
         match &self.decompressed {
-            Some((_, payload)) => Ok(payload),
+            Some((_, payload)) => Ok((header.flags, payload)),
             None => Err(self.corruption(delta_ref, "decompressed batch vanished")),
         }
     }

@@ -1,0 +1,50 @@
+//! `aggrelog history`: the deltas that built an aggregate's state within history, in fold
+//! order, one JSON line each: `{"seq":S,"pos":P,"batch":NAME,"patch":{...}}` or with
+//! `"delete":true` (`batch` null for a delta written without a name).
+
+use std::io::{self, BufWriter, Write};
+
+use aggrelog::model::binary;
+use aggrelog::{DeltaHistory, DeltaKind};
+use serde_json::{json, Value};
+
+use crate::open::DbArgs;
+use crate::output::{cut, Failure, EXIT_ABSENT};
+use crate::read::databases;
+
+/// `history`: prints the lines; exit 1 when the database holds no delta of the aggregate. When
+/// compaction folded earlier deltas, a note on stderr says up to which seq.
+pub fn history(args: &DbArgs, id: &str) -> Result<(), Failure> {
+    let mut found = DeltaHistory::default();
+    for db in databases(args)? {
+        let history = db.history(id)?;
+        if !history.deltas.is_empty() || history.folded_through_seq.is_some() {
+            found = history;
+            break;
+        }
+    }
+    if let Some(seq) = found.folded_through_seq {
+        eprintln!("deltas up to seq {seq} are folded into a state record and not listed");
+    }
+    let mut out = BufWriter::new(io::stdout().lock());
+    for delta in &found.deltas {
+        let mut line = json!({"seq": delta.seq, "pos": delta.position, "batch": delta.batch});
+        match delta.kind {
+            DeltaKind::Patch => {
+                let patch = binary::decode_value(&delta.body)
+                    .map_err(|e| Failure::new(format!("a patch of {id:?} does not decode: {e}")))?;
+                line["patch"] = patch;
+            }
+            DeltaKind::Delete => line["delete"] = Value::Bool(true),
+        }
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    if found.deltas.is_empty() && found.folded_through_seq.is_none() {
+        return Err(Failure {
+            message: format!("aggregate {} has no delta", cut(&format!("{id:?}"))),
+            status: EXIT_ABSENT,
+        });
+    }
+    Ok(())
+}
