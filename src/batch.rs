@@ -115,7 +115,7 @@ impl Batch {
 
     /// Names the deltas added from now on (until the next call) as the upstream batch `name`
     /// (1 to 1024 bytes): called before the first delta, it names the whole batch. The name is
-    /// stored with the deltas (`aggrelog batches` lists them; a batch is retracted by it). A
+    /// stored with the deltas (`aggrelog batches` lists them, `Db::history` shows them). A
     /// batch grouping several upstream batches names each one's deltas, as the Kafka follower
     /// does per message.
     pub fn name(&mut self, name: &str) -> Result<&mut Self> {

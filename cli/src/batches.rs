@@ -1,6 +1,7 @@
 //! `aggrelog batches`: the named batches whose deltas are in the log, one JSON line each,
 //! `{"name":N,"min_seq":S,"max_seq":S,"deltas":D,"aggregates":A,"retracted":false}`, sorted by
-//! name. It reads the log in one pass (beside a writer), so a batch whose deltas compaction
+//! name (`retracted` stays false until retraction exists: DESIGN.md, section 9). It reads the
+//! log in one pass (beside a writer), so a batch whose deltas compaction
 //! folded into state records is no longer listed; deltas written without a name are not
 //! counted.
 

@@ -38,7 +38,7 @@ pub struct IngestArgs {
     /// however small (for a producer that writes to stdin as it goes).
     #[arg(long, value_name = "MS", requires = "batch_lines")]
     pub batch_ms: Option<u64>,
-    /// The name of the batch (`aggrelog batches` lists it; a batch is retracted by it);
+    /// The name of the batch (`aggrelog batches` lists it, `aggrelog history` shows it);
     /// default: the FILE as given. Only with one FILE.
     #[arg(long, value_name = "NAME")]
     pub batch_name: Option<String>,
