@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use byteorder::{ByteOrder, LittleEndian};
 
 use super::format::{FLAG_POSITIONED, FLAG_POSITIONS, FLAG_TRAILER, MAX_BATCH_PAYLOAD_BYTES};
-use super::trailer::{NameSpan, Trailer};
+use super::trailer::{self, NameSpan, Trailer};
 use crate::decode::{DecodeError, Decoded};
 use crate::model::DeltaKind;
 use crate::sources::SourceRange;
@@ -88,6 +88,9 @@ pub struct BatchEncoder {
     /// Batch names, each with the index of the first delta it names (it names the deltas up
     /// to the next name's first).
     names: Vec<(String, u32)>,
+    /// Trailer bytes of the names that name at least one delta (kept as deltas are pushed: the
+    /// size of a batch is asked at every push).
+    named_bytes: usize,
 }
 
 impl Default for BatchEncoder {
@@ -111,6 +114,7 @@ impl BatchEncoder {
             table: None,
             sources: Vec::new(),
             names: Vec::new(),
+            named_bytes: 0,
         }
     }
 
@@ -188,6 +192,11 @@ impl BatchEncoder {
         if let Some(table) = &mut self.table {
             table.push(position);
         }
+        if let Some((name, first)) = self.names.last() {
+            if *first == self.count {
+                self.named_bytes += trailer::name_span_bytes(name.len());
+            }
+        }
         let start = self.payload.len();
         let mut fixed = [0u8; 8];
         LittleEndian::write_u16(&mut fixed[..2], aggregate.len() as u16);
@@ -251,23 +260,30 @@ impl BatchEncoder {
 
     /// Whether the payload has a trailer (source ranges, or a name over at least one delta).
     fn has_trailer_entries(&self) -> bool {
-        !self.sources.is_empty() || self.names.iter().any(|(_, first)| *first < self.count)
+        !self.sources.is_empty() || self.named_bytes > 0
+    }
+
+    /// Each name with the first delta and the number of deltas it names (names over no delta
+    /// left out).
+    fn named_spans(&self) -> impl Iterator<Item = (&str, u32, u32)> {
+        let ends = (self.names.iter().skip(1).map(|(_, first)| *first)).chain([self.count]);
+        (self.names.iter().zip(ends))
+            .filter(|((_, first), end)| first < end)
+            .map(|((name, first), end)| (name.as_str(), *first, end - first))
     }
 
     /// The trailer: the source ranges and the name spans over the deltas pushed.
     fn trailer(&self) -> Trailer {
-        let ends = (self.names.iter().skip(1).map(|(_, first)| *first)).chain([self.count]);
-        let names = (self.names.iter().zip(ends))
-            .filter(|((_, first), end)| first < end)
-            .map(|((name, first), end)| NameSpan {
-                name: name.clone(),
-                first_delta: *first,
-                count: end - first,
-            })
-            .collect();
+        let names = self
+            .named_spans()
+            .map(|(name, first_delta, count)| NameSpan {
+                name: name.to_owned(),
+                first_delta,
+                count,
+            });
         Trailer {
             sources: self.sources.clone(),
-            names,
+            names: names.collect(),
         }
     }
 
@@ -284,8 +300,9 @@ impl BatchEncoder {
     /// Bytes of the payload.
     pub fn payload_bytes(&self) -> usize {
         let table = self.table.as_ref().map_or(0, |t| 4 * t.len());
+        // Kept, not built: a batch with a name per message is asked this at every push.
         let trailer = match self.has_trailer_entries() {
-            true => self.trailer().encoded_bytes(),
+            true => trailer::sources_bytes(&self.sources) + self.named_bytes + 4,
             false => 0,
         };
         self.payload.len() + table + trailer

@@ -58,13 +58,12 @@ pub fn validate_batch_name(name: &str) -> Result<(), String> {
 impl Trailer {
     /// Bytes [`Trailer::encode`] appends (its length field included).
     pub fn encoded_bytes(&self) -> usize {
-        let sources: usize = (self.sources.iter())
-            .map(|r| ENTRY_HEADER_BYTES + range_value_bytes(r))
+        let names: usize = self
+            .names
+            .iter()
+            .map(|n| name_span_bytes(n.name.len()))
             .sum();
-        let names: usize = (self.names.iter())
-            .map(|n| ENTRY_HEADER_BYTES + SPAN_FIXED_BYTES + n.name.len())
-            .sum();
-        sources + names + 4
+        sources_bytes(&self.sources) + names + 4
     }
 
     /// Appends the entries and the trailer's length to `out`.
@@ -112,6 +111,18 @@ impl Trailer {
         }
         Ok(trailer)
     }
+}
+
+/// Bytes of the entries of `sources`.
+pub fn sources_bytes(sources: &[SourceRange]) -> usize {
+    (sources.iter())
+        .map(|r| ENTRY_HEADER_BYTES + range_value_bytes(r))
+        .sum()
+}
+
+/// Bytes of the entry of a name span whose name takes `name_len` bytes.
+pub fn name_span_bytes(name_len: usize) -> usize {
+    ENTRY_HEADER_BYTES + SPAN_FIXED_BYTES + name_len
 }
 
 fn entry_header(out: &mut Vec<u8>, tag: u8, value_len: usize) {
