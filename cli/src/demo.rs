@@ -3,7 +3,8 @@
 //! Three batches (Bch1, Bch2, Bch3 with seq 1, 2, 3) arrive in the order Bch1, Bch3, Bch2. A
 //! naive CRUD pipeline (lookup, merge, save; children rejected while their parent is missing)
 //! processes them in arrival order; aggrelog ingests them in the same order. Both are compared
-//! with the truth: the same CRUD pipeline fed the batches in seq order.
+//! with the truth: the same CRUD pipeline fed the batches in seq order. Then the history of B:
+//! its deltas in fold order, each with the batch it came in.
 
 use std::collections::BTreeMap;
 
@@ -142,13 +143,19 @@ fn crud(order: &[usize]) -> (BTreeMap<String, Outcome>, CrudStore) {
     (outcomes(&store.rows), store)
 }
 
-fn aggrelog_states(order: &[usize]) -> aggrelog::Result<BTreeMap<String, Outcome>> {
+/// aggrelog's outcome per aggregate after ingesting the batches in `order`, and the history of
+/// `audited` (one line per delta, in fold order, with its batch's name).
+fn aggrelog_states(
+    order: &[usize],
+    audited: &str,
+) -> aggrelog::Result<(BTreeMap<String, Outcome>, Vec<String>)> {
     let dir = tempfile::tempdir().map_err(|e| aggrelog::Error::io(std::env::temp_dir(), e))?;
     let db = Db::open(dir.path(), Options::default())?;
     let all = batches();
     for &b in order {
-        let (_, seq, deltas) = &all[b];
+        let (name, seq, deltas) = &all[b];
         let mut batch = Batch::new();
+        batch.name(name)?;
         for delta in deltas {
             match delta.op {
                 Op::Remove => batch.delete(delta.id, *seq)?,
@@ -162,8 +169,24 @@ fn aggrelog_states(order: &[usize]) -> aggrelog::Result<BTreeMap<String, Outcome
         let (id, state) = item?;
         states.insert(id, state.state);
     }
+    let history = history_lines(&db, audited)?;
     db.close()?;
-    Ok(outcomes(&states))
+    Ok((outcomes(&states), history))
+}
+
+/// `id`'s deltas in fold order: `seq S pos P BATCH patch` (or `delete`).
+fn history_lines(db: &Db, id: &str) -> aggrelog::Result<Vec<String>> {
+    let history = db.history(id)?;
+    let lines = history.deltas.iter().map(|d| {
+        let what = match d.kind {
+            aggrelog::DeltaKind::Delete => "delete".to_owned(),
+            aggrelog::DeltaKind::Patch => aggrelog::model::binary::decode_value(&d.body)
+                .map_or_else(|e| format!("(undecodable: {e})"), |v| v.to_string()),
+        };
+        let batch = d.batch.as_deref().unwrap_or("(unnamed)");
+        format!("  seq {} pos {} {batch}: {what}", d.seq, d.position)
+    });
+    Ok(lines.collect())
 }
 
 /// Names what went wrong for a CRUD outcome compared with the truth.
@@ -204,7 +227,7 @@ pub fn run() -> Result<(), String> {
     let arrival = [0, 2, 1];
     let (truth, _) = crud(&[0, 1, 2]);
     let (crud_result, store) = crud(&arrival);
-    let ours = aggrelog_states(&arrival).map_err(|e| e.to_string())?;
+    let (ours, history_of_b) = aggrelog_states(&arrival, "B").map_err(|e| e.to_string())?;
     println!("Batches Bch1 (seq 1), Bch2 (seq 2), Bch3 (seq 3) arrive as Bch1, Bch3, Bch2.");
     println!("Truth = the batches applied in seq order.\n");
     let mut crud_right = 0;
@@ -225,6 +248,9 @@ pub fn run() -> Result<(), String> {
     }
     println!("\nCRUD pipeline: {crud_right} of {} right", truth.len());
     println!("aggrelog:      {ours_right} of {} right", truth.len());
+    println!("\nThe history of B in aggrelog (`aggrelog history`): its deltas in fold order, each");
+    println!("with the batch it came in, whatever the order they arrived in:");
+    history_of_b.iter().for_each(|line| println!("{line}"));
     if ours_right == truth.len() {
         Ok(())
     } else {

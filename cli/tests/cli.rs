@@ -249,6 +249,13 @@ fn the_demo_shows_all_seven_right() {
     assert!(text.contains("stale"));
     assert!(text.contains("phantom"));
     assert!(text.contains("rejected"));
+    // B's history in fold order, though Bch3 arrived before Bch2.
+    let history: Vec<&str> = text.lines().filter(|l| l.starts_with("  seq ")).collect();
+    let batches: Vec<&str> = (history.iter())
+        .map(|l| l.split_whitespace().nth(4).unwrap())
+        .collect();
+    assert_eq!(batches, ["Bch1:", "Bch2:", "Bch3:"], "{text}");
+    assert!(history[2].contains("ESN-202"), "{text}");
 }
 
 #[test]
