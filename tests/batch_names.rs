@@ -2,16 +2,12 @@
 //! batch records and in the fragments of a spanning batch, and read back in log order, through
 //! a reopen and an export and import.
 
-use aggrelog::{Batch, Db, Options, RecordLocation, SyncMode};
-use serde_json::json;
+mod common;
 
-fn options() -> Options {
-    Options::default()
-        .sync(SyncMode::Never)
-        .segment_size_bytes(8 << 10)
-        .background_compaction(false)
-        .checkpoint_every_bytes(0)
-}
+use common::small_log_options;
+
+use aggrelog::{Batch, Db, RecordLocation};
+use serde_json::json;
 
 /// Every delta's `(aggregate, batch name)` in log order.
 fn names(db: &Db) -> Vec<(String, Option<String>)> {
@@ -41,7 +37,7 @@ fn pairs(list: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
 #[test]
 fn names_are_stored_with_the_deltas_they_name() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Db::open(tmp.path().join("db"), options()).unwrap();
+    let db = Db::open(tmp.path().join("db"), small_log_options()).unwrap();
     let mut whole = Batch::new();
     whole.name("bch1.jsonl").unwrap();
     whole.patch("a", 1, &json!({"x": 1})).unwrap();
@@ -83,11 +79,11 @@ fn names_are_stored_with_the_deltas_they_name() {
         .all(|(_, n)| n.as_deref() == Some("big.jsonl")));
     db.close().unwrap();
 
-    let db = Db::open(tmp.path().join("db"), options()).unwrap();
+    let db = Db::open(tmp.path().join("db"), small_log_options()).unwrap();
     assert_eq!(names(&db), all, "through a reopen");
     let mut exported = Vec::new();
     db.export(&mut exported).unwrap();
-    let copy = Db::open(tmp.path().join("copy"), options()).unwrap();
+    let copy = Db::open(tmp.path().join("copy"), small_log_options()).unwrap();
     copy.import(&mut std::io::BufReader::new(&exported[..]))
         .unwrap();
     assert_eq!(names(&copy), all, "through export and import");
@@ -104,7 +100,7 @@ fn bad_names_are_refused() {
 #[test]
 fn history_lists_the_deltas_of_an_aggregate_in_fold_order_with_their_batches() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Db::open(tmp.path(), options()).unwrap();
+    let db = Db::open(tmp.path(), small_log_options()).unwrap();
     // Arrival order differs from fold order: seq 5 first, then seq 2 (two deltas), unnamed 9.
     let mut late = Batch::new();
     late.name("bch3").unwrap();

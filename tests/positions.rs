@@ -5,17 +5,9 @@
 
 mod common;
 
-use aggrelog::{Batch, Db, Options, RecordLocation, SyncMode};
-use common::scan_all;
+use aggrelog::{Batch, Db, RecordLocation};
+use common::{scan_all, small_log_options};
 use serde_json::json;
-
-fn options() -> Options {
-    Options::default()
-        .sync(SyncMode::Never)
-        .segment_size_bytes(8 << 10)
-        .background_compaction(false)
-        .checkpoint_every_bytes(0)
-}
 
 /// One upstream batch: several deltas per aggregate at one seq, so their order is their
 /// position.
@@ -39,9 +31,9 @@ fn write_in_parts(db: &Db, part: usize) {
 #[test]
 fn parts_keep_the_positions_of_the_whole() {
     let tmp = tempfile::tempdir().unwrap();
-    let whole = Db::open(tmp.path().join("whole"), options()).unwrap();
+    let whole = Db::open(tmp.path().join("whole"), small_log_options()).unwrap();
     write_in_parts(&whole, usize::MAX);
-    let parts = Db::open(tmp.path().join("parts"), options()).unwrap();
+    let parts = Db::open(tmp.path().join("parts"), small_log_options()).unwrap();
     write_in_parts(&parts, 7);
     assert_eq!(scan_all(&whole), scan_all(&parts));
     // The last delta of each aggregate at seq 7 decides: position order, not write order.
@@ -70,11 +62,11 @@ fn parts_keep_the_positions_of_the_whole() {
     let expected = scan_all(&whole);
     parts.checkpoint().unwrap();
     parts.close().unwrap();
-    let parts = Db::open(tmp.path().join("parts"), options()).unwrap();
+    let parts = Db::open(tmp.path().join("parts"), small_log_options()).unwrap();
     assert_eq!(scan_all(&parts), expected);
     parts.compact().unwrap();
     parts.close().unwrap();
-    let parts = Db::open(tmp.path().join("parts"), options()).unwrap();
+    let parts = Db::open(tmp.path().join("parts"), small_log_options()).unwrap();
     assert_eq!(scan_all(&parts), expected);
     write_in_parts(&parts, 3);
     assert_eq!(
@@ -94,12 +86,12 @@ fn positions_must_fit_32_bits() {
 #[test]
 fn export_and_import_keep_the_positions_of_parts() {
     let tmp = tempfile::tempdir().unwrap();
-    let parts = Db::open(tmp.path().join("parts"), options()).unwrap();
+    let parts = Db::open(tmp.path().join("parts"), small_log_options()).unwrap();
     write_in_parts(&parts, 7);
     let mut exported = Vec::new();
     parts.export(&mut exported).unwrap();
     assert!(String::from_utf8_lossy(&exported).contains("\"first_position\":7"));
-    let copy = Db::open(tmp.path().join("copy"), options()).unwrap();
+    let copy = Db::open(tmp.path().join("copy"), small_log_options()).unwrap();
     copy.import(&mut std::io::BufReader::new(&exported[..]))
         .unwrap();
     assert_eq!(scan_all(&copy), scan_all(&parts));
@@ -148,9 +140,9 @@ fn write_grouped(db: &Db, per_batch: usize) {
 #[test]
 fn explicit_positions_make_stamps_independent_of_grouping() {
     let tmp = tempfile::tempdir().unwrap();
-    let one = Db::open(tmp.path().join("one"), options()).unwrap();
+    let one = Db::open(tmp.path().join("one"), small_log_options()).unwrap();
     write_grouped(&one, 1);
-    let grouped = Db::open(tmp.path().join("grouped"), options()).unwrap();
+    let grouped = Db::open(tmp.path().join("grouped"), small_log_options()).unwrap();
     write_grouped(&grouped, 7);
     let expected = scan_all(&one);
     assert_eq!(scan_all(&grouped), expected);
@@ -181,12 +173,12 @@ fn explicit_positions_make_stamps_independent_of_grouping() {
         (expected_positions.len() as u64, 0)
     );
     grouped.close().unwrap();
-    let grouped = Db::open(tmp.path().join("grouped"), options()).unwrap();
+    let grouped = Db::open(tmp.path().join("grouped"), small_log_options()).unwrap();
     assert_eq!(scan_all(&grouped), expected);
     let mut exported = Vec::new();
     grouped.export(&mut exported).unwrap();
     assert!(String::from_utf8_lossy(&exported).contains("\"pos\":3"));
-    let copy = Db::open(tmp.path().join("copy"), options()).unwrap();
+    let copy = Db::open(tmp.path().join("copy"), small_log_options()).unwrap();
     copy.import(&mut std::io::BufReader::new(&exported[..]))
         .unwrap();
     assert_eq!(positions(&copy), positions(&grouped));
@@ -208,7 +200,7 @@ fn the_pos_field_of_json_lines_sets_the_position() {
     );
     let batch = aggrelog::jsonl::read_batch(input.as_bytes()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let db = Db::open(tmp.path(), options()).unwrap();
+    let db = Db::open(tmp.path(), small_log_options()).unwrap();
     db.write(&batch).unwrap();
     let positions: Vec<u32> = (db.replay(RecordLocation::START))
         .map(|d| d.unwrap().position)
@@ -234,7 +226,7 @@ fn the_pos_field_of_json_lines_sets_the_position() {
 #[test]
 fn a_spanning_batch_keeps_explicit_positions_across_its_fragments() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Db::open(tmp.path(), options()).unwrap();
+    let db = Db::open(tmp.path(), small_log_options()).unwrap();
     let mut large = db.large_batch().unwrap();
     // Positions in reverse order: every fragment carries a positions table.
     for i in 0..400u32 {
@@ -253,7 +245,7 @@ fn a_spanning_batch_keeps_explicit_positions_across_its_fragments() {
     // Position 399 is the first delta written: v = 0 is last in stamp order.
     assert_eq!(db.get("a").unwrap().unwrap().state["v"], 0);
     db.close().unwrap();
-    let db = Db::open(tmp.path(), options()).unwrap();
+    let db = Db::open(tmp.path(), small_log_options()).unwrap();
     assert_eq!(positions(&db), expected);
     assert_eq!(db.get("a").unwrap().unwrap().state["v"], 0);
 }

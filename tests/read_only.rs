@@ -12,17 +12,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aggrelog::{Db, Error, Options, SyncMode};
-use common::{batch_of, oracle, patch, present_batches, scan_all, TestDelta};
+use aggrelog::{Db, Error};
+use common::{batch_of, oracle, patch, present_batches, scan_all, small_log_options, TestDelta};
 use serde_json::json;
-
-fn options() -> Options {
-    Options::default()
-        .sync(SyncMode::Never)
-        .segment_size_bytes(8 << 10)
-        .background_compaction(false)
-        .checkpoint_every_bytes(0)
-}
 
 /// Batch `n`: marker aggregates first and last, shared aggregates between (some deleted).
 fn batch(n: usize) -> Vec<TestDelta> {
@@ -74,7 +66,7 @@ fn a_reader_beside_a_writer_that_appends_checkpoints_and_compacts() {
         .unwrap_or(3);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let writer = Arc::new(Db::open(&dir, options()).unwrap());
+    let writer = Arc::new(Db::open(&dir, small_log_options()).unwrap());
     let acknowledged = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let writing = {
@@ -98,7 +90,7 @@ fn a_reader_beside_a_writer_that_appends_checkpoints_and_compacts() {
         thread::yield_now();
     }
     let floor = acknowledged.load(Ordering::SeqCst);
-    let reader = Db::open_read_only(&dir, options()).unwrap();
+    let reader = Db::open_read_only(&dir, small_log_options()).unwrap();
     assert!(reader.is_read_only());
     let mut checks = 0u32;
     let mut seen = check_reader(&reader, floor, written_or_in_flight(&acknowledged));
@@ -112,7 +104,7 @@ fn a_reader_beside_a_writer_that_appends_checkpoints_and_compacts() {
         checks += 1;
         if checks.is_multiple_of(5) {
             // A fresh reader opened now sees at least as much.
-            let fresh = Db::open_read_only(&dir, options()).unwrap();
+            let fresh = Db::open_read_only(&dir, small_log_options()).unwrap();
             check_reader(&fresh, floor, written_or_in_flight(&acknowledged));
             // `check` beside the writer finds no damage (an append in progress is a torn tail).
             let report = aggrelog::check(&dir).unwrap();
@@ -146,7 +138,7 @@ fn a_reader_needs_no_write_permission_and_changes_nothing() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
-    let db = Db::open(&dir, options()).unwrap();
+    let db = Db::open(&dir, small_log_options()).unwrap();
     for n in 0..20 {
         db.write(&batch_of(&batch(n))).unwrap();
     }
@@ -176,7 +168,7 @@ fn a_reader_needs_no_write_permission_and_changes_nothing() {
         let mode = if path.is_dir() { 0o500 } else { 0o400 };
         fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
     }
-    let reader = Db::open_read_only(&dir, options()).unwrap();
+    let reader = Db::open_read_only(&dir, small_log_options()).unwrap();
     check_reader(&reader, 20, 20);
     assert_eq!(reader.stats().torn_bytes_dropped, 0);
     reader.refresh().unwrap();
@@ -187,7 +179,7 @@ fn a_reader_needs_no_write_permission_and_changes_nothing() {
     }
     assert_eq!(listing(&dir), before, "the reader changed no file");
     assert!(matches!(
-        Db::open_read_only(tmp.path().join("absent"), options()),
+        Db::open_read_only(tmp.path().join("absent"), small_log_options()),
         Err(Error::NotFound { .. })
     ));
 }

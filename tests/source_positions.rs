@@ -6,17 +6,9 @@
 
 mod common;
 
-use aggrelog::{Batch, Db, Options, SourcePosition, SourceRange, SyncMode};
-use common::scan_all;
+use aggrelog::{Batch, Db, SourcePosition, SourceRange};
+use common::{scan_all, small_log_options};
 use serde_json::json;
-
-fn options() -> Options {
-    Options::default()
-        .sync(SyncMode::Never)
-        .segment_size_bytes(8 << 10)
-        .background_compaction(false)
-        .checkpoint_every_bytes(0)
-}
 
 fn range(partition: u32, first_offset: u64, next_offset: u64, dead_letters: u64) -> SourceRange {
     SourceRange {
@@ -63,8 +55,8 @@ fn follow(db: &Db) {
 #[test]
 fn positions_survive_reopen_checkpoint_compaction_and_refresh() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Db::open(tmp.path(), options()).unwrap();
-    let reader = Db::open_read_only(tmp.path(), options()).unwrap();
+    let db = Db::open(tmp.path(), small_log_options()).unwrap();
+    let reader = Db::open_read_only(tmp.path(), small_log_options()).unwrap();
     assert!(reader.source_positions().is_empty());
     follow(&db);
     let expected = vec![(0, 100, 14, 0), (1, 100, 14, 0)];
@@ -82,11 +74,11 @@ fn positions_survive_reopen_checkpoint_compaction_and_refresh() {
     assert_eq!(positions(&db), expected);
     db.close().unwrap();
 
-    let db = Db::open(tmp.path(), options()).unwrap();
+    let db = Db::open(tmp.path(), small_log_options()).unwrap();
     assert_eq!(positions(&db), expected, "rebuilt by recovery");
     db.checkpoint().unwrap();
     db.close().unwrap();
-    let db = Db::open(tmp.path(), options()).unwrap();
+    let db = Db::open(tmp.path(), small_log_options()).unwrap();
     assert_eq!(positions(&db), expected, "from the checkpoint");
 
     // Compaction deletes the segments whose batches gave the positions; without the
@@ -95,26 +87,26 @@ fn positions_survive_reopen_checkpoint_compaction_and_refresh() {
     assert!(report.segments_deleted > 0, "{report:?}");
     db.close().unwrap();
     std::fs::remove_dir_all(tmp.path().join("checkpoints")).unwrap();
-    let db = Db::open(tmp.path(), options()).unwrap();
+    let db = Db::open(tmp.path(), small_log_options()).unwrap();
     assert_eq!(positions(&db), expected, "from the sources record");
     assert_eq!(scan_all(&db), states);
 
     // Export and import carry the positions (the sources record and the ranges).
     let mut exported = Vec::new();
     db.export(&mut exported).unwrap();
-    let copy = Db::open(tmp.path().join("copy"), options()).unwrap();
+    let copy = Db::open(tmp.path().join("copy"), small_log_options()).unwrap();
     copy.import(&mut std::io::BufReader::new(&exported[..]))
         .unwrap();
     assert_eq!(positions(&copy), expected);
     copy.close().unwrap();
-    let copy = Db::open(tmp.path().join("copy"), options()).unwrap();
+    let copy = Db::open(tmp.path().join("copy"), small_log_options()).unwrap();
     assert_eq!(positions(&copy), expected);
 }
 
 #[test]
 fn a_range_below_the_stored_position_counts_as_reapplied() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Db::open(tmp.path(), options()).unwrap();
+    let db = Db::open(tmp.path(), small_log_options()).unwrap();
     follow(&db);
     // Offsets 90..105 again: 10 of them were applied already.
     let mut batch = Batch::new();
@@ -125,7 +117,7 @@ fn a_range_below_the_stored_position_counts_as_reapplied() {
         .unwrap();
     assert_eq!(positions(&db)[0], (0, 105, 15, 10));
     db.close().unwrap();
-    let db = Db::open(tmp.path(), options()).unwrap();
+    let db = Db::open(tmp.path(), small_log_options()).unwrap();
     assert_eq!(
         positions(&db)[0],
         (0, 105, 15, 10),

@@ -9,8 +9,18 @@ use std::path::Path;
 
 use aggrelog::jsonl::render_line;
 use aggrelog::model::{binary, DeltaKind};
-use aggrelog::{Batch, Db, RecordLocation};
+use aggrelog::{Batch, Db, Options, RecordLocation, SyncMode};
 use serde_json::{json, Value};
+
+/// Options of a test with a small log: no fsync, 8 KiB segments (so that a few batches rotate
+/// and fragment), no background maintenance or automatic checkpoints.
+pub fn small_log_options() -> Options {
+    Options::default()
+        .sync(SyncMode::Never)
+        .segment_size_bytes(8 << 10)
+        .background_compaction(false)
+        .checkpoint_every_bytes(0)
+}
 
 /// One delta as a test describes it: `patch = None` is a delete.
 #[derive(Clone, Debug, PartialEq)]
