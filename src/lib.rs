@@ -107,6 +107,7 @@ pub use storage::{AppendFile, DirLock, FsStorage, ReadView, Storage};
 pub use wal::replay::{
     BatchDeltas, LoggedDelta, Replay, ReplayTotals, ReplayedBatch, ReplayedDelta,
 };
+pub use wal::trailer::NameSpan;
 pub use wal::{Damage, RecordLocation, MAX_AGGREGATE_ID_BYTES};
 pub use write::WriteReceipt;
 

@@ -12,9 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use byteorder::{ByteOrder, LittleEndian};
-
-use crate::decode::{DecodeError, Decoded};
+use crate::decode::{DecodeError, Decoded, Reader};
 use crate::text;
 
 /// Longest topic name in bytes (Kafka's limit).
@@ -158,7 +156,7 @@ pub(crate) fn range_value_bytes(range: &SourceRange) -> usize {
 /// Decodes the value of a source range entry; it must fill `value` exactly.
 pub(crate) fn decode_range_value(value: &[u8]) -> Decoded<SourceRange> {
     let mut reader = Reader::new(value);
-    let topic = reader.topic()?;
+    let topic = read_topic(&mut reader)?;
     let partition = reader.u32()?;
     let (first_offset, next_offset, dead_letters) = (reader.u64()?, reader.u64()?, reader.u64()?);
     reader.finished()?;
@@ -201,7 +199,7 @@ pub(crate) fn decode_sources_record(bytes: &[u8]) -> Decoded<Vec<SourcePosition>
     let mut positions = Vec::with_capacity(count);
     for _ in 0..count {
         positions.push(SourcePosition {
-            topic: reader.topic()?,
+            topic: read_topic(&mut reader)?,
             partition: reader.u32()?,
             next_offset: reader.u64()?,
             dead_letters: reader.u64()?,
@@ -229,65 +227,15 @@ fn put_u64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(&value.to_le_bytes());
 }
 
-/// A bounds-checked reader over untrusted bytes (source entries and trailer entries).
-pub(crate) struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    /// A reader at the start of `bytes`.
-    pub fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes, at: 0 }
-    }
-
-    /// The next `len` bytes.
-    pub fn take(&mut self, len: usize) -> Decoded<&'a [u8]> {
-        let Some(taken) = self.bytes.get(self.at..).and_then(|rest| rest.get(..len)) else {
-            return Err(DecodeError::new(self.at, "entry truncated"));
-        };
-        self.at += len;
-        Ok(taken)
-    }
-
-    /// The next u16.
-    pub fn u16(&mut self) -> Decoded<u16> {
-        self.take(2).map(LittleEndian::read_u16)
-    }
-
-    /// The next u32.
-    pub fn u32(&mut self) -> Decoded<u32> {
-        self.take(4).map(LittleEndian::read_u32)
-    }
-
-    /// The next u64.
-    pub fn u64(&mut self) -> Decoded<u64> {
-        self.take(8).map(LittleEndian::read_u64)
-    }
-
-    /// Where the reader is.
-    pub fn at(&self) -> usize {
-        self.at
-    }
-
-    fn topic(&mut self) -> Decoded<String> {
-        let at = self.at;
-        let len = usize::from(self.take(2).map(LittleEndian::read_u16)?);
-        let topic = text::from_utf8(self.take(len)?)
-            .ok_or_else(|| DecodeError::new(at, "topic is not UTF-8"))?
-            .to_owned();
-        validate_topic(&topic).map_err(|reason| DecodeError::new(at, reason))?;
-        Ok(topic)
-    }
-
-    /// Fails unless every byte was read.
-    pub fn finished(&self) -> Decoded<()> {
-        if self.at == self.bytes.len() {
-            Ok(())
-        } else {
-            Err(DecodeError::new(self.at, "trailing bytes after an entry"))
-        }
-    }
+/// Reads a topic: `topic_len: u16`, then the topic, UTF-8 and 1 to 249 bytes.
+fn read_topic(reader: &mut Reader<'_>) -> Decoded<String> {
+    let at = reader.at();
+    let len = usize::from(reader.u16()?);
+    let topic = text::from_utf8(reader.take(len)?)
+        .ok_or_else(|| DecodeError::new(at, "topic is not UTF-8"))?
+        .to_owned();
+    validate_topic(&topic).map_err(|reason| DecodeError::new(at, reason))?;
+    Ok(topic)
 }
 
 #[cfg(test)]

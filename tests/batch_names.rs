@@ -20,8 +20,8 @@ fn names(db: &Db) -> Vec<(String, Option<String>)> {
             let delta = delta.unwrap();
             let index = index as u32;
             let name = (spans.iter())
-                .find(|(_, first, count)| (*first..first + count).contains(&index))
-                .map(|(name, _, _)| name.clone());
+                .find(|span| span.holds(index))
+                .map(|span| span.name.clone());
             out.push((delta.aggregate.to_owned(), name));
         }
     }

@@ -65,12 +65,10 @@ fn gather(log: &LogReader, seen: &mut BTreeMap<String, Seen>) -> Result<(), Fail
         for (index, delta) in batch.deltas().enumerate() {
             let delta = delta?;
             let index = index as u32;
-            let Some((name, _, _)) =
-                (spans.iter()).find(|(_, first, count)| index >= *first && index - first < *count)
-            else {
+            let Some(span) = spans.iter().find(|span| span.holds(index)) else {
                 continue;
             };
-            let entry = seen.entry(name.clone()).or_insert_with(|| Seen {
+            let entry = seen.entry(span.name.clone()).or_insert_with(|| Seen {
                 min_seq: u64::MAX,
                 ..Seen::default()
             });

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use byteorder::{ByteOrder, LittleEndian};
 
-use crate::decode::{DecodeError, Decoded};
+use crate::decode::{DecodeError, Decoded, Reader};
 use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, IndexCounters, StateRef};
 use crate::layout::{checkpoint_file_name, parse_checkpoint_file_name, CHECKPOINT_TEMP_SUFFIX};
@@ -161,7 +161,7 @@ fn decode_sources(r: &mut Reader<'_>) -> Decoded<Vec<SourcePosition>> {
     }
     let mut sources = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        let at = r.at;
+        let at = r.at();
         let topic_len = r.varint()?;
         let topic = r.take(usize::try_from(topic_len).unwrap_or(usize::MAX))?;
         let topic = std::str::from_utf8(topic)
@@ -186,54 +186,6 @@ fn put_u64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(&value.to_le_bytes());
 }
 
-/// A bounds-checked reader over untrusted checkpoint bytes.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    /// A failure at the reader's position.
-    fn fail(&self, reason: impl Into<String>) -> DecodeError {
-        DecodeError::new(self.at, reason)
-    }
-
-    fn take(&mut self, n: usize) -> Decoded<&'a [u8]> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or_else(|| self.fail(format!("truncated at byte {}", self.at)))?;
-        let slice = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(slice)
-    }
-
-    fn u8(&mut self) -> Decoded<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Decoded<u32> {
-        self.take(4).map(LittleEndian::read_u32)
-    }
-
-    fn u64(&mut self) -> Decoded<u64> {
-        self.take(8).map(LittleEndian::read_u64)
-    }
-
-    fn remaining(&self) -> usize {
-        self.bytes.len() - self.at
-    }
-
-    fn varint(&mut self) -> Decoded<u64> {
-        let at = self.at;
-        varint::read(self.bytes, &mut self.at)
-            .map_err(|e| DecodeError::new(at, format!("bad varint: {e}")))
-    }
-
-    fn varint_u32(&mut self) -> Decoded<u32> {
-        let value = self.varint()?;
-        u32::try_from(value).map_err(|_| self.fail(format!("{value} does not fit in 32 bits")))
-    }
-}
-
 /// Parses and verifies checkpoint bytes: CRC, magic, version, and every length and count
 /// against the bytes present before anything is allocated for it.
 pub fn decode(bytes: &[u8]) -> Decoded<Checkpoint> {
@@ -245,10 +197,7 @@ pub fn decode(bytes: &[u8]) -> Decoded<Checkpoint> {
     if crc32fast::hash(content) != LittleEndian::read_u32(trailer) {
         return Err(DecodeError::new(content.len(), "checksum mismatch"));
     }
-    let mut r = Reader {
-        bytes: content,
-        at: 0,
-    };
+    let mut r = Reader::new(content);
     if r.take(8)? != MAGIC {
         return Err(DecodeError::new(0, "bad magic"));
     }
@@ -291,9 +240,7 @@ pub fn decode(bytes: &[u8]) -> Decoded<Checkpoint> {
     } else {
         Vec::new()
     };
-    if r.remaining() != 0 {
-        return Err(r.fail(format!("{} trailing bytes", r.remaining())));
-    }
+    r.finished()?;
     Ok(Checkpoint {
         meta,
         chains,
@@ -304,7 +251,7 @@ pub fn decode(bytes: &[u8]) -> Decoded<Checkpoint> {
 fn decode_chain(r: &mut Reader<'_>) -> Decoded<(Box<str>, Chain)> {
     let id_len = r.varint()?;
     let id_len = usize::try_from(id_len).map_err(|_| r.fail("id length overflows"))?;
-    let id_at = r.at;
+    let id_at = r.at();
     let id = crate::text::from_utf8(r.take(id_len)?)
         .ok_or_else(|| DecodeError::new(id_at, "id is not UTF-8"))?;
     validate_aggregate_id(id).map_err(|reason| DecodeError::new(id_at, reason))?;

@@ -349,9 +349,7 @@ pub struct BatchDecoder<'a> {
     first_position: u32,
     /// The positions table (empty without one).
     table: &'a [u8],
-    /// Index of the next delta.
-    index: u32,
-    /// Deltas the payload declares.
+    /// Deltas the payload declares (the next delta's index is `count - remaining`).
     count: u32,
     /// The trailer's entries (empty without one).
     trailer: &'a [u8],
@@ -424,7 +422,6 @@ impl<'a> BatchDecoder<'a> {
             checksums,
             first_position,
             table: &payload[records_end..records_end + table_bytes],
-            index: 0,
             count,
             trailer,
         })
@@ -455,7 +452,6 @@ impl<'a> BatchDecoder<'a> {
             checksums: Checksums::Verify,
             first_position: 0,
             table: &[],
-            index: 0,
             count: 0,
             trailer: &[],
         }
@@ -514,12 +510,12 @@ impl<'a> Iterator for BatchDecoder<'a> {
                 Some(Err(DecodeError::new(trailing_at, reason)))
             };
         }
+        let index = self.count - self.remaining;
         self.remaining -= 1;
         let records = &self.payload[..self.records_end];
         match decode_delta(records, self.offset, self.checksums) {
             Ok((mut record, next)) => {
-                record.position = self.position_of(self.index);
-                self.index += 1;
+                record.position = self.position_of(index);
                 self.offset = next;
                 Some(Ok(record))
             }

@@ -22,6 +22,7 @@ use crate::wal::format::{RecordType, FLAG_ZSTD, FRAME_HEADER_BYTES, SEGMENT_HEAD
 use crate::wal::fragments::{FragmentError, FragmentReader};
 use crate::wal::frame::{DamagedRange, FrameScanner, ScanEvent};
 use crate::wal::records::{decode_batch_commit_body, FragmentRef};
+use crate::wal::trailer::NameSpan;
 use crate::wal::{Log, RecordLocation};
 
 /// One delta as stored, with where it sits in the log.
@@ -117,17 +118,15 @@ impl<'a> ReplayedBatch<'a> {
         self.len() == 0
     }
 
-    /// The upstream batches its deltas belong to (`Batch::name`): per name, the index of its
+    /// The upstream batches its deltas belong to (`Batch::name`), each with the index of its
     /// first delta in this record and how many follow; empty for an unnamed batch. A trailer
     /// that does not decode is a corruption error naming the segment file and frame offset.
-    pub fn names(&self) -> Result<Vec<(String, u32, u32)>> {
+    pub fn names(&self) -> Result<Vec<NameSpan>> {
         let decoder = BatchDecoder::of_frame(self.payload, self.flags, Checksums::CoveredByFrame);
         let trailer = decoder
             .and_then(|d| d.trailer())
             .map_err(|error| Error::corruption(self.path, self.location.offset, error.reason))?;
-        Ok((trailer.names.into_iter())
-            .map(|span| (span.name, span.first_delta, span.count))
-            .collect())
+        Ok(trailer.names)
     }
 
     /// The deltas in batch order. The frame CRC covers every byte of them; a record whose

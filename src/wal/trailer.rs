@@ -10,9 +10,8 @@
 //! A *name span* says that the deltas `first_delta..first_delta + count` of the frame belong to
 //! the upstream batch called `name`. Unknown tags are damage; every value must fill its length.
 
-use crate::decode::{DecodeError, Decoded};
-use crate::sources::SourceRange;
-use crate::sources::{decode_range_value, encode_range_value, range_value_bytes, Reader};
+use crate::decode::{DecodeError, Decoded, Reader};
+use crate::sources::{decode_range_value, encode_range_value, range_value_bytes, SourceRange};
 use crate::text;
 
 /// Longest batch name in bytes.
@@ -24,8 +23,10 @@ const ENTRY_HEADER_BYTES: usize = 5;
 /// Bytes of a name span around its name.
 const SPAN_FIXED_BYTES: usize = 2 + 4 + 4;
 
-/// Deltas of a frame that belong to one named upstream batch.
+/// Deltas of a frame that belong to one named upstream batch
+/// ([`ReplayedBatch::names`](crate::ReplayedBatch::names)).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NameSpan {
     /// The batch's name.
     pub name: String,
@@ -33,6 +34,13 @@ pub struct NameSpan {
     pub first_delta: u32,
     /// Number of its deltas in the frame (at least 1).
     pub count: u32,
+}
+
+impl NameSpan {
+    /// Whether the delta at `index` of the frame belongs to it.
+    pub fn holds(&self, index: u32) -> bool {
+        index.wrapping_sub(self.first_delta) < self.count
+    }
 }
 
 /// What a payload's trailer holds.
@@ -95,7 +103,7 @@ impl Trailer {
         let mut reader = Reader::new(bytes);
         while reader.at() < bytes.len() {
             let at = reader.at();
-            let tag = reader.take(1)?[0];
+            let tag = reader.u8()?;
             let len = reader.u32()? as usize;
             let value = reader.take(len)?;
             let shifted = |e: DecodeError| e.shifted(at + ENTRY_HEADER_BYTES);
