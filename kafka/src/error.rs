@@ -10,6 +10,7 @@ pub enum Error {
     #[error("bad follower configuration: {0}")]
     Config(String),
     /// The Kafka client could not be created or refused a request outright.
+    #[cfg(feature = "client")]
     #[error("kafka client: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     /// A partition's database failed.
@@ -51,6 +52,7 @@ impl Error {
     }
 
     /// An engine error of the database in `path`.
+    #[cfg(feature = "client")]
     pub(crate) fn db(path: impl Into<PathBuf>, source: aggrelog::Error) -> Self {
         Error::Db {
             path: path.into(),

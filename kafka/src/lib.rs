@@ -31,23 +31,38 @@
 //! # }
 //! ```
 
+// Without the `client` feature the crate is the follower directory's layout (and its errors).
+#[cfg(feature = "client")]
 mod admin;
+#[cfg(feature = "client")]
 mod config;
+#[cfg(feature = "client")]
 mod context;
+#[cfg(feature = "client")]
 pub mod dead_letter;
 mod error;
+#[cfg(feature = "client")]
 mod follower;
 pub mod layout;
+#[cfg(feature = "client")]
 pub mod message;
+#[cfg(feature = "client")]
 mod partition;
+#[cfg(feature = "client")]
 mod stall_watch;
+#[cfg(feature = "client")]
 mod status;
 
+#[cfg(feature = "client")]
 pub use admin::create_topic;
+#[cfg(feature = "client")]
 pub use config::FollowerConfig;
 pub use error::{Error, Result};
+#[cfg(feature = "client")]
 pub use follower::{Follower, StopHandle};
 /// The Kafka client this crate uses (librdkafka through `rdkafka`), re-exported so that an
 /// embedder or a test can produce to the same brokers with the same build of it.
+#[cfg(feature = "client")]
 pub use rdkafka;
+#[cfg(feature = "client")]
 pub use status::{PartitionStatus, Status};
