@@ -17,7 +17,7 @@ const PARTITIONS: u32 = 4;
 
 /// Whether every partition's stored position in the follower directory `db` is `ends`.
 fn caught_up(db: &std::path::Path, ends: &[u64]) -> bool {
-    if !db.join("aggrelog-follower.json").exists() {
+    if !db.join(aggrelog_kafka::layout::MARKER_FILE).exists() {
         return false;
     }
     let positions = positions(db);
@@ -34,7 +34,7 @@ fn env_or(name: &str, default: usize) -> usize {
 
 #[test]
 fn every_message_is_applied_exactly_once_across_sigkills() {
-    let mut rng = Rng::from_env("exactly_once_across_sigkills");
+    let mut rng = seeded_rng("exactly_once_across_sigkills");
     let target = env_or("AGGRELOG_KAFKA_DELTAS", 100_000);
     let kills = env_or("AGGRELOG_KAFKA_KILLS", 20);
     let broker = Broker::start();

@@ -16,7 +16,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 #[test]
 fn get_reads_a_follower_directory_while_the_follower_runs() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut rng = Rng::from_env("get_while_running");
+    let mut rng = seeded_rng("get_while_running");
     let broker = Broker::start();
     broker.create_topic("deltas", 3);
     let (messages, deltas) = workload(&mut rng, 200, 3000);
@@ -59,7 +59,7 @@ fn get_reads_a_follower_directory_while_the_follower_runs() {
 #[test]
 fn malformed_messages_go_to_the_dead_letter_file_and_the_follower_goes_on() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut rng = Rng::from_env("dead_letters");
+    let mut rng = seeded_rng("dead_letters");
     let broker = Broker::start();
     broker.create_topic("deltas", 2);
     let (mut messages, deltas) = workload(&mut rng, 50, 500);
@@ -142,7 +142,7 @@ fn malformed_messages_go_to_the_dead_letter_file_and_the_follower_goes_on() {
 #[test]
 fn a_broker_restarted_mid_stream_loses_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut rng = Rng::from_env("broker_restart");
+    let mut rng = seeded_rng("broker_restart");
     let mut broker = Broker::start();
     broker.create_topic("deltas", 2);
     let (messages, deltas) = workload(&mut rng, 300, 6000);

@@ -23,7 +23,7 @@ fn held(follower: &FollowerProcess) -> usize {
 
 #[test]
 fn a_survivor_takes_over_and_restores_the_partitions_it_never_held() {
-    let mut rng = Rng::from_env("survivor_takes_over");
+    let mut rng = seeded_rng("survivor_takes_over");
     let broker = Broker::start();
     broker.create_topic("deltas", PARTITIONS);
     let (messages, deltas) = workload(&mut rng, 500, 20_000);

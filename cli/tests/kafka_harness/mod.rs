@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use aggrelog::testing::Rng;
 use aggrelog_kafka::rdkafka::config::ClientConfig;
 use aggrelog_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use aggrelog_kafka::rdkafka::producer::{
@@ -28,41 +29,19 @@ use tempfile::TempDir;
 /// The `aggrelog` binary under test.
 pub const AGGRELOG: &str = env!("CARGO_BIN_EXE_aggrelog");
 
-/// A deterministic generator (splitmix64).
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded from `AGGRELOG_KAFKA_SEED` when set, else from the clock; prints the seed so a
-    /// failure can be replayed.
-    pub fn from_env(test: &str) -> Rng {
-        let seed = std::env::var("AGGRELOG_KAFKA_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        eprintln!("{test}: AGGRELOG_KAFKA_SEED={seed}");
-        Rng(seed)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
+/// The crate's seeded generator, seeded from `AGGRELOG_KAFKA_SEED` when set, else from the
+/// clock; prints the seed so a failure can be replayed.
+pub fn seeded_rng(test: &str) -> Rng {
+    let seed = std::env::var("AGGRELOG_KAFKA_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("{test}: AGGRELOG_KAFKA_SEED={seed}");
+    Rng::new(seed)
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -392,7 +371,7 @@ pub fn scan(db: &Path) -> BTreeMap<String, Value> {
 pub fn wait_caught_up(db: &Path, ends: &[u64], timeout: Duration) {
     wait_for(timeout, "the follower to catch up", || {
         // The follower writes its directory's marker when it starts.
-        if !db.join("aggrelog-follower.json").exists() {
+        if !db.join(aggrelog_kafka::layout::MARKER_FILE).exists() {
             return false;
         }
         let positions = positions(db);
@@ -475,11 +454,11 @@ pub fn workload(
         seqs[a] += 1 + rng.below(3);
         let id = format!("aircraft-{a:05}");
         let lines = 1 + rng.below(5) as u32;
-        let explicit = rng.chance(30);
+        let explicit = rng.chance(0.30);
         let mut text = Vec::new();
         for i in 0..lines {
             let pos = if explicit { 10 + 3 * i } else { i };
-            let patch = if rng.chance(4) {
+            let patch = if rng.chance(0.04) {
                 None
             } else {
                 Some(mfg_patch(rng))
@@ -511,30 +490,30 @@ pub fn workload(
 
 fn mfg_patch(rng: &mut Rng) -> Value {
     let mut patch = json!({});
-    if rng.chance(50) {
+    if rng.chance(0.50) {
         patch["engine"] =
             json!({"serial": format!("ESN-{}", rng.below(1000)), "cycles": rng.below(50_000)});
     }
-    if rng.chance(40) {
+    if rng.chance(0.40) {
         let letter = ["A", "B", "C", "D"][rng.below(4) as usize];
         let seat = format!("seat_{}{letter}", 1 + rng.below(40));
         let class = ["economy", "business"][rng.below(2) as usize];
-        patch["cabin"] = if rng.chance(25) {
+        patch["cabin"] = if rng.chance(0.25) {
             json!({ seat: null })
         } else {
-            json!({ seat: {"class": class, "ife": rng.chance(50)} })
+            json!({ seat: {"class": class, "ife": rng.chance(0.50)} })
         };
     }
-    if rng.chance(30) {
+    if rng.chance(0.30) {
         let version = format!("{}.{}", rng.below(9), rng.below(20));
-        let tcas = if rng.chance(20) {
+        let tcas = if rng.chance(0.20) {
             Value::Null
         } else {
             json!(rng.below(3))
         };
         patch["avionics"] = json!({"fms": {"version": version}, "tcas": tcas});
     }
-    if rng.chance(10) {
+    if rng.chance(0.10) {
         let status = ["active", "maintenance", "stored"][rng.below(3) as usize];
         patch["status"] = json!(status);
     }
@@ -550,7 +529,7 @@ pub fn disorder(rng: &mut Rng, messages: &[Message], duplicate_percent: u64) -> 
     let mut out: Vec<Message> = Vec::with_capacity(messages.len() * 11 / 10);
     for m in messages {
         out.push(m.clone());
-        if rng.chance(duplicate_percent) {
+        if rng.chance(duplicate_percent as f64 / 100.0) {
             out.push(m.clone());
         }
     }
