@@ -17,6 +17,13 @@ fn deltas() -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
+/// Every delta's stamp position, in log order.
+fn positions(db: &Db) -> Vec<u32> {
+    (db.replay(RecordLocation::START))
+        .map(|d| d.unwrap().position)
+        .collect()
+}
+
 fn write_in_parts(db: &Db, part: usize) {
     let all = deltas();
     for (start, chunk) in all.chunks(part).enumerate().map(|(k, c)| (k * part, c)) {
@@ -43,11 +50,7 @@ fn parts_keep_the_positions_of_the_whole() {
     );
 
     // Replay yields the stamp positions of the whole.
-    let positions: Vec<u32> = parts
-        .replay(RecordLocation::START)
-        .map(|d| d.unwrap().position)
-        .collect();
-    assert_eq!(positions, (0..60).collect::<Vec<u32>>());
+    assert_eq!(positions(&parts), (0..60).collect::<Vec<u32>>());
 
     // Written again, split differently: duplicates only.
     write_in_parts(&whole, 11);
@@ -95,11 +98,6 @@ fn export_and_import_keep_the_positions_of_parts() {
     copy.import(&mut std::io::BufReader::new(&exported[..]))
         .unwrap();
     assert_eq!(scan_all(&copy), scan_all(&parts));
-    let positions = |db: &Db| -> Vec<u32> {
-        db.replay(RecordLocation::START)
-            .map(|d| d.unwrap().position)
-            .collect()
-    };
     assert_eq!(positions(&copy), positions(&parts));
     write_in_parts(&copy, 60);
     assert_eq!(copy.stats().conflicts, 0);
@@ -151,11 +149,6 @@ fn explicit_positions_make_stamps_independent_of_grouping() {
         one.get("a3").unwrap().unwrap().state,
         json!({"v": 382, "m": 38})
     );
-    let positions = |db: &Db| -> Vec<u32> {
-        (db.replay(RecordLocation::START))
-            .map(|d| d.unwrap().position)
-            .collect()
-    };
     let expected_positions: Vec<u32> = (messages().iter())
         .flat_map(|m| 0..m.len() as u32)
         .collect();
@@ -202,10 +195,7 @@ fn the_pos_field_of_json_lines_sets_the_position() {
     let tmp = tempfile::tempdir().unwrap();
     let db = Db::open(tmp.path(), small_log_options()).unwrap();
     db.write(&batch).unwrap();
-    let positions: Vec<u32> = (db.replay(RecordLocation::START))
-        .map(|d| d.unwrap().position)
-        .collect();
-    assert_eq!(positions, vec![5, 1, 0]);
+    assert_eq!(positions(&db), vec![5, 1, 0]);
     // Position 5 is the last of seq 1, whatever the line order.
     assert_eq!(
         db.get("a").unwrap().unwrap().state,
@@ -236,11 +226,6 @@ fn a_spanning_batch_keeps_explicit_positions_across_its_fragments() {
     assert!(large.fragments_written() > 1);
     large.commit().unwrap();
     let expected: Vec<u32> = (0..400).rev().collect();
-    let positions = |db: &Db| -> Vec<u32> {
-        (db.replay(RecordLocation::START))
-            .map(|d| d.unwrap().position)
-            .collect()
-    };
     assert_eq!(positions(&db), expected);
     // Position 399 is the first delta written: v = 0 is last in stamp order.
     assert_eq!(db.get("a").unwrap().unwrap().state["v"], 0);
