@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::admin_records::MAX_POINTERS_PER_RECORD;
 use crate::checkpoint::validate::drop_unusable_checkpoints;
 use crate::checkpoint::write::write_checkpoint_locked;
 use crate::engine::{Engine, Maintenance};
@@ -263,10 +264,15 @@ fn install<M: Model>(
     let mut reader = DeltaReader::new(engine.log());
     let mut records = Vec::with_capacity(folded.len());
     let mut installs = Vec::with_capacity(folded.len());
+    let mut left_out = Vec::new();
     for mut f in folded {
-        let Some(current) = engine.chain(&f.aggregate) else {
+        let Some(mut current) = engine.chain_with_retracted(&f.aggregate) else {
             continue;
         };
+        // Deltas of retracted batches are superseded with the others, left out of the state.
+        let retracted_below = |d: &DeltaRef| d.seq <= horizon && engine.retractions().leaves_out(d);
+        left_out.extend(current.deltas.iter().filter(|d| retracted_below(d)));
+        engine.leave_out_retracted(&mut current);
         // Deltas are told apart by their place in the log (a set: linear in the chain).
         let folded_already: HashSet<(u32, u32, u32)> =
             f.snapshot.deltas.iter().map(DeltaRef::place).collect();
@@ -302,6 +308,8 @@ fn install<M: Model>(
         });
         installs.push((f.aggregate, max_seq, len));
     }
+    // Their names can never be unretracted (DESIGN.md, section 5f).
+    engine.retractions_mut().freeze(&left_out);
     let locations = engine.log().append_records(records, false)?;
     let mut index = engine.index_write();
     for ((aggregate, max_seq, len), location) in installs.into_iter().zip(locations) {
@@ -370,8 +378,8 @@ fn reclaim<M: Model>(
     if dead.is_empty() {
         return Ok(());
     }
-    // The seal record and the batches that gave the source positions may sit in dead
-    // segments: record them again before deleting.
+    // The seal record, the batches that gave the source positions, retraction and references
+    // records may sit in dead segments: record them again before deleting.
     let mut again = Vec::new();
     let seal = engine.seal();
     if seal > 0 {
@@ -381,17 +389,28 @@ fn reclaim<M: Model>(
     if !sources.is_empty() {
         again.push(NewRecord::sources(&sources));
     }
+    let registers = engine.retractions().records();
+    again.extend(registers.iter().map(NewRecord::retraction));
+    let pointers: Vec<String> = engine.declared_references().into_iter().collect();
+    again.extend(
+        pointers
+            .chunks(MAX_POINTERS_PER_RECORD)
+            .map(NewRecord::references),
+    );
     if !again.is_empty() {
         engine.log().append_records(again, true)?;
     }
     write_checkpoint_locked(engine, maintenance)?;
     let _no_readers = engine.deleting();
+    let deleted: BTreeSet<u32> = dead.iter().map(|(id, _)| *id as u32).collect();
     for (id, len) in dead {
         engine.log().delete_segment(id)?;
         report.segments_deleted += 1;
         report.bytes_reclaimed += len;
     }
     drop(_no_readers);
+    // Their deltas were folded (or left out): their places serve no fold any more.
+    engine.retractions_mut().forget_segments(&deleted);
     drop_unusable_checkpoints(engine.storage(), engine.dir())
 }
 

@@ -19,6 +19,7 @@ use crate::materialize::Materialize;
 use crate::model::{MergePatch, Model};
 use crate::open::{open, open_read_only, Access};
 use crate::options::Options;
+use crate::retract::{self, Retraction};
 use crate::scan::Scan;
 use crate::sources::SourcePosition;
 use crate::stats::{self, Stats};
@@ -238,6 +239,15 @@ impl<M: Model> Db<M> {
         history::history(&self.engine, aggregate)
     }
 
+    /// The batch names retracted now (`Db::retract`), in order.
+    pub fn retracted_batches(&self) -> Vec<String> {
+        self.engine
+            .retractions()
+            .retracted()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Every live aggregate with its state, in id order. The iterator folds the aggregates a
     /// partition at a time (reading each partition's deltas in log order, see [`Scan`]) and
     /// takes the index lock briefly per partition, so writers are not blocked for the whole
@@ -364,6 +374,46 @@ impl<M: Model> Db<M> {
         };
         let closed = engine.log().close();
         checkpointed.and(closed)
+    }
+}
+
+/// Retraction (DESIGN.md, section 5f): comparing states needs outputs that compare.
+impl<M: Model> Db<M>
+where
+    M::Output: PartialEq,
+{
+    /// Takes back every batch named `name` (`Batch::name`): durably, every state, `as-of`
+    /// states included, is then as if those batches had never arrived, whatever the order in
+    /// which the batches and the retraction arrive (DESIGN.md, section 5f).
+    ///
+    /// Fails with [`Error::InvalidInput`](crate::Error::InvalidInput), writing nothing, when
+    /// compaction folded a delta of the name into a state record (retraction works within
+    /// `History::All` or `History::Window`), or when no delta of the name is in the log: use
+    /// [`Db::retract_pending`] for a batch yet to arrive.
+    pub fn retract(&self, name: &str) -> Result<Retraction> {
+        self.set_retracted(name, true, false)
+    }
+
+    /// [`Db::retract`], recorded even when no delta of `name` is in the log: the retraction
+    /// applies to its batches when they arrive. The caller vouches that no batch of that name
+    /// was folded away by compaction (which also leaves no delta in the log).
+    pub fn retract_pending(&self, name: &str) -> Result<Retraction> {
+        self.set_retracted(name, true, true)
+    }
+
+    /// Takes back a retraction of `name`, with the same guarantees as [`Db::retract`]; fails
+    /// when compaction folded the name's deltas while it was retracted.
+    pub fn unretract(&self, name: &str) -> Result<Retraction> {
+        self.set_retracted(name, false, false)
+    }
+
+    /// [`Db::unretract`], recorded even when no delta of `name` is in the log.
+    pub fn unretract_pending(&self, name: &str) -> Result<Retraction> {
+        self.set_retracted(name, false, true)
+    }
+
+    fn set_retracted(&self, name: &str, retract: bool, pending: bool) -> Result<Retraction> {
+        retract::set_retracted(&self.engine, name, retract::Request { retract, pending })
     }
 }
 

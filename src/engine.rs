@@ -12,20 +12,23 @@
 //! - the *maintenance* mutex: held for a whole checkpoint or compaction, so they never overlap;
 //!   the maintenance *counters* have their own mutex, held only to read or bump them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::checkpoint::format::Facts;
 use crate::checkpoint::CheckpointMeta;
+use crate::error::Result;
 use crate::index::{Chain, Index};
 use crate::locks::{lock, read, write};
 use crate::model::Model;
 use crate::options::Options;
+use crate::retraction::{find_named, Retractions};
 use crate::sources::{SourcePosition, SourceRange, Sources};
 use crate::storage::{DirLock, Storage};
-use crate::wal::{Damage, Log};
+use crate::wal::{BatchRecord, Damage, Log, RecordLocation};
 
 /// The state of one aggregate as a reader sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,6 +78,10 @@ pub(crate) struct Counters {
     pub batches: u64,
     /// Source positions (DESIGN.md, section 5e).
     pub sources: Sources,
+    /// Retraction registers and places (DESIGN.md, section 5f).
+    pub retractions: Retractions,
+    /// Declared reference pointers (DESIGN.md, section 6c).
+    pub references: BTreeSet<String>,
 }
 
 /// Segments pinned against compaction by a spanning batch being written; dropping it unpins.
@@ -127,6 +134,12 @@ pub(crate) struct Engine<M: Model> {
     seal: AtomicU64,
     /// Source positions (DESIGN.md, section 5e); changed under the commit gate.
     sources: Mutex<Sources>,
+    /// Retraction registers and places (DESIGN.md, section 5f): read by every chain copy,
+    /// written by writers of named batches (under the shared gate) and by retract (under the
+    /// exclusive gate).
+    retractions: RwLock<Retractions>,
+    /// Declared reference pointers (DESIGN.md, section 6c).
+    references: Mutex<BTreeSet<String>>,
     /// Raised by writers after their batch is indexed.
     max_seq: AtomicU64,
     /// Bumped by writers.
@@ -163,6 +176,8 @@ impl<M: Model> Engine<M> {
             deletion: RwLock::new(()),
             seal: AtomicU64::new(parts.counters.seal),
             sources: Mutex::new(parts.counters.sources),
+            retractions: RwLock::new(parts.counters.retractions),
+            references: Mutex::new(parts.counters.references),
             max_seq: AtomicU64::new(parts.counters.max_seq),
             batches: AtomicU64::new(parts.counters.batches),
             bytes_appended: AtomicU64::new(0),
@@ -245,9 +260,67 @@ impl<M: Model> Engine<M> {
         write(&self.index)
     }
 
-    /// A copy of `aggregate`'s chain (the index lock is held only for the copy).
+    /// A copy of `aggregate`'s chain without the deltas of retracted batches: what every fold
+    /// reads (the index lock is held only for the copy).
     pub fn chain(&self, aggregate: &str) -> Option<Chain> {
+        let mut chain = self.chain_with_retracted(aggregate)?;
+        self.leave_out_retracted(&mut chain);
+        Some(chain)
+    }
+
+    /// A copy of `aggregate`'s chain, deltas of retracted batches included (history).
+    pub fn chain_with_retracted(&self, aggregate: &str) -> Option<Chain> {
         self.index_read().chain(aggregate).cloned()
+    }
+
+    /// Drops from `chain` the deltas of retracted batches.
+    pub fn leave_out_retracted(&self, chain: &mut Chain) {
+        read(&self.retractions).filter(chain);
+    }
+
+    /// The retraction registers and places, shared.
+    pub fn retractions(&self) -> RwLockReadGuard<'_, Retractions> {
+        read(&self.retractions)
+    }
+
+    /// The retraction registers and places, exclusively.
+    pub fn retractions_mut(&self) -> RwLockWriteGuard<'_, Retractions> {
+        write(&self.retractions)
+    }
+
+    /// Adds the places of `batch`'s spans of retracted names: call before its deltas are
+    /// indexed.
+    pub fn note_named_batch(&self, batch: &BatchRecord<'_>) {
+        if !batch.names.is_empty() {
+            write(&self.retractions).note_batch(batch);
+        }
+    }
+
+    /// Finds in the log the places of the retracted names whose places are not known yet (a
+    /// retraction record read by recovery, a refresh or an import after their batches).
+    pub fn place_unplaced(&self) -> Result<()> {
+        let unplaced = read(&self.retractions).unplaced().clone();
+        if unplaced.is_empty() {
+            return Ok(());
+        }
+        let found = find_named(
+            &self.log,
+            &unplaced,
+            RecordLocation::START,
+            self.options.recovery,
+        )?;
+        write(&self.retractions).place(&unplaced, &found);
+        Ok(())
+    }
+
+    /// The declared reference pointers.
+    pub fn declared_references(&self) -> BTreeSet<String> {
+        lock(&self.references).clone()
+    }
+
+    /// Adds declared reference pointers (a references record just appended, or read).
+    pub fn declare_references(&self, pointers: &[String]) {
+        lock(&self.references).extend(pointers.iter().cloned());
     }
 
     /// The commit gate, shared: held by a writer while it appends and indexes.
@@ -398,6 +471,18 @@ impl<M: Model> Engine<M> {
     /// Whether the handle is closing.
     pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::SeqCst)
+    }
+
+    /// The database-wide facts a checkpoint taken now would hold (call under the exclusive
+    /// gate).
+    pub fn facts(&self) -> Facts {
+        let retractions = self.retractions();
+        let entries = retractions.entries();
+        Facts {
+            sources: self.source_positions(),
+            retractions: entries.map(|(n, r, p)| (n.to_owned(), r, p)).collect(),
+            references: self.declared_references().into_iter().collect(),
+        }
     }
 
     /// The fixed fields a checkpoint taken now would record (call under the exclusive gate).

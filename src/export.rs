@@ -16,6 +16,8 @@
 //! {"seal":S}
 //! {"source_positions":[{"topic":T,"partition":P,"next_offset":N,"dead_letters":D,
 //!  "reapplied":R}]}                     a sources record
+//! {"retraction":NAME,"version":V,"retracted":B,"frozen":F}
+//! {"references":[POINTER,...]}
 //! ```
 //! A batch whose positions do not follow one another (a positions table) gives each delta its
 //! `"pos"` instead of `"first_position"`.
@@ -27,6 +29,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
+use crate::admin_records::{
+    decode_references_record, decode_retraction_record, validate_pointer, Register,
+    RetractionRecord, MAX_POINTERS_PER_RECORD,
+};
 use crate::batch::Batch;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -44,7 +50,7 @@ use crate::wal::records::{
     decode_batch_commit_body, decode_seal_body, decode_state_body, encode_state_body,
     BatchCommitBody, StateBody,
 };
-use crate::wal::trailer::NameSpan;
+use crate::wal::trailer::{validate_batch_name, NameSpan};
 
 /// What an export or an import carried.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -118,6 +124,17 @@ pub(crate) fn export<M: Model>(engine: &Engine<M>, out: &mut dyn Write) -> Resul
                 RecordType::Sources => {
                     let positions = decode_sources_record(frame.body).map_err(|e| bad(e.reason))?;
                     source_positions_line(&positions)
+                }
+                RecordType::Retraction => {
+                    let r = decode_retraction_record(frame.body).map_err(|e| bad(e.reason))?;
+                    let register = r.register;
+                    json!({"retraction": r.name, "version": register.version,
+                        "retracted": register.retracted, "frozen": register.frozen})
+                }
+                RecordType::References => {
+                    let pointers =
+                        decode_references_record(frame.body).map_err(|e| bad(e.reason))?;
+                    json!({ "references": pointers })
                 }
                 RecordType::End | RecordType::Commit | RecordType::Fragment => continue,
             };
@@ -240,7 +257,10 @@ pub(crate) fn import<M: Model>(
     // State records are appended unsynced: what was imported is made durable, also before a
     // bad line is reported.
     let synced = engine.log().sync();
-    imported.and(synced).map(|()| report)
+    imported.and(synced)?;
+    // A retraction line may name batches imported before it (DESIGN.md, section 5f).
+    engine.place_unplaced()?;
+    Ok(report)
 }
 
 fn import_lines<M: Model>(
@@ -300,12 +320,22 @@ fn import_lines<M: Model>(
         } else if let Some(positions) = value.get("source_positions") {
             let positions = parse_positions(positions).map_err(bad)?;
             import_source_positions(engine, &positions)?;
+        } else if let Some(name) = value.get("retraction") {
+            let record = parse_retraction(name, &value).map_err(bad)?;
+            import_admin_record(engine, NewRecord::retraction(&record), |r| {
+                r.retractions_mut().apply(&record);
+            })?;
+        } else if let Some(pointers) = value.get("references") {
+            let pointers = parse_pointers(pointers).map_err(bad)?;
+            import_admin_record(engine, NewRecord::references(&pointers), |r| {
+                r.declare_references(&pointers);
+            })?;
         } else if let Some(s) = value.get("seal").and_then(Value::as_u64) {
             seal(s)?;
             report.seals += 1;
         } else {
             return Err(bad(
-                "expected a \"batch\", \"state\" or \"seal\" line".into()
+                "expected a \"batch\", \"state\", \"seal\", \"source_positions\", \"retraction\" or \"references\" line".into()
             ));
         }
     }
@@ -394,6 +424,56 @@ fn topic_and_partition(entry: &Value) -> std::result::Result<(String, u32), Stri
 fn u64_field(entry: &Value, name: &str) -> std::result::Result<u64, String> {
     (entry.get(name).and_then(Value::as_u64))
         .ok_or_else(|| format!("\"{name}\" must be an unsigned integer"))
+}
+
+/// The retraction record of a `"retraction"` line.
+fn parse_retraction(name: &Value, line: &Value) -> std::result::Result<RetractionRecord, String> {
+    let name = name.as_str().ok_or("\"retraction\" must be a batch name")?;
+    validate_batch_name(name)?;
+    let version = u64_field(line, "version")?;
+    let retracted = (line.get("retracted").and_then(Value::as_bool))
+        .ok_or("\"retracted\" must be true or false")?;
+    let frozen = line.get("frozen").and_then(Value::as_bool).unwrap_or(false);
+    let register = Register {
+        version,
+        retracted,
+        frozen,
+    };
+    Ok(RetractionRecord {
+        name: name.to_owned(),
+        register,
+    })
+}
+
+/// The pointers of a `"references"` line.
+fn parse_pointers(pointers: &Value) -> std::result::Result<Vec<String>, String> {
+    let pointers = pointers
+        .as_array()
+        .ok_or("\"references\" must be an array")?;
+    if !(1..=MAX_POINTERS_PER_RECORD).contains(&pointers.len()) {
+        return Err(format!(
+            "\"references\" holds 1 to {MAX_POINTERS_PER_RECORD} pointers"
+        ));
+    }
+    let parse = |p: &Value| {
+        let p = p.as_str().ok_or("a reference pointer must be a string")?;
+        validate_pointer(p).map(|()| p.to_owned())
+    };
+    pointers.iter().map(parse).collect()
+}
+
+/// Appends a retraction or references record as the export gives it and applies it, as
+/// recovery would.
+fn import_admin_record<M: Model>(
+    engine: &Engine<M>,
+    record: NewRecord,
+    apply: impl FnOnce(&Engine<M>),
+) -> Result<()> {
+    let _gate = engine.gate_exclusive();
+    // Synced with the rest of the import, as state records are.
+    engine.log().append_records(vec![record], false)?;
+    apply(engine);
+    Ok(())
 }
 
 /// Appends a sources record as the export gives it and applies it, as recovery would.

@@ -14,6 +14,7 @@ use crate::engine::{AggregateState, Engine};
 use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, StateRef};
 use crate::model::{DeltaKind, DeltaView, Model, ModelError, Stamp};
+use crate::retraction::Retractions;
 use crate::wal::reader::DeltaReader;
 
 impl<M: Model> Engine<M> {
@@ -139,9 +140,11 @@ const PARTITION_BYTES: u64 = 8 << 20;
 const PARTITION_AGGREGATES: usize = 4_096;
 
 /// The first of `chains` that make a partition: at most [`PARTITION_AGGREGATES`], taken while
-/// less than [`PARTITION_BYTES`] of unfolded deltas are (a partition has at least one).
+/// less than [`PARTITION_BYTES`] of unfolded deltas are (a partition has at least one); each
+/// copied without the deltas `retractions` leaves out.
 pub(crate) fn take_partition<'a>(
     chains: impl Iterator<Item = (&'a str, &'a Chain)>,
+    retractions: &Retractions,
 ) -> Vec<(String, Chain)> {
     let mut bytes = 0;
     chains
@@ -151,7 +154,11 @@ pub(crate) fn take_partition<'a>(
             bytes += chain.unfolded_bytes();
             room
         })
-        .map(|(id, chain)| (id.to_owned(), chain.clone()))
+        .map(|(id, chain)| {
+            let mut chain = chain.clone();
+            retractions.filter(&mut chain);
+            (id.to_owned(), chain)
+        })
         .collect()
 }
 

@@ -20,6 +20,8 @@ pub struct HistoryEntry {
     pub kind: DeltaKind,
     /// The body in the model's binary form (empty for a delete).
     pub body: Vec<u8>,
+    /// Whether its batch is retracted (`Db::retract`): it is not folded.
+    pub retracted: bool,
 }
 
 /// The deltas that built an aggregate's state within history.
@@ -30,19 +32,27 @@ pub struct DeltaHistory {
     /// it. Those deltas are no longer in the log one by one and are not listed.
     pub folded_through_seq: Option<u64>,
     /// The unfolded deltas in fold order (by stamp `(seq, position, checksum)`), a redelivered
-    /// delta once per arrival.
+    /// delta once per arrival, those of retracted batches marked.
     pub deltas: Vec<HistoryEntry>,
 }
 
 /// The history of `aggregate` (empty when the database holds nothing of it).
 pub(crate) fn history<M: Model>(engine: &Engine<M>, aggregate: &str) -> Result<DeltaHistory> {
     let _reading = engine.reading();
-    let Some(chain) = engine.chain(aggregate) else {
+    let Some(chain) = engine.chain_with_retracted(aggregate) else {
         return Ok(DeltaHistory::default());
     };
     let mut reader = DeltaReader::new(engine.log());
     let mut deltas = Vec::with_capacity(chain.deltas.len());
-    for delta_ref in &chain.deltas {
+    let retracted: Vec<bool> = {
+        let retractions = engine.retractions();
+        chain
+            .deltas
+            .iter()
+            .map(|d| retractions.leaves_out(d))
+            .collect()
+    };
+    for (delta_ref, retracted) in chain.deltas.iter().zip(retracted) {
         let batch = reader.batch_name(delta_ref)?;
         let record = reader.read(aggregate, delta_ref)?;
         deltas.push(HistoryEntry {
@@ -51,6 +61,7 @@ pub(crate) fn history<M: Model>(engine: &Engine<M>, aggregate: &str) -> Result<D
             batch,
             kind: record.kind,
             body: record.body.to_vec(),
+            retracted,
         });
     }
     debug_assert!(

@@ -69,6 +69,9 @@ pub(crate) fn state_ref(
 /// Where the records a scan finds go: the index builder when a database opens, the live index
 /// when a reader refreshes.
 pub(crate) trait IndexSink {
+    /// A batch record whose deltas follow: a sink that readers see notes the places of its
+    /// retracted spans first (DESIGN.md, section 5f).
+    fn named_batch(&mut self, _batch: &BatchRecord<'_>) {}
     /// Indexes the deltas of one batch record.
     fn deltas<'a>(&mut self, deltas: impl Iterator<Item = (&'a str, DeltaRef)>);
     /// Installs a state record (the supersede rule).
@@ -81,8 +84,9 @@ pub(crate) trait IndexSink {
 }
 
 /// Applies one scanned record by the rules of recovery: a batch's deltas indexed and its
-/// source ranges applied, a state record installed, a seal raised, source positions raised;
-/// `counters` keeps the seal, the highest seq and the source positions.
+/// source ranges applied and its retracted spans noted, a state record installed, a seal
+/// raised, source positions raised, a retraction register raised, reference pointers declared;
+/// `counters` keeps them.
 pub(crate) fn apply_record(
     record: &LogRecord<'_>,
     sink: &mut impl IndexSink,
@@ -90,6 +94,8 @@ pub(crate) fn apply_record(
 ) {
     match record {
         LogRecord::Batch(batch) => {
+            counters.retractions.note_batch(batch);
+            sink.named_batch(batch);
             sink.deltas(delta_refs(batch));
             let top = batch.deltas.iter().map(|d| d.seq).max().unwrap_or(0);
             counters.max_seq = counters.max_seq.max(top);
@@ -108,6 +114,10 @@ pub(crate) fn apply_record(
         }
         LogRecord::Seal { seal } => counters.seal = counters.seal.max(*seal),
         LogRecord::Sources(positions) => counters.sources.apply_positions(positions),
+        LogRecord::Retraction(record) => {
+            counters.retractions.apply(record);
+        }
+        LogRecord::References(pointers) => counters.references.extend(pointers.iter().cloned()),
         LogRecord::SpanningStart => sink.begin_spanning(),
         LogRecord::SpanningEnd => sink.end_spanning(),
     }

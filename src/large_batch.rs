@@ -313,9 +313,10 @@ impl<'db, M: Model> LargeBatch<'db, M> {
         let engine = self.engine;
         let log = engine.log();
         let mut index = engine.index_write();
-        let applied = log
-            .fragments()
-            .apply(commit, &mut |batch| index.insert_all(delta_refs(batch)));
+        let applied = log.fragments().apply(commit, &mut |batch| {
+            engine.note_named_batch(batch);
+            index.insert_all(delta_refs(batch));
+        });
         applied.map_err(|e| {
             log.poison(match e {
                 FragmentError::Io(e) => e,

@@ -41,6 +41,7 @@
 
 // The public API is the `pub use` list below plus the `jsonl`, `model` and `storage` modules;
 // every other module is private. DESIGN.md, section 1, maps them.
+mod admin_records;
 mod backup;
 mod batch;
 mod check;
@@ -66,6 +67,8 @@ mod open;
 mod options;
 mod periodic;
 mod refresh;
+mod retract;
+mod retraction;
 mod retry;
 #[cfg(feature = "workload")]
 mod rng;
@@ -100,6 +103,7 @@ pub use options::{
     CompactionOptions, Compression, History, Options, RecoveryMode, SyncMode,
     MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES,
 };
+pub use retract::Retraction;
 pub use scan::Scan;
 pub use sources::{SourcePosition, SourceRange, MAX_TOPIC_BYTES};
 pub use stats::{CheckpointStats, Stats, CHAIN_BUCKETS};

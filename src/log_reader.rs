@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::open::open_log;
 use crate::options::{Options, RecoveryMode};
+use crate::retraction::Retractions;
 use crate::retry::retrying_vanished;
 use crate::storage::{FsStorage, Storage};
 use crate::wal::recovery::LogRecord;
@@ -40,6 +41,7 @@ pub struct LogReader {
     log: Arc<Log>,
     recovery: RecoveryMode,
     folded_aggregates: u64,
+    retracted: Vec<String>,
 }
 
 impl LogReader {
@@ -59,18 +61,22 @@ impl LogReader {
         // A writer's compaction may delete a segment between its listing and its reading.
         retrying_vanished(|| {
             let mut folded = HashSet::new();
-            let mut note_state = |record: &LogRecord<'_>| {
-                if let LogRecord::State { body, .. } = record {
-                    if !folded.contains(body.aggregate) {
-                        folded.insert(body.aggregate.to_owned());
-                    }
+            let mut retractions = Retractions::default();
+            let mut note = |record: &LogRecord<'_>| match record {
+                LogRecord::State { body, .. } if !folded.contains(body.aggregate) => {
+                    folded.insert(body.aggregate.to_owned());
                 }
+                LogRecord::Retraction(record) => {
+                    retractions.apply(record);
+                }
+                _ => {}
             };
-            let log = open_log(dir, &options, Arc::clone(&storage), &mut note_state)?;
+            let log = open_log(dir, &options, Arc::clone(&storage), &mut note)?;
             Ok(LogReader {
                 log,
                 recovery: options.recovery,
                 folded_aggregates: folded.len() as u64,
+                retracted: retractions.retracted().map(str::to_owned).collect(),
             })
         })
     }
@@ -79,6 +85,12 @@ impl LogReader {
     /// them.
     pub fn replay(&self, from: RecordLocation) -> Replay {
         Replay::new(&self.log, from, self.recovery)
+    }
+
+    /// The batch names retracted (`Db::retract`) by the retraction records of the log, in
+    /// order. Replay reads their deltas like any other.
+    pub fn retracted_batches(&self) -> &[String] {
+        &self.retracted
     }
 
     /// Aggregates with a compaction state record in the log: the deltas folded into it are not

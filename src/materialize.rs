@@ -93,7 +93,8 @@ impl<'db, M: Model> Materialize<'db, M> {
         let mut next = lock(&self.next);
         let index = self.engine.index_read();
         let slots = *next..self.total;
-        let members = take_partition(slots.map_while(|slot| index.entry_at(slot)));
+        let chains = slots.map_while(|slot| index.entry_at(slot));
+        let members = take_partition(chains, &self.engine.retractions());
         *next += members.len();
         (!members.is_empty()).then_some(members)
     }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::checkpoint::format::Facts;
 use crate::checkpoint::format::{self as checkpoint, CheckpointMeta};
 use crate::checkpoint::validate::newest_valid_checkpoint;
 use crate::engine::{Counters, Engine, EngineParts, OpenReport};
@@ -17,8 +18,9 @@ use crate::layout::{
 };
 use crate::model::Model;
 use crate::options::{Options, MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES};
+use crate::retraction::Retractions;
 use crate::retry::retrying_vanished;
-use crate::sources::{SourcePosition, Sources};
+use crate::sources::Sources;
 use crate::storage::Storage;
 use crate::wal::recovery::{LogRecord, LogScan};
 use crate::wal::{Log, RecordLocation};
@@ -78,7 +80,7 @@ pub(crate) fn open<M: Model>(
     let from = match checkpoint {
         Some(c) => {
             report.checkpoint_used = Some(c.meta.number);
-            recovered = Recovered::from_checkpoint(&c.meta, &c.sources);
+            recovered = Recovered::from_checkpoint(&c.meta, c.facts);
             index = Index::from_parts(c.chains, c.meta.counters);
             c.meta.position
         }
@@ -107,7 +109,7 @@ pub(crate) fn open<M: Model>(
     report.skipped = scan.damage;
     recovered.counters.batches = recovered.counters.batches.saturating_add(scan.batches);
     let next_checkpoint = next_checkpoint_number(&*storage, &dir)?;
-    Ok(Engine::new(EngineParts {
+    let engine = Engine::new(EngineParts {
         dir,
         storage,
         options,
@@ -119,7 +121,11 @@ pub(crate) fn open<M: Model>(
         next_checkpoint,
         open_report: report,
         lock,
-    }))
+    });
+    // Retraction records in the replayed log may name batches before them (DESIGN.md,
+    // section 5f).
+    engine.place_unplaced()?;
+    Ok(engine)
 }
 
 /// Opens the log of the existing database in `dir` read-only from its first segment, handing
@@ -181,15 +187,17 @@ struct Recovered {
 }
 
 impl Recovered {
-    fn from_checkpoint(meta: &CheckpointMeta, positions: &[SourcePosition]) -> Self {
+    fn from_checkpoint(meta: &CheckpointMeta, facts: Facts) -> Self {
         let mut sources = Sources::default();
-        sources.apply_positions(positions);
+        sources.apply_positions(&facts.sources);
         Recovered {
             counters: Counters {
                 seal: meta.seal,
                 max_seq: meta.max_seq,
                 batches: meta.batches,
                 sources,
+                retractions: Retractions::from_entries(facts.retractions),
+                references: facts.references.into_iter().collect(),
             },
             checkpoint: Some(*meta),
         }

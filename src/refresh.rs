@@ -13,6 +13,7 @@ use crate::index_builder::{apply_record, IndexSink};
 use crate::model::Model;
 use crate::retry::retrying_vanished;
 use crate::wal::recovery::LogRecord;
+use crate::wal::BatchRecord;
 
 /// The live index of a reader, locked per record so that its own reads go on, and for the
 /// whole of a spanning batch so that they see all of it or none.
@@ -23,6 +24,10 @@ struct LiveIndex<'e, M: Model> {
 }
 
 impl<M: Model> IndexSink for LiveIndex<'_, M> {
+    fn named_batch(&mut self, batch: &BatchRecord<'_>) {
+        self.engine.note_named_batch(batch);
+    }
+
     fn deltas<'a>(&mut self, deltas: impl Iterator<Item = (&'a str, DeltaRef)>) {
         match &mut self.spanning {
             Some(index) => index.insert_all(deltas),
@@ -57,8 +62,12 @@ impl<M: Model> Engine<M> {
         // A repeated attempt re-reads records already applied, which the index recognises by
         // their place and does not count twice.
         let sources = self.sources();
+        let retractions = self.retractions().clone();
+        let references = self.declared_references();
         let fresh = || Counters {
             sources: sources.clone(),
+            retractions: retractions.clone(),
+            references: references.clone(),
             ..Counters::default()
         };
         let mut read = fresh();
@@ -73,6 +82,9 @@ impl<M: Model> Engine<M> {
         })?;
         self.note_records(scan.batches, read.max_seq, read.seal);
         self.set_sources(read.sources);
+        *self.retractions_mut() = read.retractions;
+        self.declare_references(&Vec::from_iter(read.references));
+        self.place_unplaced()?;
         self.forget_deleted_segments()?;
         Ok(scan.batches)
     }

@@ -32,7 +32,11 @@ impl<M: Model> Scan<'_, M> {
     /// Folds the next partition into `ready`; false when no aggregate is left.
     fn fold_next_partition(&mut self) -> Result<bool> {
         let _reading = self.engine.reading();
-        let members = take_partition(self.engine.index_read().iter_after(self.after.as_deref()));
+        let members = {
+            let index = self.engine.index_read();
+            let chains = index.iter_after(self.after.as_deref());
+            take_partition(chains, &self.engine.retractions())
+        };
         let Some((last, _)) = members.last() else {
             return Ok(false);
         };

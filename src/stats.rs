@@ -80,6 +80,10 @@ pub struct Stats {
     /// How far each upstream queue partition was applied (DESIGN.md, section 5e), in
     /// (topic, partition) order.
     pub sources: Vec<SourcePosition>,
+    /// Batch names retracted now (DESIGN.md, section 5f).
+    pub retracted_batches: u64,
+    /// Declared reference pointers (DESIGN.md, section 6c).
+    pub reference_pointers: Vec<String>,
     /// Checkpoints this open could not use, and why (it fell back to an older one or a full
     /// replay).
     pub checkpoints_rejected: Vec<String>,
@@ -128,6 +132,8 @@ pub(crate) fn collect<M: Model>(engine: &Engine<M>) -> Stats {
         }
     }
     stats.dead_bytes = log_bytes.saturating_sub(stats.live_bytes);
+    stats.retracted_batches = engine.retractions().retracted_names() as u64;
+    stats.reference_pointers = engine.declared_references().into_iter().collect();
     stats.space_amplification = ratio(log_bytes, stats.live_bytes);
     stats.batches = engine.batches();
     stats.seal = engine.seal();

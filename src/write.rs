@@ -77,6 +77,7 @@ pub(crate) fn write_batch<M: Model>(engine: &Engine<M>, batch: &Batch) -> Result
             sources: &sources,
             names: &names,
         };
+        engine.note_named_batch(&record);
         engine.index_write().insert_all(delta_refs(&record));
         engine.apply_source_ranges(&sources);
         location

@@ -1177,7 +1177,7 @@ impl Field {
             }
             Field::LengthHigh => (7, 0x40, "length field (high bit: past the file end)".into()),
             Field::Type => (8, 0x02, retype(0x02)),
-            Field::TypeUnknown => (8, 0x08, retype(0x08)),
+            Field::TypeUnknown => (8, 0x10, retype(0x10)),
             Field::Flags => (9, 0x01, "flags (zstd bit set)".into()),
             Field::FlagsUnknown => (9, 0x80, "flags (unknown bit)".into()),
             Field::Reserved => (10, 0x01, "reserved bytes".into()),

@@ -62,7 +62,7 @@ fn a_format_1_database_opens_with_the_same_states_and_takes_new_writes() {
 const FIXTURE_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format-v3");
 
 #[test]
-fn a_format_3_database_opens_with_the_same_states_and_moves_to_format_4() {
+fn a_format_3_database_opens_with_the_same_states_and_moves_to_the_current_format() {
     let dir = tempfile::tempdir().unwrap();
     let db_dir = dir.path().join("db");
     copy_dir(&Path::new(FIXTURE_V3).join("db"), &db_dir);
@@ -77,7 +77,8 @@ fn a_format_3_database_opens_with_the_same_states_and_moves_to_format_4() {
     );
     assert_eq!(scan_lines(&db), expected_scan);
     assert_eq!(replay_lines(&db), expected_replay);
-    // A write goes to a new version 4 segment: one with a positions table and a source range.
+    // A write goes to a new current-version segment: one with a positions table and a source
+    // range.
     let mut batch = aggrelog::Batch::new();
     batch
         .patch_at(
@@ -111,7 +112,49 @@ fn a_format_3_database_opens_with_the_same_states_and_moves_to_format_4() {
         })
         .collect();
     assert!(
-        versions.contains(&3) && versions.contains(&4),
+        versions.contains(&3) && versions.contains(&5),
+        "{versions:?}"
+    );
+}
+
+const FIXTURE_V4: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format-v4");
+
+fn segment_versions(db_dir: &Path) -> Vec<u32> {
+    fs::read_dir(db_dir.join("wal"))
+        .unwrap()
+        .map(|e| {
+            let bytes = fs::read(e.unwrap().path()).unwrap();
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn a_format_4_database_opens_with_the_same_states_and_names_and_takes_a_retraction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, db_dir, expected_replay) = open_fixture(FIXTURE_V4, dir.path());
+    assert_eq!(
+        db.stats().checkpoint.map(|c| c.number),
+        Some(3),
+        "its version 2 checkpoint is read"
+    );
+    assert_eq!(replay_lines(&db), expected_replay);
+    // Its named batches are found: one with a positions table is retracted, in a new segment.
+    let before = db.get("aircraft-0000003").unwrap().unwrap();
+    assert_eq!(before.state["cabin"]["seats"], 180);
+    let retraction = db.retract("tabled").unwrap();
+    assert_eq!(retraction.deltas, 2);
+    assert_ne!(db.get("aircraft-0000003").unwrap(), Some(before));
+    db.close().unwrap();
+    let db = Db::open(&db_dir, Options::default()).unwrap();
+    assert_eq!(db.retracted_batches(), vec!["tabled".to_owned()]);
+    assert_ne!(
+        db.get("aircraft-0000003").unwrap().unwrap().state["cabin"]["seats"],
+        180
+    );
+    let versions = segment_versions(&db_dir);
+    assert!(
+        versions.contains(&4) && versions.contains(&5),
         "{versions:?}"
     );
 }

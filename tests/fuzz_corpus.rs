@@ -179,6 +179,9 @@ fn write_batches(db: &Db, base: u64, batches: u64, ids: u64) {
 /// and a source range; the compaction after it re-records the positions in a sources record.
 fn write_followed_batch(db: &Db, seq: u64, first_offset: u64) {
     let mut batch = Batch::new();
+    batch
+        .name(&format!("deltas/3/{first_offset}"))
+        .expect("name");
     for (i, position) in [2u32, 0, 1].into_iter().enumerate() {
         let id = format!("ac-{i}");
         batch
@@ -204,11 +207,15 @@ fn build_db(compress: bool, maintained: bool, batches: u64) -> Files {
     write_batches(&db, 10, batches, 5);
     if maintained {
         write_followed_batch(&db, 11, 40);
+        // Retracted, then folded by the compaction below: a frozen register.
+        db.retract("deltas/3/40").expect("retract");
         db.checkpoint().expect("checkpoint");
         db.seal(12).expect("seal");
         db.compact().expect("compact");
         write_batches(&db, 40, batches / 2 + 1, 7);
         write_followed_batch(&db, 41, 43);
+        db.retract("deltas/3/43").expect("retract");
+        db.unretract("deltas/3/43").expect("unretract");
         // A batch larger than a segment: fragments and a batch commit.
         let mut large = db.large_batch().expect("large batch");
         for i in 0..90 {
@@ -270,9 +277,10 @@ fn record_script(id: u64, segment: &[u8], deltas: bool) -> Vec<u8> {
         let (ctrl, body) = match frame.header.record_type {
             // The input format has no end records: the scenario's segments stay unsealed.
             RecordType::End => continue,
-            // Record scripts cannot write sources records, and the seed databases hold none
-            // (`decode_frame` decodes their bodies from raw bytes).
-            RecordType::Sources => continue,
+            // Record scripts cannot write sources, retraction or references records
+            // (`decode_frame` decodes their bodies from raw bytes; `open_arbitrary` reads them
+            // in the seeds' raw segments).
+            RecordType::Sources | RecordType::Retraction | RecordType::References => continue,
             RecordType::State => (REC_STATE, frame.body.to_vec()),
             RecordType::Seal => (REC_SEAL, frame.body.to_vec()),
             RecordType::Commit => (REC_RAW | REC_DELTAS, frame.body.to_vec()),
@@ -478,7 +486,7 @@ fn decode_seeds(files: &[Files], seeds: &mut Vec<(String, Vec<u8>)>) {
         if let Some((_, ckpt)) = db.checkpoints.last() {
             seeds.push((format!("checkpoint-{n}"), decode_input(0, 0, 0, ckpt)));
         }
-        format_4_seeds(n, db, seeds);
+        format_4_and_5_seeds(n, db, seeds);
     }
     let values = [
         json!({"a": [1, -2], "b": "é"}),
@@ -508,15 +516,17 @@ fn decode_seeds(files: &[Files], seeds: &mut Vec<(String, Vec<u8>)>) {
     ));
 }
 
-/// Seeds of the records format 4 added, wherever they are in `db`: a batch payload with a
-/// positions table or source ranges, and a sources record body.
-fn format_4_seeds(n: usize, db: &Files, seeds: &mut Vec<(String, Vec<u8>)>) {
+/// Seeds of the records formats 4 and 5 added, wherever they are in `db`: a batch payload with
+/// a positions table, source ranges or names, a sources, retraction or references record body.
+fn format_4_and_5_seeds(n: usize, db: &Files, seeds: &mut Vec<(String, Vec<u8>)>) {
     let trailed = FLAG_POSITIONS | FLAG_TRAILER;
     for (id, segment) in &db.segments {
         for frame in frames(*id, segment) {
             let name = match frame.header.record_type {
                 RecordType::Batch if frame.header.flags & trailed != 0 => "trailed",
                 RecordType::Sources => "sources",
+                RecordType::Retraction => "retraction",
+                RecordType::References => "references",
                 _ => continue,
             };
             let body = batch_payload(&frame).expect("payload").into_owned();

@@ -1,7 +1,7 @@
 //! `aggrelog batches`: the named batches whose deltas are in the log, one JSON line each,
-//! `{"name":N,"min_seq":S,"max_seq":S,"deltas":D,"aggregates":A,"retracted":false}`, sorted by
-//! name (`retracted` stays false until retraction exists: DESIGN.md, section 9). It reads the
-//! log in one pass (beside a writer), so a batch whose deltas compaction
+//! `{"name":N,"min_seq":S,"max_seq":S,"deltas":D,"aggregates":A,"retracted":B}`, sorted by
+//! name (`retracted`: the batch is taken back, `aggrelog retract`). It reads the log in one
+//! pass (beside a writer), so a batch whose deltas compaction
 //! folded into state records is no longer listed; deltas written without a name are not
 //! counted.
 
@@ -32,10 +32,12 @@ pub fn batches(args: &DbArgs) -> Result<(), Failure> {
         None => vec![args.db.clone()],
     };
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+    let mut retracted = HashSet::new();
     for path in paths {
         let log =
             LogReader::open(&path, reader_options(args)).map_err(|e| in_database(&path, e))?;
         gather(&log, &mut seen)?;
+        retracted.extend(log.retracted_batches().iter().cloned());
     }
     let mut out = BufWriter::new(io::stdout().lock());
     for (name, s) in seen {
@@ -45,7 +47,7 @@ pub fn batches(args: &DbArgs) -> Result<(), Failure> {
             "max_seq": s.max_seq,
             "deltas": s.deltas,
             "aggregates": s.aggregates.len(),
-            "retracted": false,
+            "retracted": retracted.contains(&name),
         });
         writeln!(out, "{line}")?;
     }

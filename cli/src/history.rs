@@ -1,6 +1,7 @@
 //! `aggrelog history`: the deltas that built an aggregate's state within history, in fold
 //! order, one JSON line each: `{"seq":S,"pos":P,"batch":NAME,"patch":{...}}` or with
-//! `"delete":true` (`batch` null for a delta written without a name).
+//! `"delete":true` (`batch` null for a delta written without a name), and `"retracted":true`
+//! for a delta of a retracted batch (`aggrelog retract`), which the state leaves out.
 
 use std::io::{self, BufWriter, Write};
 
@@ -36,6 +37,9 @@ pub fn history(args: &DbArgs, id: &str) -> Result<(), Failure> {
                 line["patch"] = patch;
             }
             DeltaKind::Delete => line["delete"] = Value::Bool(true),
+        }
+        if delta.retracted {
+            line["retracted"] = Value::Bool(true);
         }
         writeln!(out, "{line}")?;
     }

@@ -24,6 +24,7 @@ mod output;
 mod plot;
 mod read;
 mod replay;
+mod retract;
 mod scaling;
 mod stream;
 mod transfer;
@@ -106,6 +107,11 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Take back every batch named NAME: states are then as if it had never arrived. Prints
+    /// {"batch","retracted","recorded","deltas","changed"}.
+    Retract(retract::RetractArgs),
+    /// Take back a retraction of NAME: its batches count again. Prints what `retract` prints.
+    Unretract(retract::RetractArgs),
     /// Print every delta in log order as JSON Lines; a summary goes to stderr.
     Replay {
         #[command(flatten)]
@@ -221,6 +227,8 @@ fn run() -> i32 {
         Command::Batches { db } => batches::batches(&db),
         Command::History { db, id } => history::history(&db, &id),
         Command::Validate { db, schema } => validate::validate(&db, &schema),
+        Command::Retract(args) => retract::run(&args, true),
+        Command::Unretract(args) => retract::run(&args, false),
         Command::Replay { db } => replay::replay(&db),
         Command::Check { db, json } => read::check(&db, json),
         Command::Stats { db } => read::stats(&db),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aggrelog::{Db, Error, LogReader, Options, RecoveryMode};
+use aggrelog::{Db, Error, History, LogReader, Options, RecoveryMode};
 use clap::{Args, ValueEnum};
 
 use crate::output::Failure;
@@ -33,6 +33,22 @@ pub struct DbArgs {
     /// (default 0: fail at once). Read commands never wait: they read beside the writer.
     #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = parse_seconds)]
     pub lock_wait: Duration,
+    /// What compaction keeps unfolded: "none" (fold everything), "all" (fold nothing) or a
+    /// number N (fold only deltas at least N seqs below the highest). Retraction and `get
+    /// --as-of` need the deltas unfolded: use "all" or N on every command that writes.
+    #[arg(long, value_name = "none|all|N", default_value = "none", value_parser = parse_history)]
+    pub history: History,
+}
+
+fn parse_history(text: &str) -> Result<History, String> {
+    match text {
+        "none" => Ok(History::None),
+        "all" => Ok(History::All),
+        n => n
+            .parse::<u64>()
+            .map(History::Window)
+            .map_err(|_| format!("{text:?} is not \"none\", \"all\" or a number of seqs")),
+    }
 }
 
 /// How often a waiting writer tries the lock again.
@@ -49,10 +65,11 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 impl DbArgs {
     /// The options of these arguments (recovery mode) over `options`.
     pub fn apply(&self, options: Options) -> Options {
-        options.recovery(match self.recovery {
+        let recovery = match self.recovery {
             Recovery::Strict => RecoveryMode::Strict,
             Recovery::SkipCorrupt => RecoveryMode::SkipCorrupt,
-        })
+        };
+        options.recovery(recovery).history(self.history)
     }
 }
 

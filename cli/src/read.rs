@@ -237,6 +237,8 @@ fn stats_json(db: &Db) -> Value {
         "skipped_bytes": stats.skipped.iter().map(|d| d.bytes).sum::<u64>(),
         "checkpoints_rejected": stats.checkpoints_rejected.len(),
         "sources": sources_json(&stats),
+        "retracted_batches": stats.retracted_batches,
+        "reference_pointers": stats.reference_pointers,
     })
 }
 

@@ -6,16 +6,19 @@
 //!
 //! ```text
 //!  0  8 magic "AGGRCKPT"          56  8 created, Unix ms
-//!  8  4 version (2; 1 is read)   64  8 deltas counter
+//!  8  4 version (3; 1-2 read)   64  8 deltas counter
 //! 12  4 header length (96)        72  8 duplicates counter
 //! 16  8 checkpoint number         80  8 conflicts counter
 //! 24  8 position: segment id      88  8 batches counter
 //! 32  8 position: offset          96  8 aggregate count, then one chain per aggregate
-//! 40  8 seal (0 = none)           then (version 2) the sources section
+//! 40  8 seal (0 = none)           then (version 2) sources, (version 3) retractions, references
 //! 48  8 highest seq seen          end-4 4 CRC32 of every byte before it
 //! chain := id_len id flags:u8 [base: segment offset len horizon_code max_seq]
 //!          delta_count (seq segment position checksum:u32 offset delta_offset len) * delta_count
 //! sources := count (topic_len topic partition next_offset dead_letters reapplied) * count
+//! retractions := count (name_len name version state:u8 place_count
+//!                 (segment record_offset first_delta_offset last_delta_offset) * place_count) * count
+//! references := count (len pointer) * count
 //! (every field without a width is a varint; horizon_code as in state records)
 //! ```
 
@@ -23,20 +26,24 @@ use std::path::{Path, PathBuf};
 
 use byteorder::{ByteOrder, LittleEndian};
 
+use crate::admin_records::{validate_pointer, Register};
 use crate::decode::{DecodeError, Decoded, Reader};
 use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, IndexCounters, StateRef};
 use crate::layout::{checkpoint_file_name, parse_checkpoint_file_name, CHECKPOINT_TEMP_SUFFIX};
+use crate::retraction::Place;
 use crate::sources::{validate_topic, SourcePosition};
 use crate::storage::Storage;
 use crate::varint;
 use crate::wal::batch::validate_aggregate_id;
 use crate::wal::records::{decode_horizon, encode_horizon};
+use crate::wal::trailer::validate_batch_name;
 use crate::wal::RecordLocation;
 
 const MAGIC: [u8; 8] = *b"AGGRCKPT";
-/// The version written; version 1 (no sources section) is still read.
-const VERSION: u32 = 2;
+/// The version written; version 2 (no retractions and references sections) and version 1 (no
+/// sources section either) are still read.
+const VERSION: u32 = 3;
 const HEADER_BYTES: usize = 96;
 const TRAILER_BYTES: usize = 4;
 /// Smallest encoded delta reference: six one-byte varints and the 4-byte checksum.
@@ -63,25 +70,34 @@ pub struct CheckpointMeta {
     pub batches: u64,
 }
 
-/// A decoded checkpoint: its fixed fields, every aggregate's chain in id order, and the
-/// source positions.
+/// The database-wide facts a checkpoint holds besides the index, at its position.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The source positions (DESIGN.md, section 5e).
+    pub sources: Vec<SourcePosition>,
+    /// Every retraction register, with the places of each retracted name (section 5f).
+    pub retractions: Vec<(String, Register, Vec<Place>)>,
+    /// The declared reference pointers (section 6c).
+    pub references: Vec<String>,
+}
+
+/// A decoded checkpoint: its fixed fields, every aggregate's chain in id order, and the facts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Checkpoint {
     /// Fixed fields.
     pub meta: CheckpointMeta,
     /// Every aggregate's chain.
     pub chains: Vec<(Box<str>, Chain)>,
-    /// The source positions at the checkpoint's position.
-    pub sources: Vec<SourcePosition>,
+    /// Source positions, retractions and references.
+    pub facts: Facts,
 }
 
-/// Serializes a checkpoint straight from the index's chains (`count` of them) and the source
-/// positions.
+/// Serializes a checkpoint straight from the index's chains (`count` of them) and the facts.
 pub fn encode<'a>(
     checkpoint: &CheckpointMeta,
     count: usize,
     chains: impl Iterator<Item = (&'a str, &'a Chain)>,
-    sources: &[SourcePosition],
+    facts: &Facts,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES + count * 64);
     out.extend_from_slice(&MAGIC);
@@ -108,7 +124,9 @@ pub fn encode<'a>(
         written += 1;
     }
     debug_assert_eq!(written, count, "chain count matches the header");
-    encode_sources(sources, &mut out);
+    encode_sources(&facts.sources, &mut out);
+    encode_retractions(&facts.retractions, &mut out);
+    encode_references(&facts.references, &mut out);
     let crc = crc32fast::hash(&out);
     put_u32(&mut out, crc);
     out
@@ -151,6 +169,96 @@ fn encode_sources(sources: &[SourcePosition], out: &mut Vec<u8>) {
             varint::write(value, out);
         }
     }
+}
+
+fn encode_retractions(retractions: &[(String, Register, Vec<Place>)], out: &mut Vec<u8>) {
+    varint::write(retractions.len() as u64, out);
+    for (name, register, places) in retractions {
+        varint::write(name.len() as u64, out);
+        out.extend_from_slice(name.as_bytes());
+        varint::write(register.version, out);
+        out.push(register.state_byte());
+        varint::write(places.len() as u64, out);
+        for p in places {
+            let fields = [
+                p.segment,
+                p.record_offset,
+                p.first_delta_offset,
+                p.last_delta_offset,
+            ];
+            fields
+                .iter()
+                .for_each(|&v| varint::write(u64::from(v), out));
+        }
+    }
+}
+
+fn decode_retractions(r: &mut Reader<'_>) -> Decoded<Vec<(String, Register, Vec<Place>)>> {
+    let count = r.varint()?;
+    // Each entry takes at least 5 bytes (a one-byte name, three one-byte fields).
+    if count > (r.remaining() / 5) as u64 {
+        let reason = format!(
+            "claims {count} retraction registers in {} bytes",
+            r.remaining()
+        );
+        return Err(r.fail(reason));
+    }
+    let mut retractions = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let at = r.at();
+        let len = r.varint()?;
+        let name = crate::text::from_utf8(r.take(usize::try_from(len).unwrap_or(usize::MAX))?)
+            .ok_or_else(|| DecodeError::new(at, "batch name is not UTF-8"))?;
+        validate_batch_name(name).map_err(|reason| DecodeError::new(at, reason))?;
+        let version = r.varint()?;
+        let state = r.u8()?;
+        let register = Register::from_state_byte(version, state)
+            .ok_or_else(|| r.fail(format!("retraction state {state:#04x}")))?;
+        let place_count = r.varint()?;
+        if place_count > (r.remaining() / 4) as u64 || (!register.retracted && place_count > 0) {
+            return Err(r.fail(format!("claims {place_count} places")));
+        }
+        let mut places = Vec::with_capacity(place_count as usize);
+        for _ in 0..place_count {
+            places.push(Place {
+                segment: r.varint_u32()?,
+                record_offset: r.varint_u32()?,
+                first_delta_offset: r.varint_u32()?,
+                last_delta_offset: r.varint_u32()?,
+            });
+        }
+        retractions.push((name.to_owned(), register, places));
+    }
+    Ok(retractions)
+}
+
+fn encode_references(pointers: &[String], out: &mut Vec<u8>) {
+    varint::write(pointers.len() as u64, out);
+    for pointer in pointers {
+        varint::write(pointer.len() as u64, out);
+        out.extend_from_slice(pointer.as_bytes());
+    }
+}
+
+fn decode_references(r: &mut Reader<'_>) -> Decoded<Vec<String>> {
+    let count = r.varint()?;
+    if count > (r.remaining() / 2) as u64 {
+        let reason = format!(
+            "claims {count} reference pointers in {} bytes",
+            r.remaining()
+        );
+        return Err(r.fail(reason));
+    }
+    let mut pointers = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let at = r.at();
+        let len = r.varint()?;
+        let pointer = crate::text::from_utf8(r.take(usize::try_from(len).unwrap_or(usize::MAX))?)
+            .ok_or_else(|| DecodeError::new(at, "pointer is not UTF-8"))?;
+        validate_pointer(pointer).map_err(|reason| DecodeError::new(at, reason))?;
+        pointers.push(pointer.to_owned());
+    }
+    Ok(pointers)
 }
 
 fn decode_sources(r: &mut Reader<'_>) -> Decoded<Vec<SourcePosition>> {
@@ -235,16 +343,19 @@ pub fn decode(bytes: &[u8]) -> Decoded<Checkpoint> {
     for _ in 0..count {
         chains.push(decode_chain(&mut r)?);
     }
-    let sources = if version >= 2 {
-        decode_sources(&mut r)?
-    } else {
-        Vec::new()
-    };
+    let mut facts = Facts::default();
+    if version >= 2 {
+        facts.sources = decode_sources(&mut r)?;
+    }
+    if version >= 3 {
+        facts.retractions = decode_retractions(&mut r)?;
+        facts.references = decode_references(&mut r)?;
+    }
     r.finished()?;
     Ok(Checkpoint {
         meta,
         chains,
-        sources,
+        facts,
     })
 }
 
@@ -431,10 +542,32 @@ mod tests {
             dead_letters: 4,
             reapplied: 0,
         }];
+        let retractions = vec![
+            (
+                "bad batch".to_owned(),
+                Register {
+                    version: 3,
+                    retracted: true,
+                    frozen: true,
+                },
+                vec![Place {
+                    segment: 1,
+                    record_offset: 32,
+                    first_delta_offset: 4,
+                    last_delta_offset: 90,
+                }],
+            ),
+            ("good".to_owned(), Register::default(), Vec::new()),
+        ];
+        let facts = Facts {
+            sources,
+            retractions,
+            references: vec!["/parent".into()],
+        };
         Checkpoint {
             meta,
             chains,
-            sources,
+            facts,
         }
     }
 
@@ -444,7 +577,7 @@ mod tests {
             &checkpoint.meta,
             checkpoint.chains.len(),
             chains,
-            &checkpoint.sources,
+            &checkpoint.facts,
         )
     }
 

@@ -37,8 +37,8 @@ pub(crate) fn write_checkpoint_locked<M: Model>(
             "every segment the index points into exists"
         );
         let count = index.aggregates() as usize;
-        let sources = engine.source_positions();
-        let bytes = checkpoint::encode(&meta, count, index.iter(), &sources);
+        let facts = engine.facts();
+        let bytes = checkpoint::encode(&meta, count, index.iter(), &facts);
         engine.checkpoint_taken();
         (meta, bytes)
     };

@@ -43,6 +43,10 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::sim_storage::SimStorage;
+use crate::admin_records::{
+    decode_references_record, decode_retraction_record, encode_references_record,
+    encode_retraction_record,
+};
 use crate::checkpoint::format as checkpoint;
 use crate::layout::{checkpoint_file_name, segment_file_name, CHECKPOINT_DIR, WAL_DIR};
 use crate::model::{binary, DeltaKind, DeltaView, MergePatch, Model, PatchState, Stamp};
@@ -515,6 +519,7 @@ fn decode_frame_body(frame: &Frame<'_>) {
             let _ = crate::wal::format::decode_commit_body(frame.body);
         }
         RecordType::Sources => decode_sources(frame.body),
+        RecordType::Retraction | RecordType::References => decode_admin_records(frame.body),
         RecordType::End => {}
     }
 }
@@ -524,6 +529,19 @@ fn decode_sources(bytes: &[u8]) {
     if let Ok(positions) = decode_sources_record(bytes) {
         let again = encode_sources_record(&positions);
         assert!(again == bytes, "sources record does not round-trip");
+    }
+}
+
+/// Retraction and references record decoders: one that decodes must re-encode to the same
+/// bytes.
+fn decode_admin_records(bytes: &[u8]) {
+    if let Ok(record) = decode_retraction_record(bytes) {
+        let again = encode_retraction_record(&record);
+        assert!(again == bytes, "retraction record does not round-trip");
+    }
+    if let Ok(pointers) = decode_references_record(bytes) {
+        let again = encode_references_record(&pointers);
+        assert!(again == bytes, "references record does not round-trip");
     }
 }
 
@@ -617,12 +635,13 @@ fn decode_trailed_payload(payload: &[u8], flags: u8) {
 fn decode_records(bytes: &[u8]) {
     decode_state(bytes);
     decode_sources(bytes);
+    decode_admin_records(bytes);
     if let Ok(seal) = decode_seal_body(bytes) {
         assert_eq!(seal.to_le_bytes(), bytes, "seal body does not round-trip");
     }
     if let Ok(c) = checkpoint::decode(bytes) {
         let chains = c.chains.iter().map(|(id, chain)| (&**id, chain));
-        let encoded = checkpoint::encode(&c.meta, c.chains.len(), chains, &c.sources);
+        let encoded = checkpoint::encode(&c.meta, c.chains.len(), chains, &c.facts);
         // An older version is written again in the current one, with the same content.
         let current = bytes.get(8..12) == Some(&encoded[8..12]);
         assert!(

@@ -37,8 +37,9 @@ impl RecordLocation {
 pub const SEGMENT_MAGIC: [u8; 8] = *b"AGGRLOG\0";
 /// Version of the segment format this code writes: version 2 opens every write with a commit
 /// record; version 3 may hold spanning batches (fragments and batch commits); version 4 may hold
-/// positions tables, source ranges and sources records.
-pub const FORMAT_VERSION: u32 = 4;
+/// positions tables, source ranges and sources records; version 5 may hold retraction and
+/// references records.
+pub const FORMAT_VERSION: u32 = 5;
 /// The oldest segment format version this code reads (version 1 has no commit records).
 pub const OLDEST_READ_VERSION: u32 = 1;
 /// Size of the segment header in bytes.
@@ -72,6 +73,11 @@ pub enum RecordType {
     /// The engine's whole map of source positions, re-recorded by compaction before it deletes
     /// segments (format version 4; body in `crate::sources`).
     Sources = 8,
+    /// Sets a batch name's retraction register (format version 5; body in
+    /// `crate::retraction`).
+    Retraction = 9,
+    /// Declares reference fields (format version 5; body in `crate::references`).
+    References = 10,
 }
 
 /// Bytes of an end-of-segment frame (header + the next segment id).
@@ -171,6 +177,8 @@ pub fn decode_frame_header(bytes: &[u8; FRAME_HEADER_BYTES]) -> Decoded<FrameHea
         6 => RecordType::Fragment,
         7 => RecordType::BatchCommit,
         8 => RecordType::Sources,
+        9 => RecordType::Retraction,
+        10 => RecordType::References,
         other => return Err(DecodeError::new(8, format!("unknown record type {other}"))),
     };
     let flags = bytes[9];
@@ -296,7 +304,7 @@ mod tests {
     fn unknown_type_flags_and_reserved_bits_are_rejected() {
         let mut frame = Vec::new();
         write_frame(&mut frame, 1, 32, RecordType::Batch, 0, b"");
-        for (byte, value) in [(8, 9u8), (8, 0), (9, 0x10), (9, 0x80), (10, 1), (11, 1)] {
+        for (byte, value) in [(8, 11u8), (8, 0), (9, 0x10), (9, 0x80), (10, 1), (11, 1)] {
             let mut header: [u8; FRAME_HEADER_BYTES] = frame[..12].try_into().unwrap();
             header[byte] = value;
             assert!(decode_frame_header(&header).is_err());

@@ -18,6 +18,7 @@ use super::fragments::FragmentReader;
 use super::records::{encode_seal_body, FragmentRef};
 use super::recovery::{scan_log, LogRecord, LogScan, ScanPolicy};
 use super::segment::create_segment;
+use crate::admin_records::{encode_references_record, encode_retraction_record, RetractionRecord};
 use crate::error::{Error, Result};
 use crate::layout::{next_segment_id, segment_path, WAL_DIR};
 use crate::locks::{lock, read, wait, write};
@@ -44,6 +45,24 @@ impl NewRecord {
             record_type: RecordType::Seal,
             flags: 0,
             body: encode_seal_body(seal),
+        }
+    }
+
+    /// A retraction record setting `record`'s register (DESIGN.md, section 3.4).
+    pub fn retraction(record: &RetractionRecord) -> Self {
+        NewRecord {
+            record_type: RecordType::Retraction,
+            flags: 0,
+            body: encode_retraction_record(record),
+        }
+    }
+
+    /// A references record declaring `pointers` (DESIGN.md, section 3.4).
+    pub fn references(pointers: &[String]) -> Self {
+        NewRecord {
+            record_type: RecordType::References,
+            flags: 0,
+            body: encode_references_record(pointers),
         }
     }
 

@@ -26,6 +26,7 @@ use super::records::{
     decode_batch_commit_body, decode_seal_body, decode_state_body, BatchCommitBody, FragmentRef,
     StateBody,
 };
+use crate::admin_records::{decode_references_record, decode_retraction_record, RetractionRecord};
 use crate::decode::{DecodeError, Decoded};
 use crate::error::{Error, Result};
 use crate::layout::{list_segments, segment_path};
@@ -90,6 +91,10 @@ pub enum LogRecord<'a> {
     },
     /// A sources record: source positions to raise the engine's to.
     Sources(&'a [SourcePosition]),
+    /// A retraction record: a batch name's register to raise.
+    Retraction(RetractionRecord),
+    /// A references record: pointers declared as reference fields.
+    References(Vec<String>),
     /// The fragments of one spanning batch follow as [`LogRecord::Batch`]es, up to
     /// [`LogRecord::SpanningEnd`]: apply them as one batch.
     SpanningStart,
@@ -324,6 +329,14 @@ impl Scanner<'_> {
             RecordType::Sources => {
                 let positions = decode_sources_record(frame.body)?;
                 (self.on_record)(&LogRecord::Sources(&positions));
+            }
+            RecordType::Retraction => {
+                let record = decode_retraction_record(frame.body)?;
+                (self.on_record)(&LogRecord::Retraction(record));
+            }
+            RecordType::References => {
+                let pointers = decode_references_record(frame.body)?;
+                (self.on_record)(&LogRecord::References(pointers));
             }
             RecordType::BatchCommit => {
                 let commit = decode_batch_commit_body(frame.body, location)?;

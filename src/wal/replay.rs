@@ -17,8 +17,10 @@ use crate::error::{Error, Result};
 use crate::model::DeltaKind;
 use crate::options::RecoveryMode;
 use crate::storage::ReadView;
-use crate::wal::batch::{decompress_payload_into, BatchDecoder, Checksums};
-use crate::wal::format::{RecordType, FLAG_ZSTD, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::wal::batch::{decompress_payload_into, BatchDecoder, Checksums, DeltaRecord};
+use crate::wal::format::{
+    RecordType, FLAG_TRAILER, FLAG_ZSTD, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
 use crate::wal::fragments::{FragmentError, FragmentReader};
 use crate::wal::frame::{DamagedRange, FrameScanner, ScanEvent};
 use crate::wal::records::{decode_batch_commit_body, FragmentRef};
@@ -127,6 +129,22 @@ impl<'a> ReplayedBatch<'a> {
             .and_then(|d| d.trailer())
             .map_err(|error| Error::corruption(self.path, self.location.offset, error.reason))?;
         Ok(trailer.names)
+    }
+
+    /// Whether the payload ends with a trailer (source ranges, name spans).
+    pub(crate) fn has_trailer(&self) -> bool {
+        self.flags & FLAG_TRAILER != 0
+    }
+
+    /// The delta records (with their payload offsets) and the name spans, decoded whole: for
+    /// the crate's scans of names. Damage is a corruption error at the frame.
+    pub(crate) fn decoded(&self) -> Result<(Vec<DeltaRecord<'a>>, Vec<NameSpan>)> {
+        let decoded = BatchDecoder::of_frame(self.payload, self.flags, Checksums::CoveredByFrame)
+            .and_then(|d| {
+                let names = d.trailer()?.names;
+                Ok((d.collect::<Decoded<Vec<_>>>()?, names))
+            });
+        decoded.map_err(|error| Error::corruption(self.path, self.location.offset, error.reason))
     }
 
     /// The deltas in batch order. The frame CRC covers every byte of them; a record whose
