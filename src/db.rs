@@ -2,9 +2,11 @@
 //! commit gate, reads by folding (`fold.rs`), and starts the background worker; the engine state
 //! it shares with readers and the worker lives in `engine.rs`.
 
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use crate::admin_records::MAX_POINTERS_PER_RECORD;
 use crate::backup::{self, BackupReport};
 use crate::batch::Batch;
 use crate::checkpoint::write::{checkpoint_after_write, checkpoint_if_due, write_checkpoint};
@@ -15,10 +17,12 @@ use crate::error::Result;
 use crate::export::{self, TransferReport};
 use crate::history::{self, DeltaHistory};
 use crate::large_batch::LargeBatch;
+use crate::locks::lock;
 use crate::materialize::Materialize;
 use crate::model::{MergePatch, Model};
 use crate::open::{open, open_read_only, Access};
 use crate::options::Options;
+use crate::references::{self, Reference, ReferenceIndex, References};
 use crate::retract::{self, Retraction};
 use crate::scan::Scan;
 use crate::sources::SourcePosition;
@@ -36,6 +40,8 @@ use crate::write::{write_batch, WriteReceipt};
 pub struct Db<M: Model = MergePatch> {
     engine: Arc<Engine<M>>,
     worker: Option<Worker>,
+    /// Built by the first reference query, brought up to date by each (DESIGN.md, 6c).
+    references: Mutex<ReferenceIndex>,
 }
 
 impl Db<MergePatch> {
@@ -106,6 +112,7 @@ impl<M: Model + Clone> Db<M> {
         Ok(Db {
             engine: Arc::new(engine),
             worker: None,
+            references: Mutex::default(),
         })
     }
 }
@@ -141,7 +148,11 @@ impl<M: Model> Db<M> {
             .background
             .then(|| Worker::start(&engine))
             .transpose()?;
-        Ok(Db { engine, worker })
+        Ok(Db {
+            engine,
+            worker,
+            references: Mutex::default(),
+        })
     }
 
     /// The database directory.
@@ -237,6 +248,36 @@ impl<M: Model> Db<M> {
     /// [`History::All`](crate::History::All) or a window.
     pub fn history(&self, aggregate: &str) -> Result<DeltaHistory> {
         history::history(&self.engine, aggregate)
+    }
+
+    /// Declares reference fields: JSON pointers (RFC 6901) into states, a `*` segment matching
+    /// any key or index, such as `/parent` or `/components/*/ref`. Durable and shared by every
+    /// handle and command; declaring adds to what was declared (DESIGN.md, section 6c).
+    pub fn declare_references(&self, pointers: &[&str]) -> Result<()> {
+        let pointers = references::check_pointers(pointers)?;
+        let engine = &*self.engine;
+        let _gate = engine.gate_exclusive();
+        let declared = engine.declared_references();
+        let new: Vec<String> = (pointers.into_iter())
+            .filter(|p| !declared.contains(p))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let records = new
+            .chunks(MAX_POINTERS_PER_RECORD)
+            .map(NewRecord::references);
+        engine.log().append_records(records.collect(), true)?;
+        engine.log().sync()?;
+        engine.declare_references(&new);
+        Ok(())
+    }
+
+    /// The declared reference fields, sorted.
+    pub fn declared_references(&self) -> Vec<String> {
+        self.engine.declared_references().into_iter().collect()
     }
 
     /// The batch names retracted now (`Db::retract`), in order.
@@ -374,6 +415,28 @@ impl<M: Model> Db<M> {
         };
         let closed = engine.log().close();
         checkpointed.and(closed)
+    }
+}
+
+/// References (DESIGN.md, section 6c): found in JSON states.
+impl Db<MergePatch> {
+    /// `aggregate`'s references both ways: the strings at its declared reference fields
+    /// (`outgoing`, by pointer) and the references other aggregates hold to it (`incoming`).
+    /// The reference index is built by the handle's first query and brought up to date by
+    /// each: it re-folds the aggregates written since.
+    pub fn references(&self, aggregate: &str) -> Result<References> {
+        let mut index = lock(&self.references);
+        index.update(&self.engine)?;
+        Ok(index.references_of(aggregate))
+    }
+
+    /// Every reference whose target has no live state (never written, deleted, or only in
+    /// retracted batches), sorted by aggregate, pointer and target: nothing is rejected for
+    /// it, and each resolves when its target arrives.
+    pub fn dangling(&self) -> Result<Vec<Reference>> {
+        let mut index = lock(&self.references);
+        index.update(&self.engine)?;
+        Ok(index.dangling())
     }
 }
 

@@ -133,6 +133,37 @@ pub struct Index {
     counters: IndexCounters,
     /// Reused by [`Index::insert_all`].
     scratch: Vec<(usize, DeltaRef)>,
+    /// The aggregates that gained a delta, once [`Index::track_changes`] was called.
+    changes: Option<ChangeLog>,
+}
+
+/// Slots whose chain gained a delta since the last [`Index::take_changed`] (the reference
+/// index's worklist): one bit per aggregate and the list of marked slots, so its memory is
+/// bounded by the aggregates however many writes come between two takes.
+#[derive(Debug, Default)]
+struct ChangeLog {
+    marked: Vec<u64>,
+    slots: Vec<u32>,
+}
+
+impl ChangeLog {
+    fn mark(&mut self, slot: usize) {
+        let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+        if word >= self.marked.len() {
+            self.marked.resize(word + 1, 0);
+        }
+        if self.marked[word] & bit == 0 {
+            self.marked[word] |= bit;
+            self.slots.push(slot as u32);
+        }
+    }
+
+    fn take(&mut self) -> Vec<u32> {
+        for &slot in &self.slots {
+            self.marked[slot as usize / 64] &= !(1u64 << (slot % 64));
+        }
+        std::mem::take(&mut self.slots)
+    }
 }
 
 impl Index {
@@ -276,7 +307,25 @@ impl Index {
             }
             Insertion::New | Insertion::AlreadyIndexed => {}
         }
+        if let Some(changes) = &mut self.changes {
+            changes.mark(slot);
+        }
         outcome
+    }
+
+    /// From now on, records which aggregates gain a delta (only an insert changes a state:
+    /// compaction's installs fold what the chain held), forgetting what was recorded so far.
+    pub fn track_changes(&mut self) {
+        self.changes = Some(ChangeLog::default());
+    }
+
+    /// The slots of the aggregates that gained a delta since tracking began or the last take
+    /// (empty when not tracking).
+    pub fn take_changed(&mut self) -> Vec<u32> {
+        self.changes
+            .as_mut()
+            .map(ChangeLog::take)
+            .unwrap_or_default()
     }
 
     /// Installs a state record for `aggregate`: it replaces the previous base and every delta

@@ -66,6 +66,7 @@ pub mod model;
 mod open;
 mod options;
 mod periodic;
+mod references;
 mod refresh;
 mod retract;
 mod retraction;
@@ -103,6 +104,7 @@ pub use options::{
     CompactionOptions, Compression, History, Options, RecoveryMode, SyncMode,
     MAX_SEGMENT_SIZE_BYTES, MIN_SEGMENT_SIZE_BYTES,
 };
+pub use references::{Reference, References};
 pub use retract::Retraction;
 pub use scan::Scan;
 pub use sources::{SourcePosition, SourceRange, MAX_TOPIC_BYTES};

@@ -52,9 +52,7 @@ where
 {
     validate_batch_name(name).map_err(Error::InvalidInput)?;
     if engine.is_read_only() {
-        return Err(Error::InvalidInput(
-            "a read-only handle cannot retract: open the database for writing".into(),
-        ));
+        return Err(Error::ReadOnly);
     }
     // No compaction between finding the deltas unfolded and recording the change.
     let _maintenance = engine.maintenance();

@@ -73,6 +73,8 @@ pub(crate) struct Retractions {
     /// Retracted names whose places in the log already read are not known yet (a register
     /// turned retracted while the log was replayed): a scan must find them.
     unplaced: BTreeSet<String>,
+    /// Bumped whenever the deltas left out may have changed.
+    epoch: u64,
 }
 
 impl Retractions {
@@ -122,6 +124,11 @@ impl Retractions {
         self.places.len()
     }
 
+    /// Changes whenever the deltas left out may have changed (the reference index rebuilds).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// The names retracted now, in order.
     pub fn retracted(&self) -> impl Iterator<Item = &str> {
         self.places.keys().map(String::as_str)
@@ -145,6 +152,7 @@ impl Retractions {
             self.unplaced.remove(&record.name);
             self.index_frames();
         }
+        self.epoch += 1;
         true
     }
 
@@ -164,6 +172,7 @@ impl Retractions {
                 let frame = (place.segment, place.record_offset);
                 let ranges = self.by_frame.entry(frame).or_default();
                 ranges.push((place.first_delta_offset, place.last_delta_offset));
+                self.epoch += 1;
             }
         }
     }
@@ -184,6 +193,7 @@ impl Retractions {
         }
         self.unplaced.retain(|name| !names.contains(name));
         self.index_frames();
+        self.epoch += 1;
     }
 
     /// Marks frozen every retracted name holding one of `folded`, deltas compaction supersedes

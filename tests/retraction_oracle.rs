@@ -1,7 +1,8 @@
 //! The oracle property test of retraction (DESIGN.md, section 5f): random histories of named
 //! batches, redeliveries, retractions and unretractions in random arrival orders, with crashes,
-//! reopens, checkpoints and compactions inside the history window. States and as-of states must
-//! equal json-patch `merge` applied in seq order to the batches present and not retracted.
+//! reopens, checkpoints and compactions inside the history window. States, as-of states,
+//! reference sets and dangling references must equal those of json-patch `merge` applied in
+//! seq order to the batches present and not retracted.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use aggrelog::{Batch, Db, Error, History, MergePatch, Options, SyncMode};
+use aggrelog::{Batch, Db, Error, History, MergePatch, Options, Reference, SyncMode};
 use common::crashing::Crashing;
 use common::{oracle, scan_all, TestDelta};
 use proptest::prelude::*;
@@ -27,9 +28,18 @@ fn value() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// A patch: a few fields, and maybe a reference `/r` to an aggregate (`q` never exists).
 fn delta(seq: u64) -> impl Strategy<Value = TestDelta> {
-    let patch = prop::collection::btree_map("[abc]", value(), 0..3)
-        .prop_map(|m| Value::Object(m.into_iter().collect()));
+    let target = prop::sample::select(vec!["x", "y", "z", "w", "q"]);
+    let reference = prop::option::weighted(0.4, target.prop_map(Value::from));
+    let fields = prop::collection::btree_map("[abc]", value(), 0..3);
+    let patch = (fields, reference).prop_map(|(m, r)| {
+        let mut m: Map<String, Value> = m.into_iter().collect();
+        if let Some(r) = r {
+            m.insert("r".into(), r);
+        }
+        Value::Object(m)
+    });
     (
         prop::sample::select(IDS.to_vec()),
         prop::option::weighted(0.85, patch),
@@ -50,6 +60,8 @@ enum Step {
     Crash,
     Checkpoint,
     Compact,
+    /// Check states and references now (the reference index is then updated, not rebuilt).
+    Query,
 }
 
 /// Batches (batch `b` named `b{b}`, its deltas at one seq, seqs shuffled), the steps, and the
@@ -71,6 +83,7 @@ fn scenario() -> impl Strategy<Value = (Vec<Vec<TestDelta>>, Vec<Step>, bool)> {
                 1 => Just(Step::Crash),
                 1 => Just(Step::Checkpoint),
                 2 => Just(Step::Compact),
+                2 => Just(Step::Query),
             ];
             (
                 batches,
@@ -117,9 +130,37 @@ fn open(dir: &std::path::Path, window: bool) -> Handle {
     Handle { db, storage }
 }
 
-/// States and every as-of state against the oracle of `present`.
+/// The references `/r` of the oracle's states, and those whose target is absent.
+fn oracle_references(states: &BTreeMap<String, (u64, Value)>) -> (Vec<Reference>, Vec<Reference>) {
+    let all: Vec<Reference> = (states.iter())
+        .filter_map(|(id, (_, state))| Some(Reference::new(id, "/r", state.get("r")?.as_str()?)))
+        .collect();
+    let dangling = (all.iter())
+        .filter(|r| !states.contains_key(&r.target))
+        .cloned()
+        .collect();
+    (all, dangling)
+}
+
+/// Every aggregate's references both ways, and the dangling list, against the oracle's.
+fn check_references(db: &Db, states: &BTreeMap<String, (u64, Value)>) -> Result<(), TestCaseError> {
+    let (all, dangling) = oracle_references(states);
+    prop_assert_eq!(db.dangling().unwrap(), dangling);
+    for id in IDS.iter().chain(&["q"]) {
+        let refs = db.references(id).unwrap();
+        let outgoing: Vec<_> = all.iter().filter(|r| r.aggregate == *id).cloned().collect();
+        let incoming: Vec<_> = all.iter().filter(|r| r.target == *id).cloned().collect();
+        prop_assert_eq!(&refs.outgoing, &outgoing, "outgoing of {}", id);
+        prop_assert_eq!(&refs.incoming, &incoming, "incoming of {}", id);
+    }
+    Ok(())
+}
+
+/// States, every as-of state and the references against the oracle of `present`.
 fn check(db: &Db, present: &[Vec<TestDelta>], max_seq: u64) -> Result<(), TestCaseError> {
-    prop_assert_eq!(&scan_all(db), &oracle(present));
+    let expected = oracle(present);
+    prop_assert_eq!(&scan_all(db), &expected);
+    check_references(db, &expected)?;
     for as_of in 0..=max_seq {
         let older: Vec<Vec<TestDelta>> = (present.iter())
             .map(|b| b.iter().filter(|d| d.seq <= as_of).cloned().collect())
@@ -169,6 +210,19 @@ fn set_status(
     Ok(())
 }
 
+/// The batches delivered and not retracted.
+fn present(
+    batches: &[Vec<TestDelta>],
+    delivered: &BTreeSet<usize>,
+    status: &BTreeMap<usize, bool>,
+) -> Vec<Vec<TestDelta>> {
+    let retracted = |b: &usize| status.get(b).copied().unwrap_or(false);
+    (delivered.iter())
+        .filter(|b| !retracted(b))
+        .map(|&b| batches[b].clone())
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 
@@ -178,6 +232,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let mut handle = open(dir.path(), window);
+        handle.db.declare_references(&["/r"]).unwrap();
         let mut delivered = BTreeSet::new();
         let mut status: BTreeMap<usize, bool> = BTreeMap::new();
         for step in &steps {
@@ -205,13 +260,14 @@ proptest! {
                 }
                 Step::Checkpoint => drop(handle.db.checkpoint().unwrap()),
                 Step::Compact => drop(handle.db.compact().unwrap()),
+                Step::Query => {
+                    let expected = oracle(&present(&batches, &delivered, &status));
+                    prop_assert_eq!(&scan_all(&handle.db), &expected);
+                    check_references(&handle.db, &expected)?;
+                }
             }
         }
-        let retracted = |b: &usize| status.get(b).copied().unwrap_or(false);
-        let present: Vec<_> = (delivered.iter())
-            .filter(|b| !retracted(b))
-            .map(|&b| batches[b].clone())
-            .collect();
+        let present = present(&batches, &delivered, &status);
         let max_seq = batches.len() as u64;
         check(&handle.db, &present, max_seq)?;
         let expected: Vec<String> = (status.iter())

@@ -14,6 +14,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use crate::bench_refs::{self, RefFigures};
+
 /// Options of the bench command.
 #[derive(Args)]
 pub struct BenchArgs {
@@ -97,6 +99,7 @@ struct Figures {
     index_bytes: u64,
     disk_bytes: u64,
     peak_rss_mb: f64,
+    refs: RefFigures,
 }
 
 fn bar(len: u64, what: &str, hidden: bool) -> ProgressBar {
@@ -336,9 +339,10 @@ pub fn run(args: &BenchArgs, sync: SyncMode) -> Result<(), String> {
     let gets = bar(20_000, "point gets (compacted)", hidden);
     (f.get_compacted_p50_us, f.get_compacted_p99_us) = measure_gets(&db, args, gets)?;
     f.index_compacted_bytes = db.stats().index_heap_bytes;
+    f.peak_rss_mb = peak_rss_mb();
+    f.refs = bench_refs::measure(&db, n + 1)?;
     db.close().map_err(|e| e.to_string())?;
     f.disk_compacted_bytes = dir_bytes(&main);
-    f.peak_rss_mb = peak_rss_mb();
     if args.json {
         println!("{}", figures_json(&f));
     } else {
@@ -476,6 +480,9 @@ fn figures_json(f: &Figures) -> serde_json::Value {
         "payload_bytes": f.payload_bytes,
         "disk_compacted_bytes": f.disk_compacted_bytes,
         "peak_rss_mb": round(f.peak_rss_mb, 1),
+        "references": f.refs.references,
+        "refs_build_ms": round(f.refs.build_ms, 1),
+        "refs_update_ms": round(f.refs.update_ms, 2),
     })
 }
 
@@ -582,6 +589,19 @@ fn print_table(f: &Figures, args: &BenchArgs) {
             false,
         ),
         ("peak RSS", "peak_rss_mb", "MB", false),
+        ("references (/*/status)", "references", "", false),
+        (
+            "reference index: first query (build)",
+            "refs_build_ms",
+            "ms",
+            false,
+        ),
+        (
+            "reference index: query after 1000 writes",
+            "refs_update_ms",
+            "ms",
+            false,
+        ),
     ];
     for &(name, key, unit, ratio) in rows {
         let value = j[key].as_f64().unwrap_or(0.0);

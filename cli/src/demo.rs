@@ -3,12 +3,14 @@
 //! Three batches (Bch1, Bch2, Bch3 with seq 1, 2, 3) arrive in the order Bch1, Bch3, Bch2. A
 //! naive CRUD pipeline (lookup, merge, save; children rejected while their parent is missing)
 //! processes them in arrival order; aggrelog ingests them in the same order. Both are compared
-//! with the truth: the same CRUD pipeline fed the batches in seq order. Then the history of B:
-//! its deltas in fold order, each with the batch it came in.
+//! with the truth: the same CRUD pipeline fed the batches in seq order; aggrelog's children come
+//! from its reference index. Then aggrelog's dangling references after each arrival (G's parent
+//! F is absent until Bch2), a fourth batch with wrong values taken back by `retract`, and the
+//! history of B: its deltas in fold order, each with the batch it came in.
 
 use std::collections::BTreeMap;
 
-use aggrelog::{Batch, Db, Options};
+use aggrelog::{Batch, Db, History, Options};
 use serde_json::{json, Value};
 
 /// What a batch does to one aggregate.
@@ -143,35 +145,102 @@ fn crud(order: &[usize]) -> (BTreeMap<String, Outcome>, CrudStore) {
     (outcomes(&store.rows), store)
 }
 
-/// aggrelog's outcome per aggregate after ingesting the batches in `order`, and the history of
-/// `audited` (one line per delta, in fold order, with its batch's name).
-fn aggrelog_states(
-    order: &[usize],
-    audited: &str,
-) -> aggrelog::Result<(BTreeMap<String, Outcome>, Vec<String>)> {
+/// What aggrelog shows: its outcome per aggregate (children from its reference index), the
+/// dangling references after each arrival, the retraction of a bad fourth batch, and the
+/// history of `audited`.
+struct Story {
+    outcomes: BTreeMap<String, Outcome>,
+    /// After each batch, in arrival order: its name and the dangling references.
+    dangling: Vec<(&'static str, Vec<String>)>,
+    /// The states the fourth batch touched: before it, with it, after its retraction.
+    retraction: Vec<String>,
+    history: Vec<String>,
+}
+
+/// The batch `(name, seq, deltas)` as a named aggrelog batch.
+fn named_batch(name: &str, seq: u64, deltas: &[Delta]) -> aggrelog::Result<Batch> {
+    let mut batch = Batch::new();
+    batch.name(name)?;
+    for delta in deltas {
+        match delta.op {
+            Op::Remove => batch.delete(delta.id, seq)?,
+            Op::New | Op::Update => batch.patch(delta.id, seq, &delta.patch)?,
+        };
+    }
+    Ok(batch)
+}
+
+/// A fourth batch with wrong values (a typo in B's engine serial, a wrong model for A).
+fn bad_batch() -> (&'static str, u64, Vec<Delta>) {
+    let d = |id, patch| Delta {
+        id,
+        op: Op::Update,
+        patch,
+    };
+    let deltas = vec![
+        d("A", json!({"model": "A380"})),
+        d("B", json!({"engine": {"serial": "ESN-2O2"}})),
+    ];
+    ("Bch4", 4, deltas)
+}
+
+/// Ingests the batches in `order` into a database that declares `/parent` a reference field,
+/// then a bad fourth batch, retracted.
+fn aggrelog_story(order: &[usize], audited: &str) -> aggrelog::Result<Story> {
     let dir = tempfile::tempdir().map_err(|e| aggrelog::Error::io(std::env::temp_dir(), e))?;
-    let db = Db::open(dir.path(), Options::default())?;
+    // Retraction needs the deltas unfolded: keep them all.
+    let db = Db::open(dir.path(), Options::default().history(History::All))?;
+    db.declare_references(&["/parent"])?;
     let all = batches();
+    let mut dangling = Vec::new();
     for &b in order {
         let (name, seq, deltas) = &all[b];
-        let mut batch = Batch::new();
-        batch.name(name)?;
-        for delta in deltas {
-            match delta.op {
-                Op::Remove => batch.delete(delta.id, *seq)?,
-                Op::New | Op::Update => batch.patch(delta.id, *seq, &delta.patch)?,
-            };
+        db.write(&named_batch(name, *seq, deltas)?)?;
+        let now = db.dangling()?.into_iter();
+        let lines = now.map(|r| format!("{} {} -> {} (absent)", r.aggregate, r.pointer, r.target));
+        dangling.push((*name, lines.collect()));
+    }
+    let outcomes = aggrelog_outcomes(&db)?;
+    let (name, seq, deltas) = bad_batch();
+    let touched: Vec<&str> = deltas.iter().map(|d| d.id).collect();
+    let mut retraction = Vec::new();
+    let mut show_states = |when: &str, db: &Db| -> aggrelog::Result<()> {
+        for id in &touched {
+            let state = db
+                .get(id)?
+                .map_or_else(|| "(absent)".into(), |s| s.state.to_string());
+            retraction.push(format!("  {when:<24} {id} {state}"));
         }
-        db.write(&batch)?;
-    }
-    let mut states = BTreeMap::new();
-    for item in db.scan() {
-        let (id, state) = item?;
-        states.insert(id, state.state);
-    }
+        Ok(())
+    };
+    show_states("before Bch4:", &db)?;
+    db.write(&named_batch(name, seq, &deltas)?)?;
+    show_states("with Bch4:", &db)?;
+    let retracted = db.retract(name)?;
+    show_states("after `retract Bch4`:", &db)?;
+    retraction.push(format!("  changed: {:?}", retracted.changed));
     let history = history_lines(&db, audited)?;
     db.close()?;
-    Ok((outcomes(&states), history))
+    Ok(Story {
+        outcomes,
+        dangling,
+        retraction,
+        history,
+    })
+}
+
+/// aggrelog's outcome per aggregate: its state, and its children as the reference index
+/// reports them (the aggregates whose `/parent` names it).
+fn aggrelog_outcomes(db: &Db) -> aggrelog::Result<BTreeMap<String, Outcome>> {
+    let ids = ["A", "B", "C", "D", "E", "F", "G"];
+    let mut outcomes = BTreeMap::new();
+    for id in ids {
+        let state = db.get(id)?.map(|s| s.state);
+        let incoming = db.references(id)?.incoming.into_iter();
+        let children = incoming.map(|r| r.aggregate).collect();
+        outcomes.insert(id.to_string(), Outcome { state, children });
+    }
+    Ok(outcomes)
 }
 
 /// `id`'s deltas in fold order: `seq S pos P BATCH patch` (or `delete`).
@@ -184,7 +253,11 @@ fn history_lines(db: &Db, id: &str) -> aggrelog::Result<Vec<String>> {
                 .map_or_else(|e| format!("(undecodable: {e})"), |v| v.to_string()),
         };
         let batch = d.batch.as_deref().unwrap_or("(unnamed)");
-        format!("  seq {} pos {} {batch}: {what}", d.seq, d.position)
+        let retracted = if d.retracted { " (retracted)" } else { "" };
+        format!(
+            "  seq {} pos {} {batch}: {what}{retracted}",
+            d.seq, d.position
+        )
     });
     Ok(lines.collect())
 }
@@ -227,7 +300,8 @@ pub fn run() -> Result<(), String> {
     let arrival = [0, 2, 1];
     let (truth, _) = crud(&[0, 1, 2]);
     let (crud_result, store) = crud(&arrival);
-    let (ours, history_of_b) = aggrelog_states(&arrival, "B").map_err(|e| e.to_string())?;
+    let story = aggrelog_story(&arrival, "B").map_err(|e| e.to_string())?;
+    let ours = &story.outcomes;
     println!("Batches Bch1 (seq 1), Bch2 (seq 2), Bch3 (seq 3) arrive as Bch1, Bch3, Bch2.");
     println!("Truth = the batches applied in seq order.\n");
     let mut crud_right = 0;
@@ -248,9 +322,21 @@ pub fn run() -> Result<(), String> {
     }
     println!("\nCRUD pipeline: {crud_right} of {} right", truth.len());
     println!("aggrelog:      {ours_right} of {} right", truth.len());
+    println!("\nReferences in aggrelog (`aggrelog refs declare --db DIR /parent`): nothing is");
+    println!("rejected; `aggrelog dangling` after each arrival:");
+    for (name, lines) in &story.dangling {
+        let shown = if lines.is_empty() {
+            "none".into()
+        } else {
+            lines.join(", ")
+        };
+        println!("  after {name}: {shown}");
+    }
+    println!("\nA fourth batch with wrong values arrives, and is taken back (`aggrelog retract`):");
+    story.retraction.iter().for_each(|line| println!("{line}"));
     println!("\nThe history of B in aggrelog (`aggrelog history`): its deltas in fold order, each");
     println!("with the batch it came in, whatever the order they arrived in:");
-    history_of_b.iter().for_each(|line| println!("{line}"));
+    story.history.iter().for_each(|line| println!("{line}"));
     if ours_right == truth.len() {
         Ok(())
     } else {

@@ -8,6 +8,7 @@
 
 mod batches;
 mod bench;
+mod bench_refs;
 mod demo;
 mod diff;
 #[cfg(feature = "kafka")]
@@ -23,6 +24,7 @@ mod open;
 mod output;
 mod plot;
 mod read;
+mod refs;
 mod replay;
 mod retract;
 mod scaling;
@@ -104,6 +106,14 @@ enum Command {
     /// List the named batches whose deltas are in the log, one JSON line each:
     /// {"name","min_seq","max_seq","deltas","aggregates","retracted"}, sorted by name.
     Batches {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print an aggregate's references both ways: {"aggregate","outgoing":[{"pointer",
+    /// "target"}],"incoming":[{"aggregate","pointer"}]}; `refs declare` declares the fields.
+    Refs(refs::RefsArgs),
+    /// Print one line {"aggregate","pointer","target"} per reference to an absent aggregate.
+    Dangling {
         #[command(flatten)]
         db: DbArgs,
     },
@@ -227,6 +237,8 @@ fn run() -> i32 {
         Command::Batches { db } => batches::batches(&db),
         Command::History { db, id } => history::history(&db, &id),
         Command::Validate { db, schema } => validate::validate(&db, &schema),
+        Command::Refs(args) => refs::refs(&args),
+        Command::Dangling { db } => refs::dangling(&db),
         Command::Retract(args) => retract::run(&args, true),
         Command::Unretract(args) => retract::run(&args, false),
         Command::Replay { db } => replay::replay(&db),

@@ -254,8 +254,27 @@ fn the_demo_shows_all_seven_right() {
     let batches: Vec<&str> = (history.iter())
         .map(|l| l.split_whitespace().nth(4).unwrap())
         .collect();
-    assert_eq!(batches, ["Bch1:", "Bch2:", "Bch3:"], "{text}");
+    assert_eq!(batches, ["Bch1:", "Bch2:", "Bch3:", "Bch4:"], "{text}");
     assert!(history[2].contains("ESN-202"), "{text}");
+    assert!(history[3].ends_with("(retracted)"), "{text}");
+    // G dangles while its parent F is absent: after Bch3, not after Bch2.
+    assert!(text.contains("after Bch1: none"), "{text}");
+    assert!(
+        text.contains("after Bch3: G /parent -> F (absent)"),
+        "{text}"
+    );
+    assert!(text.contains("after Bch2: none"), "{text}");
+    // The bad batch's values are gone after its retraction.
+    let after: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("after `retract Bch4`"))
+        .collect();
+    assert!(
+        after.len() == 2
+            && after
+                .iter()
+                .all(|l| !l.contains("A380") && !l.contains("ESN-2O2"))
+    );
 }
 
 #[test]
@@ -577,4 +596,80 @@ fn history_prints_each_delta_with_its_batch_in_fold_order() {
         aggrelog(&["history", "--db", db, "nobody"]).status.code(),
         Some(1)
     );
+}
+
+#[test]
+fn retract_refs_and_dangling_work_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let db = db.to_str().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let out = aggrelog(&["refs", "declare", "--db", db, "/parent"]);
+    assert_eq!(
+        stdout(&out).trim(),
+        r#"{"declared":["/parent"]}"#,
+        "{}",
+        stderr(&out)
+    );
+    let child = write(
+        "child.jsonl",
+        "{\"aggregate\":\"G\",\"seq\":1,\"patch\":{\"parent\":\"F\"}}\n",
+    );
+    let parent = write(
+        "parent.jsonl",
+        "{\"aggregate\":\"F\",\"seq\":2,\"patch\":{\"m\":1}}\n",
+    );
+    let ingest = |file: &str| aggrelog(&["ingest", "--db", db, "--history", "all", file]);
+    assert!(ingest(&child).status.success());
+    let out = aggrelog(&["dangling", "--db", db]);
+    assert_eq!(
+        stdout(&out).trim(),
+        r#"{"aggregate":"G","pointer":"/parent","target":"F"}"#
+    );
+    assert!(ingest(&parent).status.success());
+    assert_eq!(stdout(&aggrelog(&["dangling", "--db", db])), "");
+    let out = aggrelog(&["refs", "--db", db, "F"]);
+    assert_eq!(
+        stdout(&out).trim(),
+        r#"{"aggregate":"F","incoming":[{"aggregate":"G","pointer":"/parent"}],"outgoing":[]}"#
+    );
+    let out = aggrelog(&["retract", "--db", db, "--history", "all", &parent]);
+    assert_eq!(
+        stdout(&out).trim(),
+        format!(
+            r#"{{"batch":"{parent}","changed":["F"],"deltas":1,"recorded":true,"retracted":true}}"#
+        )
+    );
+    assert!(stdout(&aggrelog(&["dangling", "--db", db])).contains("\"target\":\"F\""));
+    let out = aggrelog(&["history", "--db", db, "F"]);
+    assert!(
+        stdout(&out).contains("\"retracted\":true"),
+        "{}",
+        stdout(&out)
+    );
+    let out = aggrelog(&["batches", "--db", db]);
+    let retracted = stdout(&out)
+        .lines()
+        .filter(|l| l.contains("\"retracted\":true"))
+        .count();
+    assert_eq!(retracted, 1, "{}", stdout(&out));
+    let out = aggrelog(&["retract", "--db", db, "never-arrived"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--pending"), "{}", stderr(&out));
+    let out = aggrelog(&["unretract", "--db", db, "--history", "all", &parent]);
+    assert!(
+        stdout(&out).contains("\"retracted\":false"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&aggrelog(&["dangling", "--db", db])), "");
+    // Compacted with the default history (none), a batch is out of reach.
+    assert!(aggrelog(&["compact", "--db", db]).status.success());
+    let out = aggrelog(&["retract", "--db", db, &parent]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("out of reach"), "{}", stderr(&out));
 }
