@@ -46,10 +46,11 @@ impl Default for Compression {
 
 /// How far back [`Db::get_as_of`](crate::Db::get_as_of) can look once compaction has folded
 /// deltas into state records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum History {
     /// Keep no history beyond what folding needs (default): compaction folds every delta, so
     /// `get_as_of` below a folded seq is refused.
+    #[default]
     None,
     /// Keep every delta: compaction never folds (and so reclaims nothing).
     All,

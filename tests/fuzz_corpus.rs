@@ -209,6 +209,8 @@ fn build_db(compress: bool, maintained: bool, batches: u64) -> Files {
         write_followed_batch(&db, 11, 40);
         // Retracted, then folded by the compaction below: a frozen register.
         db.retract("deltas/3/40").expect("retract");
+        db.declare_references(&["/parent", "/components/*/ref"])
+            .expect("declare");
         db.checkpoint().expect("checkpoint");
         db.seal(12).expect("seal");
         db.compact().expect("compact");

@@ -1,6 +1,6 @@
 //! Deterministic simulation: many seeds, each a random scenario of writes (duplicated, out of
-//! order, some spanning segments), reads, checkpoints, compactions, seals, injected faults (short writes, ENOSPC, failing
-//! fsync and reads) and crashes over the simulated storage, checked after every recovery
+//! order, some spanning segments), reads, checkpoints, compactions, seals, retractions and
+//! unretractions, injected faults (short writes, ENOSPC, failing fsync and reads) and crashes over the simulated storage, checked after every recovery
 //! (see `aggrelog::testing::simulation`).
 //!
 //! `SIM_SEEDS=N` sets how many seeds run (default 2000, of `SIM_STEPS` = 100 steps), `SIM_FIRST_SEED=S` where they start, and
@@ -32,6 +32,7 @@ fn every_seed_keeps_every_acknowledged_batch_and_the_oracle_state() {
                 total.failed_writes += outcome.failed_writes;
                 total.faults += outcome.faults;
                 total.spanning_writes += outcome.spanning_writes;
+                total.retractions += outcome.retractions;
             }
             Err(e) => panic!(
                 "{e}\nreproduce with: SIM_SEED={seed} SIM_STEPS={steps} cargo test --release --test simulation -- --nocapture"
@@ -51,6 +52,10 @@ fn every_seed_keeps_every_acknowledged_batch_and_the_oracle_state() {
         assert!(
             total.spanning_writes > 0,
             "spanning batches were written: {total:?}"
+        );
+        assert!(
+            total.retractions > 0,
+            "retraction records were written: {total:?}"
         );
     }
 }

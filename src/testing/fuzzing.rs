@@ -602,8 +602,9 @@ fn decode_payload(payload: &[u8]) {
     );
 }
 
-/// Decodes a payload with a positions table or source ranges (`flags`); one whose deltas all
-/// verify must re-encode to the same bytes.
+/// Decodes a payload with a positions table or a trailer (`flags`); one whose deltas all
+/// verify, and whose name spans follow one another to its end (what the encoder writes), must
+/// re-encode to the same bytes.
 fn decode_trailed_payload(payload: &[u8], flags: u8) {
     let Ok(batch) = decode_batch(payload, flags) else {
         return;
@@ -614,11 +615,20 @@ fn decode_trailed_payload(payload: &[u8], flags: u8) {
         return;
     };
     assert_eq!(deltas.len(), batch.deltas.len(), "trailed decode count");
+    let end = |s: &crate::wal::trailer::NameSpan| s.first_delta as usize + s.count as usize;
+    let contiguous = (batch.names.windows(2)).all(|w| end(&w[0]) == w[1].first_delta as usize)
+        && batch.names.last().is_none_or(|s| end(s) == deltas.len());
+    if !contiguous {
+        return;
+    }
     let mut encoder = match flags & FLAG_POSITIONS {
         0 => BatchEncoder::default(),
         _ => BatchEncoder::tabled(),
     };
-    for d in &deltas {
+    for (i, d) in deltas.iter().enumerate() {
+        if let Some(span) = batch.names.iter().find(|s| s.first_delta as usize == i) {
+            encoder.name_from_here(span.name.clone());
+        }
         encoder.push_at(d.aggregate, d.seq, d.position, d.kind, d.body);
     }
     batch

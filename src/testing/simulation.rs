@@ -9,6 +9,9 @@
 //! one batch record, carries the source range `n..n + 1` of a queue partition, so the position
 //! must be one past the highest such batch present (through compactions that delete the
 //! segments holding them, and checkpoints);
+//! (e) batch `n` is named `b<n>` and may be retracted and unretracted (pending when it was never
+//! written): an acknowledged retraction status holds after every recovery, a retracted batch is
+//! never visible, and (c) is over the batches present and not retracted;
 //! and: a write after a failed write or sync is refused until reopen; after a mere crash, a
 //! strict open never reports corruption.
 //!
@@ -32,7 +35,7 @@ use crate::batch::Batch;
 use crate::db::Db;
 use crate::error::Error;
 use crate::model::{merge_patch, DeltaKind, MergePatch, Model};
-use crate::options::{Compression, Options, SyncMode};
+use crate::options::{Compression, History, Options, SyncMode};
 use crate::rng::Rng;
 
 /// Where the simulated database lives on the simulated disk.
@@ -68,6 +71,10 @@ pub enum Op {
     Seal(u64),
     /// Inject these faults from now on (until the next crash).
     Faults(FaultConfig),
+    /// Retract batch `n` (modulo the number of batches), pending if it was never written.
+    Retract(usize),
+    /// Unretract batch `n` (modulo the number of batches).
+    Unretract(usize),
     /// Power loss, then reopen and check.
     Crash,
     /// Close cleanly, reopen and check.
@@ -123,6 +130,8 @@ pub struct Scenario {
     pub compress: bool,
     /// Automatic checkpoint interval in bytes (0 = off).
     pub checkpoint_every_bytes: u64,
+    /// What compaction keeps unfolded (retraction needs `All` or a window).
+    pub history: History,
     /// The batches; batch `i` carries markers `m<i>-first` and `m<i>-last`.
     pub batches: Vec<Vec<SimDelta>>,
     /// The steps.
@@ -144,6 +153,8 @@ pub struct Outcome {
     pub faults: u64,
     /// Acknowledged writes of batches larger than a fragment (fragments and a batch commit).
     pub spanning_writes: u64,
+    /// Retractions and unretractions that wrote a retraction record.
+    pub retractions: u64,
 }
 
 /// Salt of the scenario generator (independent of the storage's stream for the same seed).
@@ -224,7 +235,7 @@ fn random_faults(rng: &mut Rng) -> FaultConfig {
 }
 
 fn random_op(rng: &mut Rng, batches: usize) -> Op {
-    match rng.below(40) {
+    match rng.below(44) {
         0..=19 => Op::Write(rng.below(batches as u64) as usize),
         20..=23 => Op::Get(rng.below(4) as u8),
         24..=25 => Op::Checkpoint,
@@ -233,7 +244,9 @@ fn random_op(rng: &mut Rng, batches: usize) -> Op {
         31 => Op::Seal(rng.below(batches as u64 + 2)),
         32..=33 => Op::Faults(random_faults(rng)),
         34..=37 => Op::Crash,
-        _ => Op::Reopen,
+        38..=39 => Op::Reopen,
+        40..=41 => Op::Retract(rng.below(batches as u64) as usize),
+        _ => Op::Unretract(rng.below(batches as u64) as usize),
     }
 }
 
@@ -256,6 +269,7 @@ pub fn random_scenario(seed: u64, steps: usize) -> Scenario {
         segment_size_bytes: [4096, 8192, 65536][rng.below(3) as usize],
         compress: rng.below(3) == 0,
         checkpoint_every_bytes: [0, 2048, 16384][rng.below(3) as usize],
+        history: [History::None, History::All, History::Window(3)][rng.below(3) as usize],
         batches,
         ops,
     }
@@ -293,12 +307,21 @@ struct Knowledge {
     seal: u64,
     /// A write or sync failed: further writes must be refused until reopen.
     poisoned: bool,
+    /// Retraction status acknowledged (or read after a recovery), by batch.
+    retracted: BTreeMap<usize, bool>,
+    /// Batches whose retraction or unretraction failed: either status may hold.
+    retraction_uncertain: BTreeSet<usize>,
 }
 
 impl Knowledge {
     /// Whether batch `n` may be in the log already.
     fn written(&self, n: usize) -> bool {
         self.acknowledged.contains(&n) || self.uncertain.contains(&n)
+    }
+
+    /// Whether batch `n` is retracted for certain.
+    fn retracted(&self, n: usize) -> bool {
+        self.retracted.get(&n).copied().unwrap_or(false)
     }
 }
 
@@ -332,6 +355,7 @@ where
         .segment_size_bytes(scenario.segment_size_bytes.max(4096))
         .background_compaction(false)
         .checkpoint_every_bytes(scenario.checkpoint_every_bytes)
+        .history(scenario.history)
         .compression(scenario.compress.then_some(Compression {
             level: 1,
             min_batch_bytes: 256,
@@ -403,6 +427,8 @@ where
                 result.map(drop)
             }),
             Op::Seal(seq) => self.seal(*seq),
+            Op::Retract(n) => self.set_retracted(*n % self.scenario.batches.len().max(1), true),
+            Op::Unretract(n) => self.set_retracted(*n % self.scenario.batches.len().max(1), false),
             Op::Faults(faults) => {
                 self.faults = *faults;
                 self.storage.set_faults(*faults);
@@ -427,6 +453,7 @@ where
         let mut batch = Batch::new();
         batch
             .set_source(source_range(n))
+            .and_then(|b| b.name(&batch_name(n)))
             .map_err(|e| format!("building batch {n}: {e}"))?;
         for d in &self.scenario.batches[n] {
             let pushed = match &d.patch {
@@ -447,6 +474,7 @@ where
     fn write_large(&self, n: usize) -> crate::Result<bool> {
         let db = self.db().map_err(crate::Error::Internal)?;
         let mut batch = db.large_batch()?;
+        batch.name(&batch_name(n))?;
         for d in &self.scenario.batches[n] {
             match &d.patch {
                 Some(patch) => {
@@ -499,6 +527,39 @@ where
         }
     }
 
+    /// Retracts or unretracts batch `n` (pending when it was never written). A refusal (out
+    /// of reach, no delta) changes nothing; a failure leaves the status uncertain.
+    fn set_retracted(&mut self, n: usize, retract: bool) -> Result<(), String> {
+        let db = self.db()?;
+        let name = batch_name(n);
+        let result = match (retract, self.known.written(n)) {
+            (true, true) => db.retract(&name),
+            (true, false) => db.retract_pending(&name),
+            (false, true) => db.unretract(&name),
+            (false, false) => db.unretract_pending(&name),
+        };
+        match result {
+            Ok(_) if self.known.poisoned => {
+                Err("a retraction succeeded after a failed write".into())
+            }
+            Ok(retraction) => {
+                debug_assert_eq!(retraction.retracted, retract);
+                self.outcome.retractions += u64::from(retraction.recorded);
+                self.known.retracted.insert(n, retract);
+                self.known.retraction_uncertain.remove(&n);
+                Ok(())
+            }
+            Err(Error::InvalidInput(_)) => Ok(()),
+            Err(e @ Error::Corruption { .. }) => Err(format!("retract reported corruption: {e}")),
+            // A failed read of the log (finding the name's deltas) does not poison it, a failed
+            // append does: which one failed is not known, so later writes are not judged.
+            Err(_) => {
+                self.known.retraction_uncertain.insert(n);
+                Ok(())
+            }
+        }
+    }
+
     fn get(&mut self, a: u8) -> Result<(), String> {
         let id = ["x", "y", "z", "m0-first"][usize::from(a % 4)];
         let got = match self.db()?.get(id) {
@@ -506,12 +567,12 @@ where
             Err(Error::Io { .. }) => return Ok(()),
             Err(e) => return Err(format!("get({id}) failed: {e}")),
         };
-        if self.known.uncertain.is_empty() {
-            let expected = oracle(
-                &self.model,
-                &self.scenario.batches,
-                &self.known.acknowledged,
-            );
+        if self.known.uncertain.is_empty() && self.known.retraction_uncertain.is_empty() {
+            let visible = (self.known.acknowledged.iter())
+                .filter(|n| !self.known.retracted(**n))
+                .copied()
+                .collect();
+            let expected = oracle(&self.model, &self.scenario.batches, &visible);
             if got.as_ref() != expected.get(id) {
                 return Err(format!(
                     "get({id}) = {got:?}, oracle {:?}",
@@ -611,7 +672,11 @@ where
                 _ => return Err(format!("batch {n} is partly present")),
             }
         }
-        if let Some(lost) = self.known.acknowledged.difference(&present).next() {
+        let names = db.retracted_batches();
+        let retracted = self.check_retractions(&names, &present)?;
+        let db = self.db()?;
+        let shown = self.known.acknowledged.difference(&retracted);
+        if let Some(lost) = shown.clone().find(|n| !present.contains(n)) {
             return Err(format!(
                 "acknowledged batch {lost} is missing after recovery"
             ));
@@ -629,17 +694,23 @@ where
         if states != expected {
             return Err(format!("state differs from the oracle over batches {present:?}:\n got {states:?}\nwant {expected:?}"));
         }
+        // Retraction takes deltas back, not the source range: a retracted batch may or may
+        // not be durable, so its range bounds the position from above only.
         let positions = db.source_positions();
         let stored = positions.iter().map(|p| p.next_offset).max();
         let written_whole = |n: &&usize| self.scenario.batches[**n].len() < LARGE_BATCH_MIN_DELTAS;
-        let expected = present
-            .iter()
-            .filter(written_whole)
-            .map(|n| *n as u64 + 1)
-            .max();
-        if stored != expected || positions.len() > 1 {
+        let next_offset = |batches: &BTreeSet<usize>| {
+            (batches.iter().filter(written_whole))
+                .map(|n| *n as u64 + 1)
+                .max()
+        };
+        let lowest = next_offset(&present);
+        let hidden = possible.intersection(&retracted).copied();
+        let highest = next_offset(&present.iter().copied().chain(hidden).collect());
+        if !(lowest <= stored && stored <= highest) || positions.len() > 1 {
             return Err(format!(
-                "source positions {positions:?} after recovery, expected next offset {expected:?}"
+                "source positions {positions:?} after recovery, expected next offset in \
+                 {lowest:?}..={highest:?}"
             ));
         }
         let seal = db.stats().seal;
@@ -650,12 +721,47 @@ where
             ));
         }
         self.known.seal = seal;
-        self.known.uncertain = present
-            .difference(&self.known.acknowledged)
-            .copied()
+        // A retracted batch's durability stays as unknown as it was.
+        let still_unknown = self.known.uncertain.intersection(&retracted).copied();
+        self.known.uncertain = (present.difference(&self.known.acknowledged).copied())
+            .chain(still_unknown)
             .collect();
         Ok(())
     }
+
+    /// Checks (e) against the database's retracted `names`, then learns them: every status is
+    /// certain after a recovery. Returns the retracted batches.
+    fn check_retractions(
+        &mut self,
+        names: &[String],
+        present: &BTreeSet<usize>,
+    ) -> Result<BTreeSet<usize>, String> {
+        let retracted: BTreeSet<usize> = (0..self.scenario.batches.len())
+            .filter(|n| names.contains(&batch_name(*n)))
+            .collect();
+        for (&n, &status) in &self.known.retracted {
+            let certain = !self.known.retraction_uncertain.contains(&n);
+            if certain && retracted.contains(&n) != status {
+                return Err(format!(
+                    "batch {n}: acknowledged retracted = {status}, after recovery {}",
+                    !status
+                ));
+            }
+        }
+        if let Some(shown) = present.intersection(&retracted).next() {
+            return Err(format!("batch {shown} is retracted but visible"));
+        }
+        self.known.retracted = (0..self.scenario.batches.len())
+            .map(|n| (n, retracted.contains(&n)))
+            .collect();
+        self.known.retraction_uncertain.clear();
+        Ok(retracted)
+    }
+}
+
+/// The name of batch `n`.
+fn batch_name(n: usize) -> String {
+    format!("b{n}")
 }
 
 /// The source range batch `n` carries when written as one batch record: offset `n` of a
