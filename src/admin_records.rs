@@ -87,10 +87,7 @@ pub(crate) fn decode_retraction_record(bytes: &[u8]) -> Decoded<RetractionRecord
     let register = Register::from_state_byte(version, state)
         .ok_or_else(|| DecodeError::new(8, format!("retraction state {state:#04x}")))?;
     let len = r.u16()? as usize;
-    let at = r.at();
-    let name = crate::text::from_utf8(r.take(len)?)
-        .ok_or_else(|| DecodeError::new(at, "batch name is not UTF-8"))?;
-    validate_batch_name(name).map_err(|reason| DecodeError::new(at, reason))?;
+    let name = r.text(len, "batch name", validate_batch_name)?;
     r.finished()?;
     Ok(RetractionRecord {
         name: name.to_owned(),
@@ -141,30 +138,30 @@ pub(crate) fn decode_references_record(bytes: &[u8]) -> Decoded<Vec<String>> {
     let mut pointers = Vec::with_capacity(count);
     for _ in 0..count {
         let len = r.u16()? as usize;
-        let at = r.at();
-        let pointer = crate::text::from_utf8(r.take(len)?)
-            .ok_or_else(|| DecodeError::new(at, "pointer is not UTF-8"))?;
-        validate_pointer(pointer).map_err(|reason| DecodeError::new(at, reason))?;
+        let pointer = r.text(len, "pointer", validate_pointer)?;
         pointers.push(pointer.to_owned());
     }
     r.finished()?;
     Ok(pointers)
 }
 
+/// A retraction record of `name` at `version`, not frozen (for tests).
+#[cfg(test)]
+pub(crate) fn record(name: &str, version: u64, retracted: bool) -> RetractionRecord {
+    let register = Register {
+        version,
+        retracted,
+        frozen: false,
+    };
+    RetractionRecord {
+        name: name.into(),
+        register,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(name: &str, version: u64, retracted: bool) -> RetractionRecord {
-        RetractionRecord {
-            name: name.into(),
-            register: Register {
-                version,
-                retracted,
-                frozen: false,
-            },
-        }
-    }
 
     #[test]
     fn records_round_trip_and_damage_is_refused() {

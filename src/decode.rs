@@ -119,6 +119,21 @@ impl<'a> Reader<'a> {
         u32::try_from(value).map_err(|_| self.fail(format!("{value} does not fit in 32 bits")))
     }
 
+    /// The next `len` bytes as text, checked by `validate` (`what` names it in errors); every
+    /// error is at the text's first byte.
+    pub fn text(
+        &mut self,
+        len: usize,
+        what: &str,
+        validate: impl Fn(&str) -> Result<(), String>,
+    ) -> Decoded<&'a str> {
+        let at = self.at;
+        let text = crate::text::from_utf8(self.take(len)?)
+            .ok_or_else(|| DecodeError::new(at, format!("{what} is not UTF-8")))?;
+        validate(text).map_err(|reason| DecodeError::new(at, reason))?;
+        Ok(text)
+    }
+
     /// Fails unless every byte was read.
     pub fn finished(&self) -> Decoded<()> {
         match self.remaining() {

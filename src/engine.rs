@@ -291,7 +291,10 @@ impl<M: Model> Engine<M> {
     /// Adds the places of `batch`'s spans of retracted names: call before its deltas are
     /// indexed.
     pub fn note_named_batch(&self, batch: &BatchRecord<'_>) {
-        if !batch.names.is_empty() {
+        // The exclusive lock only when a name is retracted: writers of named batches (every
+        // follower batch) do not queue behind readers otherwise. Registers change under the
+        // exclusive commit gate, which writers exclude.
+        if !batch.names.is_empty() && read(&self.retractions).retracted_names() > 0 {
             write(&self.retractions).note_batch(batch);
         }
     }

@@ -313,17 +313,7 @@ pub(crate) fn find_named(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(name: &str, version: u64, retracted: bool) -> RetractionRecord {
-        RetractionRecord {
-            name: name.into(),
-            register: Register {
-                version,
-                retracted,
-                frozen: false,
-            },
-        }
-    }
+    use crate::admin_records::record;
 
     #[test]
     fn a_register_is_the_maximum_whatever_the_order_of_its_records() {

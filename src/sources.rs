@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 
 use crate::decode::{DecodeError, Decoded, Reader};
-use crate::text;
 
 /// Longest topic name in bytes (Kafka's limit).
 pub const MAX_TOPIC_BYTES: usize = 249;
@@ -229,13 +228,8 @@ fn put_u64(out: &mut Vec<u8>, value: u64) {
 
 /// Reads a topic: `topic_len: u16`, then the topic, UTF-8 and 1 to 249 bytes.
 fn read_topic(reader: &mut Reader<'_>) -> Decoded<String> {
-    let at = reader.at();
     let len = usize::from(reader.u16()?);
-    let topic = text::from_utf8(reader.take(len)?)
-        .ok_or_else(|| DecodeError::new(at, "topic is not UTF-8"))?
-        .to_owned();
-    validate_topic(&topic).map_err(|reason| DecodeError::new(at, reason))?;
-    Ok(topic)
+    Ok(reader.text(len, "topic", validate_topic)?.to_owned())
 }
 
 #[cfg(test)]

@@ -5,17 +5,8 @@
 mod common;
 
 use aggrelog::{Batch, Db, History, Reference};
-use common::small_log_options;
-use serde_json::{json, Value};
-
-fn named(name: &str, deltas: &[(&str, u64, Value)]) -> Batch {
-    let mut batch = Batch::new();
-    batch.name(name).unwrap();
-    for (aggregate, seq, patch) in deltas {
-        batch.patch(aggregate, *seq, patch).unwrap();
-    }
-    batch
-}
+use common::{named, small_log_options};
+use serde_json::json;
 
 fn reference(aggregate: &str, pointer: &str, target: &str) -> Reference {
     Reference::new(aggregate, pointer, target)

@@ -6,17 +6,8 @@
 mod common;
 
 use aggrelog::{Batch, Db, Error, History, Options};
-use common::small_log_options;
+use common::{named, small_log_options};
 use serde_json::{json, Value};
-
-fn named(name: &str, deltas: &[(&str, u64, Value)]) -> Batch {
-    let mut batch = Batch::new();
-    batch.name(name).unwrap();
-    for (aggregate, seq, patch) in deltas {
-        batch.patch(aggregate, *seq, patch).unwrap();
-    }
-    batch
-}
 
 fn state(db: &Db, id: &str) -> Option<Value> {
     db.get(id).unwrap().map(|s| s.state)

@@ -205,11 +205,8 @@ fn decode_retractions(r: &mut Reader<'_>) -> Decoded<Vec<(String, Register, Vec<
     }
     let mut retractions = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        let at = r.at();
-        let len = r.varint()?;
-        let name = crate::text::from_utf8(r.take(usize::try_from(len).unwrap_or(usize::MAX))?)
-            .ok_or_else(|| DecodeError::new(at, "batch name is not UTF-8"))?;
-        validate_batch_name(name).map_err(|reason| DecodeError::new(at, reason))?;
+        let len = usize::try_from(r.varint()?).unwrap_or(usize::MAX);
+        let name = r.text(len, "batch name", validate_batch_name)?;
         let version = r.varint()?;
         let state = r.u8()?;
         let register = Register::from_state_byte(version, state)
@@ -251,11 +248,8 @@ fn decode_references(r: &mut Reader<'_>) -> Decoded<Vec<String>> {
     }
     let mut pointers = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        let at = r.at();
-        let len = r.varint()?;
-        let pointer = crate::text::from_utf8(r.take(usize::try_from(len).unwrap_or(usize::MAX))?)
-            .ok_or_else(|| DecodeError::new(at, "pointer is not UTF-8"))?;
-        validate_pointer(pointer).map_err(|reason| DecodeError::new(at, reason))?;
+        let len = usize::try_from(r.varint()?).unwrap_or(usize::MAX);
+        let pointer = r.text(len, "pointer", validate_pointer)?;
         pointers.push(pointer.to_owned());
     }
     Ok(pointers)
@@ -362,10 +356,7 @@ pub fn decode(bytes: &[u8]) -> Decoded<Checkpoint> {
 fn decode_chain(r: &mut Reader<'_>) -> Decoded<(Box<str>, Chain)> {
     let id_len = r.varint()?;
     let id_len = usize::try_from(id_len).map_err(|_| r.fail("id length overflows"))?;
-    let id_at = r.at();
-    let id = crate::text::from_utf8(r.take(id_len)?)
-        .ok_or_else(|| DecodeError::new(id_at, "id is not UTF-8"))?;
-    validate_aggregate_id(id).map_err(|reason| DecodeError::new(id_at, reason))?;
+    let id = r.text(id_len, "id", validate_aggregate_id)?;
     let base = match r.u8()? {
         0 => None,
         1 => Some(StateRef {

@@ -12,7 +12,6 @@
 
 use crate::decode::{DecodeError, Decoded, Reader};
 use crate::sources::{decode_range_value, encode_range_value, range_value_bytes, SourceRange};
-use crate::text;
 
 /// Longest batch name in bytes.
 pub const MAX_BATCH_NAME_BYTES: usize = 1024;
@@ -141,10 +140,9 @@ fn entry_header(out: &mut Vec<u8>, tag: u8, value_len: usize) {
 fn decode_span(value: &[u8], deltas: u32) -> Decoded<NameSpan> {
     let mut reader = Reader::new(value);
     let name_len = usize::from(reader.u16()?);
-    let name = text::from_utf8(reader.take(name_len)?)
-        .ok_or_else(|| DecodeError::new(2, "batch name is not UTF-8"))?
+    let name = reader
+        .text(name_len, "batch name", validate_batch_name)?
         .to_owned();
-    validate_batch_name(&name).map_err(|reason| DecodeError::new(0, reason))?;
     let (first_delta, count) = (reader.u32()?, reader.u32()?);
     reader.finished()?;
     let end = first_delta.checked_add(count);

@@ -46,6 +46,16 @@ pub fn delete(aggregate: &str, seq: u64) -> TestDelta {
     }
 }
 
+/// A batch named `name` of patches `(aggregate, seq, patch)`.
+pub fn named(name: &str, patches: &[(&str, u64, Value)]) -> Batch {
+    let mut batch = Batch::new();
+    batch.name(name).unwrap();
+    for (aggregate, seq, patch) in patches {
+        batch.patch(aggregate, *seq, patch).unwrap();
+    }
+    batch
+}
+
 pub fn batch_of(deltas: &[TestDelta]) -> Batch {
     let mut batch = Batch::new();
     for d in deltas {
