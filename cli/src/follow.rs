@@ -7,11 +7,13 @@ use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use aggrelog::History;
 use aggrelog_kafka::{Follower, FollowerConfig, Status, StopHandle};
 use clap::Args;
 use indicatif::ProgressBar;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
+use crate::open::parse_history;
 use crate::output::{emit, progress, Failure};
 
 /// The options of `aggrelog follow`.
@@ -53,6 +55,10 @@ pub struct FollowArgs {
     /// session.timeout.ms.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
     kafka_properties: Vec<(String, String)>,
+    /// What compaction keeps unfolded in the partition databases: "none", "all" or N seqs. A
+    /// message's batch (named topic/partition/offset) can be retracted while its deltas are.
+    #[arg(long, value_name = "none|all|N", default_value = "none", value_parser = parse_history)]
+    history: History,
 }
 
 fn parse_property(text: &str) -> Result<(String, String), String> {
@@ -71,6 +77,7 @@ impl FollowArgs {
         config.flush_interval = Duration::from_millis(self.flush_ms);
         config.status_interval = Duration::from_millis(self.interval_ms.max(1));
         config.client_properties = self.kafka_properties.clone();
+        config.history = self.history;
         config
     }
 }

@@ -40,7 +40,8 @@ pub struct DbArgs {
     pub history: History,
 }
 
-fn parse_history(text: &str) -> Result<History, String> {
+/// Parses `--history`: "none", "all" or a number of seqs.
+pub fn parse_history(text: &str) -> Result<History, String> {
     match text {
         "none" => Ok(History::None),
         "all" => Ok(History::All),

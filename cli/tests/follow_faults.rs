@@ -207,7 +207,8 @@ fn a_message_below_a_partitions_seal_is_a_dead_letter_not_a_stop() {
     // aside and write the others.
     producer.send("deltas", &[message("b", 3), message("c", 7)]);
     producer.flush();
-    let follower = FollowerProcess::start(&broker.address(), "deltas", "g", &db, &[]);
+    let history = ["--history", "all"];
+    let follower = FollowerProcess::start(&broker.address(), "deltas", "g", &db, &history);
     wait_caught_up(&db, &[3], Duration::from_secs(60));
     follower.terminate();
     let letters = std::fs::read_to_string(db.join("dead-letters.jsonl")).expect("dead letters");
@@ -232,4 +233,10 @@ fn a_message_below_a_partitions_seal_is_a_dead_letter_not_a_stop() {
         })
         .collect();
     assert_eq!(names, ["deltas/0/0", "deltas/0/2"]);
+    // A message's batch can be taken back (kept unfolded by --history all).
+    let retract = ["retract", "--db", &partition_db, "--history", "all", "deltas/0/2"];
+    let (code, out) = aggrelog(&retract);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(r#""changed":["c"]"#), "{out}");
+    assert_eq!(scan(&db).keys().collect::<Vec<_>>(), ["a"]);
 }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use aggrelog::History;
+
 use crate::error::{Error, Result};
 
 /// The configuration of a [`Follower`](crate::Follower). Build it with [`FollowerConfig::new`]
@@ -37,6 +39,9 @@ pub struct FollowerConfig {
     /// follower's own; `group.id`, `enable.auto.commit` and `bootstrap.servers` are the
     /// follower's and must not be overridden.
     pub client_properties: Vec<(String, String)>,
+    /// What compaction of the partition databases keeps unfolded: a batch (one message, named
+    /// `topic/partition/offset`) can be retracted while its deltas are (`aggrelog retract`).
+    pub history: History,
 }
 
 impl FollowerConfig {
@@ -62,6 +67,7 @@ impl FollowerConfig {
             status_interval: Duration::from_secs(1),
             stall_check_interval: Duration::from_secs(10),
             client_properties: Vec::new(),
+            history: History::None,
         }
     }
 

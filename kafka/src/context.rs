@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use aggrelog::History;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
@@ -26,6 +27,7 @@ use crate::status::PartitionStatus;
 pub(crate) struct Shared {
     topic: String,
     dir: PathBuf,
+    history: History,
     stores: BTreeMap<u32, PartitionStore>,
     dead: DeadLetterFile,
     /// A local failure met in the rebalance callback, for the run loop to return.
@@ -42,6 +44,7 @@ impl Shared {
         Shared {
             topic: config.topic.clone(),
             dir: config.db_dir.clone(),
+            history: config.history,
             stores: BTreeMap::new(),
             dead: DeadLetterFile::new(config.dead_letter_path()),
             failure: None,
@@ -56,7 +59,7 @@ impl Shared {
         let mut starts = Vec::new();
         for &partition in partitions {
             if !self.stores.contains_key(&partition) {
-                let store = PartitionStore::open(&self.dir, &self.topic, partition)?;
+                let store = PartitionStore::open(&self.dir, &self.topic, partition, self.history)?;
                 self.stores.insert(partition, store);
             }
             if let Some(store) = self.stores.get(&partition) {

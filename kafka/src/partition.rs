@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use aggrelog::jsonl::DeltaLine;
-use aggrelog::{Batch, Db, Options, SourceRange};
+use aggrelog::{Batch, Db, History, Options, SourceRange};
 
 use crate::dead_letter::{DeadLetter, DeadLetterFile};
 use crate::error::{Error, Result};
@@ -51,10 +51,12 @@ pub(crate) struct PartitionStore {
 
 impl PartitionStore {
     /// Opens (creating if missing) the database of `partition` of `topic` in the follower
-    /// directory `dir` and reads the position it stores.
-    pub fn open(dir: &Path, topic: &str, partition: u32) -> Result<Self> {
+    /// directory `dir`, its compaction keeping `history` unfolded, and reads the position it
+    /// stores.
+    pub fn open(dir: &Path, topic: &str, partition: u32, history: History) -> Result<Self> {
         let path = layout::partition_dir(dir, topic, partition);
-        let db = Db::open(&path, Options::default()).map_err(|e| Error::db(&path, e))?;
+        let options = Options::default().history(history);
+        let db = Db::open(&path, options).map_err(|e| Error::db(&path, e))?;
         let stored = (db.source_positions().into_iter())
             .find(|p| p.topic == topic && p.partition == partition);
         Ok(PartitionStore {
