@@ -82,7 +82,7 @@ where
     if register.retracted == request.retract {
         return Ok(outcome);
     }
-    let aggregates: BTreeSet<&str> = named.deltas.iter().map(|d| d.aggregate.as_str()).collect();
+    let aggregates: BTreeSet<String> = named.deltas.iter().map(|d| d.aggregate.clone()).collect();
     let before = fold_states(engine, &aggregates)?;
     let record = RetractionRecord {
         name: name.to_owned(),
@@ -99,13 +99,13 @@ where
     {
         let mut retractions = engine.retractions_mut();
         retractions.apply(&record);
-        retractions.place(&names, &BTreeMap::from([(name.to_owned(), named.clone())]));
+        retractions.place(&names, &BTreeMap::from([(name.to_owned(), named)]));
     }
     let after = fold_states(engine, &aggregates)?;
     outcome.recorded = true;
     outcome.changed = (aggregates.iter().zip(before.iter().zip(&after)))
         .filter(|(_, (b, a))| b != a)
-        .map(|(id, _)| (*id).to_owned())
+        .map(|(id, _)| id.clone())
         .collect();
     Ok(outcome)
 }
@@ -174,10 +174,10 @@ fn count_folded<M: Model>(engine: &Engine<M>, named: &NameDeltas) -> usize {
 /// The state of each of `aggregates`, in order.
 fn fold_states<M: Model>(
     engine: &Engine<M>,
-    aggregates: &BTreeSet<&str>,
+    aggregates: &BTreeSet<String>,
 ) -> Result<Vec<Option<AggregateState<M::Output>>>> {
     let mut reader = DeltaReader::new(engine.log());
-    let fold = |aggregate: &&str| match engine.chain(aggregate) {
+    let fold = |aggregate: &String| match engine.chain(aggregate) {
         Some(chain) => engine.fold_chain(aggregate, &chain, u64::MAX, &mut reader),
         None => Ok(None),
     };

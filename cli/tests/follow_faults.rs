@@ -234,7 +234,14 @@ fn a_message_below_a_partitions_seal_is_a_dead_letter_not_a_stop() {
         .collect();
     assert_eq!(names, ["deltas/0/0", "deltas/0/2"]);
     // A message's batch can be taken back (kept unfolded by --history all).
-    let retract = ["retract", "--db", &partition_db, "--history", "all", "deltas/0/2"];
+    let retract = [
+        "retract",
+        "--db",
+        &partition_db,
+        "--history",
+        "all",
+        "deltas/0/2",
+    ];
     let (code, out) = aggrelog(&retract);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(r#""changed":["c"]"#), "{out}");
