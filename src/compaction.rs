@@ -19,7 +19,6 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::admin_records::MAX_POINTERS_PER_RECORD;
 use crate::checkpoint::validate::drop_unusable_checkpoints;
 use crate::checkpoint::write::write_checkpoint_locked;
 use crate::engine::{Engine, Maintenance};
@@ -29,6 +28,7 @@ use crate::index::{Chain, DeltaRef, StateRef};
 use crate::layout::index_location;
 use crate::model::Model;
 use crate::options::History;
+use crate::wal::admin_records::MAX_POINTERS_PER_RECORD;
 use crate::wal::format::{RecordType, FRAME_HEADER_BYTES};
 use crate::wal::fragments::fragment_segments_listed;
 use crate::wal::log::NewRecord;

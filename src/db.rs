@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::admin_records::MAX_POINTERS_PER_RECORD;
 use crate::backup::{self, BackupReport};
 use crate::batch::Batch;
 use crate::checkpoint::write::{checkpoint_after_write, checkpoint_if_due, write_checkpoint};
@@ -28,6 +27,7 @@ use crate::scan::Scan;
 use crate::sources::SourcePosition;
 use crate::stats::{self, Stats};
 use crate::storage::{FsStorage, Storage};
+use crate::wal::admin_records::MAX_POINTERS_PER_RECORD;
 use crate::wal::log::NewRecord;
 use crate::wal::reader::DeltaReader;
 use crate::wal::replay::Replay;

@@ -29,10 +29,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use crate::admin_records::{
-    decode_references_record, decode_retraction_record, validate_pointer, Register,
-    RetractionRecord, MAX_POINTERS_PER_RECORD,
-};
 use crate::batch::Batch;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -40,6 +36,10 @@ use crate::index_builder::state_ref;
 use crate::jsonl::parse_line;
 use crate::model::{binary, DeltaKind, Model};
 use crate::sources::{decode_sources_record, validate_topic, SourcePosition, SourceRange};
+use crate::wal::admin_records::{
+    decode_references_record, decode_retraction_record, validate_pointer, Register,
+    RetractionRecord, MAX_POINTERS_PER_RECORD,
+};
 use crate::wal::batch::DeltaRecord;
 use crate::wal::batch_record::{batch_payload, decode_batch};
 use crate::wal::format::{RecordLocation, RecordType, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};

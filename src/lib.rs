@@ -41,7 +41,6 @@
 
 // The public API is the `pub use` list below plus the `jsonl`, `model` and `storage` modules;
 // every other module is private. DESIGN.md, section 1, maps them.
-mod admin_records;
 mod backup;
 mod batch;
 mod check;

@@ -257,7 +257,7 @@ pub(crate) fn check_pointers(pointers: &[&str]) -> Result<Vec<String>> {
         ));
     }
     let check = |p: &&str| {
-        crate::admin_records::validate_pointer(p)
+        crate::wal::admin_records::validate_pointer(p)
             .map(|()| (*p).to_owned())
             .map_err(Error::InvalidInput)
     };

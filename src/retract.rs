@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use crate::admin_records::{Register, RetractionRecord};
 use crate::engine::{AggregateState, Engine};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::retraction::{find_named, NameDeltas};
+use crate::wal::admin_records::{Register, RetractionRecord};
 use crate::wal::log::NewRecord;
 use crate::wal::reader::DeltaReader;
 use crate::wal::trailer::validate_batch_name;

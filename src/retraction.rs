@@ -5,43 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::admin_records::{Register, RetractionRecord};
 use crate::error::Result;
 use crate::index::{Chain, DeltaRef};
 use crate::layout::index_location;
 use crate::options::RecoveryMode;
+use crate::wal::admin_records::{Register, RetractionRecord};
 use crate::wal::batch::DeltaRecord;
 use crate::wal::replay::Replay;
-use crate::wal::trailer::NameSpan;
+use crate::wal::trailer::{NameSpan, Place};
 use crate::wal::{BatchRecord, Log, RecordLocation};
-
-/// Where a name's span of deltas lies in one frame: the span's first and last delta records,
-/// by their offsets in the payload (a span is contiguous).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Place {
-    /// Segment id of the frame.
-    pub segment: u32,
-    /// Offset of the frame in its segment.
-    pub record_offset: u32,
-    /// Payload offset of the span's first delta record.
-    pub first_delta_offset: u32,
-    /// Payload offset of the span's last delta record.
-    pub last_delta_offset: u32,
-}
-
-impl Place {
-    /// Whether `delta` lies in this place.
-    pub fn holds(&self, delta: &DeltaRef) -> bool {
-        (delta.segment, delta.record_offset) == (self.segment, self.record_offset)
-            && (self.first_delta_offset..=self.last_delta_offset).contains(&delta.delta_offset)
-    }
-
-    /// The place of `span` in `batch` (`None` if the span lies outside it, which the trailer
-    /// decoder never lets through).
-    fn of_span(batch: &BatchRecord<'_>, span: &NameSpan) -> Option<Place> {
-        place_of_span(batch.segment, batch.offset, batch.deltas, span)
-    }
-}
 
 /// The place of `span` among `deltas` of the frame at `segment`, `offset`.
 fn place_of_span(
@@ -166,7 +138,7 @@ impl Retractions {
             let Some(places) = self.places.get_mut(&span.name) else {
                 continue;
             };
-            let place = Place::of_span(batch, span);
+            let place = place_of_span(batch.segment, batch.offset, batch.deltas, span);
             debug_assert!(place.is_some(), "the trailer decoder bounds spans");
             if let Some(place) = place.filter(|p| places.insert(*p)) {
                 let frame = (place.segment, place.record_offset);
@@ -313,7 +285,7 @@ pub(crate) fn find_named(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin_records::record;
+    use crate::wal::admin_records::record;
 
     #[test]
     fn a_register_is_the_maximum_whatever_the_order_of_its_records() {

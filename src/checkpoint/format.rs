@@ -26,18 +26,17 @@ use std::path::{Path, PathBuf};
 
 use byteorder::{ByteOrder, LittleEndian};
 
-use crate::admin_records::{validate_pointer, Register};
 use crate::decode::{DecodeError, Decoded, Reader};
 use crate::error::{Error, Result};
 use crate::index::{Chain, DeltaRef, IndexCounters, StateRef};
 use crate::layout::{checkpoint_file_name, parse_checkpoint_file_name, CHECKPOINT_TEMP_SUFFIX};
-use crate::retraction::Place;
 use crate::sources::{validate_topic, SourcePosition};
 use crate::storage::Storage;
 use crate::varint;
+use crate::wal::admin_records::{validate_pointer, Register};
 use crate::wal::batch::validate_aggregate_id;
 use crate::wal::records::{decode_horizon, encode_horizon};
-use crate::wal::trailer::validate_batch_name;
+use crate::wal::trailer::{validate_batch_name, Place};
 use crate::wal::RecordLocation;
 
 const MAGIC: [u8; 8] = *b"AGGRCKPT";

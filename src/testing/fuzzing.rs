@@ -43,15 +43,15 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::sim_storage::SimStorage;
-use crate::admin_records::{
-    decode_references_record, decode_retraction_record, encode_references_record,
-    encode_retraction_record,
-};
 use crate::checkpoint::format as checkpoint;
 use crate::layout::{checkpoint_file_name, segment_file_name, CHECKPOINT_DIR, WAL_DIR};
 use crate::model::{binary, DeltaKind, DeltaView, MergePatch, Model, PatchState, Stamp};
 use crate::sources::{decode_sources_record, encode_sources_record};
 use crate::varint;
+use crate::wal::admin_records::{
+    decode_references_record, decode_retraction_record, encode_references_record,
+    encode_retraction_record,
+};
 use crate::wal::batch::{compress_payload, decompress_payload, validate_aggregate_id};
 use crate::wal::batch::{BatchDecoder, BatchEncoder, Checksums};
 use crate::wal::batch_record::{batch_payload, decode_batch, DecodedBatch};

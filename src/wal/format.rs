@@ -73,10 +73,9 @@ pub enum RecordType {
     /// The engine's whole map of source positions, re-recorded by compaction before it deletes
     /// segments (format version 4; body in `crate::sources`).
     Sources = 8,
-    /// Sets a batch name's retraction register (format version 5; body in
-    /// `crate::retraction`).
+    /// Sets a batch name's retraction register (format version 5; body in `admin_records`).
     Retraction = 9,
-    /// Declares reference fields (format version 5; body in `crate::references`).
+    /// Declares reference fields (format version 5; body in `admin_records`).
     References = 10,
 }
 

@@ -18,7 +18,6 @@ use super::fragments::FragmentReader;
 use super::records::{encode_seal_body, FragmentRef};
 use super::recovery::{scan_log, LogRecord, LogScan, ScanPolicy};
 use super::segment::create_segment;
-use crate::admin_records::{encode_references_record, encode_retraction_record, RetractionRecord};
 use crate::error::{Error, Result};
 use crate::layout::{next_segment_id, segment_path, WAL_DIR};
 use crate::locks::{lock, read, wait, write};
@@ -26,6 +25,9 @@ use crate::options::{Options, SyncMode};
 use crate::periodic::Periodic;
 use crate::sources::{encode_sources_record, SourcePosition};
 use crate::storage::{AppendFile, ReadView, Storage};
+use crate::wal::admin_records::{
+    encode_references_record, encode_retraction_record, RetractionRecord,
+};
 
 /// A record to append: its type, frame flags and stored body.
 #[derive(Clone, Debug)]

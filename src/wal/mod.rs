@@ -1,12 +1,13 @@
 //! The segmented write-ahead log: the format ([`format`]: segment header, frames, record
-//! types; [`batch`], [`trailer`] and [`records`]: record bodies), walking frames ([`frame`]), recovery on open
+//! types; [`batch`], [`trailer`], [`records`] and [`admin_records`]: record bodies), walking frames ([`frame`]), recovery on open
 //! ([`recovery`]), the appender ([`log`]: group commit, rotation, sync), and reading back
 //! ([`reader`]: one delta by location; [`replay`]: every delta in log order).
 //!
 //! Dependencies point one way: `log` uses `recovery`, which uses `frame`, `segment`, `batch`,
-//! `records` and `format`; the readers use `frame`, `batch` and `records`. Nothing here knows
+//! `records`, `admin_records` and `format`; the readers use `frame`, `batch` and `records`. Nothing here knows
 //! the model's fold or the engine.
 
+pub mod admin_records;
 pub mod batch;
 pub mod batch_record;
 pub mod follow;

@@ -26,13 +26,15 @@ use super::records::{
     decode_batch_commit_body, decode_seal_body, decode_state_body, BatchCommitBody, FragmentRef,
     StateBody,
 };
-use crate::admin_records::{decode_references_record, decode_retraction_record, RetractionRecord};
 use crate::decode::{DecodeError, Decoded};
 use crate::error::{Error, Result};
 use crate::layout::{list_segments, segment_path};
 use crate::options::RecoveryMode;
 use crate::sources::{decode_sources_record, SourcePosition};
 use crate::storage::Storage;
+use crate::wal::admin_records::{
+    decode_references_record, decode_retraction_record, RetractionRecord,
+};
 
 /// What the scan does with damage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

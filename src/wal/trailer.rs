@@ -11,6 +11,7 @@
 //! the upstream batch called `name`. Unknown tags are damage; every value must fill its length.
 
 use crate::decode::{DecodeError, Decoded, Reader};
+use crate::index::DeltaRef;
 use crate::sources::{decode_range_value, encode_range_value, range_value_bytes, SourceRange};
 
 /// Longest batch name in bytes.
@@ -49,6 +50,28 @@ pub struct Trailer {
     pub sources: Vec<SourceRange>,
     /// Name spans.
     pub names: Vec<NameSpan>,
+}
+
+/// Where a name's span of deltas lies in one frame: the span's first and last delta records,
+/// by their offsets in the payload (a span is contiguous).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Place {
+    /// Segment id of the frame.
+    pub segment: u32,
+    /// Offset of the frame in its segment.
+    pub record_offset: u32,
+    /// Payload offset of the span's first delta record.
+    pub first_delta_offset: u32,
+    /// Payload offset of the span's last delta record.
+    pub last_delta_offset: u32,
+}
+
+impl Place {
+    /// Whether `delta` lies in this place.
+    pub fn holds(&self, delta: &DeltaRef) -> bool {
+        (delta.segment, delta.record_offset) == (self.segment, self.record_offset)
+            && (self.first_delta_offset..=self.last_delta_offset).contains(&delta.delta_offset)
+    }
 }
 
 /// Checks a batch name: 1 to 1024 bytes.
