@@ -308,9 +308,10 @@ fn install<M: Model>(
         });
         installs.push((f.aggregate, max_seq, len));
     }
-    // Their names can never be unretracted (DESIGN.md, section 5f).
-    engine.retractions_mut().freeze(&left_out);
     let locations = engine.log().append_records(records, false)?;
+    // The state records leave these deltas out: their names can never be unretracted
+    // (DESIGN.md, section 5f).
+    engine.retractions_mut().freeze(&left_out);
     let mut index = engine.index_write();
     for ((aggregate, max_seq, len), location) in installs.into_iter().zip(locations) {
         let (segment, record_offset) = index_location(location.segment, location.offset);

@@ -452,7 +452,9 @@ where
     /// Fails with [`Error::InvalidInput`](crate::Error::InvalidInput), writing nothing, when
     /// compaction folded a delta of the name into a state record (retraction works within
     /// `History::All` or `History::Window`), or when no delta of the name is in the log: use
-    /// [`Db::retract_pending`] for a batch yet to arrive.
+    /// [`Db::retract_pending`] for a batch yet to arrive. An error reading the states after the
+    /// retraction record is durable (to list `changed`) is returned with the retraction in
+    /// force: calling again reports `recorded: false`.
     pub fn retract(&self, name: &str) -> Result<Retraction> {
         self.set_retracted(name, true, false)
     }

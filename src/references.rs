@@ -170,6 +170,16 @@ impl ReferenceIndex {
         if self.patterns.is_empty() {
             return Ok(());
         }
+        let folded = self.fold_into(engine, ids);
+        if folded.is_err() {
+            // The change log was taken: rebuild next time rather than stay stale.
+            self.built = false;
+        }
+        folded
+    }
+
+    /// Folds each of `ids` and records its references.
+    fn fold_into(&mut self, engine: &Engine<MergePatch>, ids: Vec<String>) -> Result<()> {
         let _reading = engine.reading();
         let mut reader = DeltaReader::new(engine.log());
         for id in ids {

@@ -262,7 +262,12 @@ pub(crate) fn find_named(
         if !batch.has_trailer() {
             continue;
         }
-        let (deltas, spans) = batch.decoded()?;
+        // Only the trailer of most frames: their deltas are decoded when a span matches.
+        let spans = batch.names()?;
+        if !spans.iter().any(|s| names.contains(&s.name)) {
+            continue;
+        }
+        let deltas = batch.delta_records()?;
         let location = batch.location;
         for span in spans.iter().filter(|s| names.contains(&s.name)) {
             let Some(place) = place_of_span(location.segment, location.offset, &deltas, span)

@@ -6,14 +6,13 @@
 //! counted.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{self, BufWriter, Write};
 
 use aggrelog::{LogReader, RecordLocation};
 use serde_json::json;
 
 use crate::follower_dir;
 use crate::open::{in_database, reader_options, DbArgs};
-use crate::output::Failure;
+use crate::output::{emit_lines, Failure};
 
 /// What the log holds of one named batch.
 #[derive(Default)]
@@ -39,20 +38,16 @@ pub fn batches(args: &DbArgs) -> Result<(), Failure> {
         gather(&log, &mut seen)?;
         retracted.extend(log.retracted_batches().iter().cloned());
     }
-    let mut out = BufWriter::new(io::stdout().lock());
-    for (name, s) in seen {
-        let line = json!({
+    emit_lines(seen.into_iter().map(|(name, s)| {
+        json!({
             "name": name,
             "min_seq": s.min_seq,
             "max_seq": s.max_seq,
             "deltas": s.deltas,
             "aggregates": s.aggregates.len(),
             "retracted": retracted.contains(&name),
-        });
-        writeln!(out, "{line}")?;
-    }
-    out.flush()?;
-    Ok(())
+        })
+    }))
 }
 
 /// Adds every named delta of `log` to `seen`.

@@ -3,7 +3,7 @@
 
 use std::any::Any;
 use std::fmt::Display;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -56,6 +56,17 @@ impl<E: Display + 'static> From<E> for Failure {
 pub fn emit(line: impl Display) -> Result<(), Failure> {
     let mut out = io::stdout().lock();
     writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes each of `lines` to stdout, one per line, buffered (a closed pipe becomes a quiet
+/// [`Failure`]).
+pub fn emit_lines<T: Display>(lines: impl IntoIterator<Item = T>) -> Result<(), Failure> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
     out.flush()?;
     Ok(())
 }

@@ -9,15 +9,13 @@
 //!                                    absent aggregate, sorted; nothing when there is none
 //! ```
 
-use std::io::{self, BufWriter, Write};
-
 use aggrelog::{Db, Options};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::follower_dir;
 use crate::open::{open_reader, open_writer, DbArgs};
-use crate::output::Failure;
+use crate::output::{emit, emit_lines, Failure};
 
 /// `refs`: an aggregate's references, or `refs declare`.
 #[derive(Args, Debug)]
@@ -64,7 +62,7 @@ fn declare(args: &DbArgs, pointers: &[String]) -> Result<(), Failure> {
     db.declare_references(&pointers)?;
     let declared = db.declared_references();
     db.close()?;
-    print_lines([json!({ "declared": declared })])
+    emit(json!({ "declared": declared }))
 }
 
 /// Opens one database to read; a follower's directory holds one per partition, and references
@@ -89,7 +87,7 @@ fn print_references(args: &DbArgs, id: &str) -> Result<(), Failure> {
     let incoming: Vec<_> = (refs.incoming.iter())
         .map(|r| json!({"aggregate": r.aggregate, "pointer": r.pointer}))
         .collect();
-    print_lines([json!({"aggregate": id, "outgoing": outgoing, "incoming": incoming})])
+    emit(json!({"aggregate": id, "outgoing": outgoing, "incoming": incoming}))
 }
 
 /// `dangling`.
@@ -97,14 +95,5 @@ pub fn dangling(args: &DbArgs) -> Result<(), Failure> {
     let db = open_one(args)?;
     let lines = (db.dangling()?.into_iter())
         .map(|r| json!({"aggregate": r.aggregate, "pointer": r.pointer, "target": r.target}));
-    print_lines(lines)
-}
-
-fn print_lines(lines: impl IntoIterator<Item = serde_json::Value>) -> Result<(), Failure> {
-    let mut out = BufWriter::new(io::stdout().lock());
-    for line in lines {
-        writeln!(out, "{line}")?;
-    }
-    out.flush()?;
-    Ok(())
+    emit_lines(lines)
 }

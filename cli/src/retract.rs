@@ -3,14 +3,12 @@
 //! whether a retraction record was written (not when the batch already had that status), the
 //! batch's deltas in the log, and the aggregates whose state changed.
 
-use std::io::{self, Write};
-
 use aggrelog::Retraction;
 use clap::Args;
 use serde_json::json;
 
 use crate::open::{open_existing, DbArgs};
-use crate::output::Failure;
+use crate::output::{emit, Failure};
 
 /// The arguments of `retract` and `unretract`.
 #[derive(Args, Debug)]
@@ -46,8 +44,5 @@ fn print_outcome(done: &Retraction) -> Result<(), Failure> {
         "deltas": done.deltas,
         "changed": done.changed,
     });
-    let mut out = io::stdout().lock();
-    writeln!(out, "{line}")?;
-    out.flush()?;
-    Ok(())
+    emit(line)
 }

@@ -136,14 +136,11 @@ impl<'a> ReplayedBatch<'a> {
         self.flags & FLAG_TRAILER != 0
     }
 
-    /// The delta records (with their payload offsets) and the name spans, decoded whole: for
-    /// the crate's scans of names. Damage is a corruption error at the frame.
-    pub(crate) fn decoded(&self) -> Result<(Vec<DeltaRecord<'a>>, Vec<NameSpan>)> {
+    /// The delta records with their payload offsets, decoded whole: for the crate's scans of
+    /// names. Damage is a corruption error at the frame.
+    pub(crate) fn delta_records(&self) -> Result<Vec<DeltaRecord<'a>>> {
         let decoded = BatchDecoder::of_frame(self.payload, self.flags, Checksums::CoveredByFrame)
-            .and_then(|d| {
-                let names = d.trailer()?.names;
-                Ok((d.collect::<Decoded<Vec<_>>>()?, names))
-            });
+            .and_then(|d| d.collect::<Decoded<Vec<_>>>());
         decoded.map_err(|error| Error::corruption(self.path, self.location.offset, error.reason))
     }
 
