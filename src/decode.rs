@@ -134,6 +134,30 @@ impl<'a> Reader<'a> {
         Ok(text)
     }
 
+    /// The next varint as the length of text that follows it, checked as [`Reader::text`] does.
+    pub fn varint_text(
+        &mut self,
+        what: &str,
+        validate: impl Fn(&str) -> Result<(), String>,
+    ) -> Decoded<&'a str> {
+        let len = self.varint()?;
+        let len = usize::try_from(len)
+            .map_err(|_| self.fail(format!("{what} length {len} overflows")))?;
+        self.text(len, what, validate)
+    }
+
+    /// `count` entries of `what`, each at least `min_entry_bytes` long, checked against the
+    /// bytes left, so a damaged count fails here instead of reserving memory the input cannot
+    /// fill.
+    pub fn count(&self, count: u64, min_entry_bytes: usize, what: &str) -> Decoded<usize> {
+        debug_assert!(min_entry_bytes > 0, "every entry takes a byte");
+        let remaining = self.remaining();
+        match usize::try_from(count) {
+            Ok(n) if n <= remaining / min_entry_bytes => Ok(n),
+            _ => Err(self.fail(format!("claims {count} {what} in {remaining} bytes"))),
+        }
+    }
+
     /// Fails unless every byte was read.
     pub fn finished(&self) -> Decoded<()> {
         match self.remaining() {

@@ -187,14 +187,12 @@ pub(crate) fn encode_sources_record(positions: &[SourcePosition]) -> Vec<u8> {
 /// Decodes a sources record body; the count must fit and the entries fill it exactly.
 pub(crate) fn decode_sources_record(bytes: &[u8]) -> Decoded<Vec<SourcePosition>> {
     let mut reader = Reader::new(bytes);
-    let count = reader.u32()? as usize;
-    if count > bytes.len() / (POSITION_FIXED_BYTES + 1) {
-        let reason = format!(
-            "sources record claims {count} entries in {} bytes",
-            bytes.len()
-        );
-        return Err(DecodeError::new(0, reason));
-    }
+    let count = reader.u32()?;
+    let count = reader.count(
+        u64::from(count),
+        POSITION_FIXED_BYTES + 1,
+        "source positions",
+    )?;
     let mut positions = Vec::with_capacity(count);
     for _ in 0..count {
         positions.push(SourcePosition {

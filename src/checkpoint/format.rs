@@ -193,28 +193,22 @@ fn encode_retractions(retractions: &[(String, Register, Vec<Place>)], out: &mut 
 }
 
 fn decode_retractions(r: &mut Reader<'_>) -> Decoded<Vec<(String, Register, Vec<Place>)>> {
-    let count = r.varint()?;
     // Each entry takes at least 5 bytes (a one-byte name, three one-byte fields).
-    if count > (r.remaining() / 5) as u64 {
-        let reason = format!(
-            "claims {count} retraction registers in {} bytes",
-            r.remaining()
-        );
-        return Err(r.fail(reason));
-    }
-    let mut retractions = Vec::with_capacity(count as usize);
+    let count = r.varint()?;
+    let count = r.count(count, 5, "retraction registers")?;
+    let mut retractions = Vec::with_capacity(count);
     for _ in 0..count {
-        let len = usize::try_from(r.varint()?).unwrap_or(usize::MAX);
-        let name = r.text(len, "batch name", validate_batch_name)?;
+        let name = r.varint_text("batch name", validate_batch_name)?;
         let version = r.varint()?;
         let state = r.u8()?;
         let register = Register::from_state_byte(version, state)
             .ok_or_else(|| r.fail(format!("retraction state {state:#04x}")))?;
         let place_count = r.varint()?;
-        if place_count > (r.remaining() / 4) as u64 || (!register.retracted && place_count > 0) {
-            return Err(r.fail(format!("claims {place_count} places")));
+        let place_count = r.count(place_count, 4, "places")?;
+        if !register.retracted && place_count > 0 {
+            return Err(r.fail(format!("{place_count} places of a name not retracted")));
         }
-        let mut places = Vec::with_capacity(place_count as usize);
+        let mut places = Vec::with_capacity(place_count);
         for _ in 0..place_count {
             places.push(Place {
                 segment: r.varint_u32()?,
@@ -238,36 +232,22 @@ fn encode_references(pointers: &[String], out: &mut Vec<u8>) {
 
 fn decode_references(r: &mut Reader<'_>) -> Decoded<Vec<String>> {
     let count = r.varint()?;
-    if count > (r.remaining() / 2) as u64 {
-        let reason = format!(
-            "claims {count} reference pointers in {} bytes",
-            r.remaining()
-        );
-        return Err(r.fail(reason));
-    }
-    let mut pointers = Vec::with_capacity(count as usize);
+    let count = r.count(count, 2, "reference pointers")?;
+    let mut pointers = Vec::with_capacity(count);
     for _ in 0..count {
-        let len = usize::try_from(r.varint()?).unwrap_or(usize::MAX);
-        let pointer = r.text(len, "pointer", validate_pointer)?;
+        let pointer = r.varint_text("pointer", validate_pointer)?;
         pointers.push(pointer.to_owned());
     }
     Ok(pointers)
 }
 
 fn decode_sources(r: &mut Reader<'_>) -> Decoded<Vec<SourcePosition>> {
-    let count = r.varint()?;
     // Each entry takes at least 6 bytes (a one-byte topic and five one-byte varints).
-    if count > (r.remaining() / 6) as u64 {
-        return Err(r.fail(format!("claims {count} sources in {} bytes", r.remaining())));
-    }
-    let mut sources = Vec::with_capacity(count as usize);
+    let count = r.varint()?;
+    let count = r.count(count, 6, "sources")?;
+    let mut sources = Vec::with_capacity(count);
     for _ in 0..count {
-        let at = r.at();
-        let topic_len = r.varint()?;
-        let topic = r.take(usize::try_from(topic_len).unwrap_or(usize::MAX))?;
-        let topic = std::str::from_utf8(topic)
-            .map_err(|_| DecodeError::new(at, "source topic is not UTF-8"))?;
-        validate_topic(topic).map_err(|reason| DecodeError::new(at, reason))?;
+        let topic = r.varint_text("source topic", validate_topic)?;
         sources.push(SourcePosition {
             topic: topic.to_owned(),
             partition: r.varint_u32()?,
@@ -326,13 +306,8 @@ pub fn decode(bytes: &[u8]) -> Decoded<Checkpoint> {
         batches: r.u64()?,
     };
     let count = r.u64()?;
-    if count > (r.remaining() / MIN_CHAIN_BYTES) as u64 {
-        return Err(r.fail(format!(
-            "claims {count} aggregates in {} bytes",
-            r.remaining()
-        )));
-    }
-    let mut chains = Vec::with_capacity(count as usize);
+    let count = r.count(count, MIN_CHAIN_BYTES, "aggregates")?;
+    let mut chains = Vec::with_capacity(count);
     for _ in 0..count {
         chains.push(decode_chain(&mut r)?);
     }
@@ -353,9 +328,7 @@ pub fn decode(bytes: &[u8]) -> Decoded<Checkpoint> {
 }
 
 fn decode_chain(r: &mut Reader<'_>) -> Decoded<(Box<str>, Chain)> {
-    let id_len = r.varint()?;
-    let id_len = usize::try_from(id_len).map_err(|_| r.fail("id length overflows"))?;
-    let id = r.text(id_len, "id", validate_aggregate_id)?;
+    let id = r.varint_text("id", validate_aggregate_id)?;
     let base = match r.u8()? {
         0 => None,
         1 => Some(StateRef {
@@ -368,10 +341,9 @@ fn decode_chain(r: &mut Reader<'_>) -> Decoded<(Box<str>, Chain)> {
         other => return Err(r.fail(format!("bad chain flags {other}"))),
     };
     let count = r.varint()?;
-    if count > (r.remaining() / MIN_DELTA_BYTES) as u64 {
-        return Err(r.fail(format!("chain of {id:?} claims {count} deltas")));
-    }
-    let mut deltas = Vec::with_capacity(count as usize);
+    let count = (r.count(count, MIN_DELTA_BYTES, "deltas"))
+        .map_err(|e| DecodeError::new(e.offset, format!("chain of {id:?} {}", e.reason)))?;
+    let mut deltas = Vec::with_capacity(count);
     for _ in 0..count {
         deltas.push(DeltaRef {
             seq: r.varint()?,
