@@ -257,9 +257,10 @@ pub(crate) fn import<M: Model>(
     // State records are appended unsynced: what was imported is made durable, also before a
     // bad line is reported.
     let synced = engine.log().sync();
-    imported.and(synced)?;
-    // A retraction line may name batches imported before it (DESIGN.md, section 5f).
-    engine.place_unplaced()?;
+    // A retraction line may name batches imported before it (DESIGN.md, section 5f); they are
+    // placed also when a later line is bad, since the lines before it stay imported.
+    let placed = engine.place_unplaced();
+    imported.and(synced).and(placed)?;
     Ok(report)
 }
 
@@ -344,13 +345,15 @@ fn import_lines<M: Model>(
 fn import_batch(
     items: &Value,
     first_position: u32,
-    names: &[(String, usize)],
+    names: &[NameSpanLine],
 ) -> std::result::Result<Batch, String> {
     let items = items.as_array().ok_or("\"batch\" must be an array")?;
+    check_spans(names, items.len())?;
     let mut batch = Batch::starting_at(first_position);
+    let mut names = names.iter().peekable();
     for (index, item) in items.iter().enumerate() {
-        for (name, _) in names.iter().filter(|(_, first)| *first == index) {
-            batch.name(name).map_err(|e| e.to_string())?;
+        if let Some(span) = names.next_if(|span| span.first == index) {
+            batch.name(&span.name).map_err(|e| e.to_string())?;
         }
         let delta = parse_line(&item.to_string())?;
         let position = delta.pos.or(batch.next_position());
@@ -364,19 +367,46 @@ fn import_batch(
     Ok(batch)
 }
 
-/// The `"names"` of a batch line: each name with the index of its first delta (a name covers
-/// the deltas up to the next one's first, as `Batch::name` gives them).
-fn parse_names(spans: &Value) -> std::result::Result<Vec<(String, usize)>, String> {
+/// One entry of a batch line's `"names"`.
+struct NameSpanLine {
+    name: String,
+    first: usize,
+    count: usize,
+}
+
+/// The `"names"` of a batch line.
+fn parse_names(spans: &Value) -> std::result::Result<Vec<NameSpanLine>, String> {
     let spans = spans.as_array().ok_or("\"names\" must be an array")?;
+    let index = |span: &Value, field: &str| {
+        usize::try_from(u64_field(span, field)?).map_err(|_| format!("\"{field}\" is too large"))
+    };
     (spans.iter())
         .map(|span| {
             let name =
                 (span.get("name").and_then(Value::as_str)).ok_or("\"name\" must be a string")?;
-            let first = usize::try_from(u64_field(span, "first_delta")?)
-                .map_err(|_| "\"first_delta\" is too large")?;
-            Ok((name.to_owned(), first))
+            Ok(NameSpanLine {
+                name: name.to_owned(),
+                first: index(span, "first_delta")?,
+                count: index(span, "count")?,
+            })
         })
         .collect()
+}
+
+/// Checks that `spans` are what `Batch::name` gives over `len` deltas: each name covers the
+/// deltas from its first up to the next name's first, and the last one up to the end. Names
+/// decide what a retraction takes back, so a span that says otherwise is refused, not mended.
+fn check_spans(spans: &[NameSpanLine], len: usize) -> std::result::Result<(), String> {
+    let ends = spans.iter().skip(1).map(|span| span.first).chain([len]);
+    for (span, end) in spans.iter().zip(ends) {
+        if span.count == 0 || span.first.checked_add(span.count) != Some(end) {
+            return Err(format!(
+                "name {:?} covers deltas {}+{}, not up to {end} where the next name or the batch ends",
+                span.name, span.first, span.count
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `"sources"` of a batch line.

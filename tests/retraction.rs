@@ -131,6 +131,31 @@ fn a_read_only_handle_and_an_import_see_the_retraction() {
     assert_eq!(copy.retracted_batches(), vec!["bad".to_owned()]);
     copy.unretract("bad").unwrap();
     assert_eq!(state(&copy, "B"), Some(json!({"phantom": true})));
+
+    // A bad line after the retraction: the lines before it stay imported, the retraction in
+    // force over the batch imported before it.
+    let cut = format!("{text}{{\"nonsense\":1}}\n");
+    let cut_dir = tempfile::tempdir().unwrap();
+    let cut_copy = Db::open(cut_dir.path(), options()).unwrap();
+    let error = cut_copy.import(&mut cut.as_bytes()).unwrap_err();
+    let bad_line = format!("line {}:", text.lines().count() + 1);
+    assert!(error.to_string().contains(&bad_line), "{error}");
+    assert_eq!(state(&cut_copy, "B"), None);
+    assert_eq!(state(&cut_copy, "A"), state(&db, "A"));
+
+    // A name span that does not cover its deltas the way Batch::name gives them is refused.
+    let span = r#"{"count":2,"first_delta":0,"name":"bad"}"#;
+    assert!(text.contains(span), "{text}");
+    let short = text.replace(span, r#"{"count":1,"first_delta":0,"name":"bad"}"#);
+    let short_dir = tempfile::tempdir().unwrap();
+    let short_copy = Db::open(short_dir.path(), options()).unwrap();
+    let error = short_copy.import(&mut short.as_bytes()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains(r#"name "bad" covers deltas 0+1"#),
+        "{error}"
+    );
 }
 
 #[test]
