@@ -71,7 +71,6 @@ where
     }
     let named = found.remove(name).unwrap_or_default();
     let register = engine.retractions().register(name);
-    check_in_reach(engine, name, &named, register, request)?;
     let mut outcome = Retraction {
         name: name.to_owned(),
         retracted: request.retract,
@@ -79,9 +78,11 @@ where
         deltas: named.deltas.len() as u64,
         changed: Vec::new(),
     };
+    // Asking for the status the name has changes nothing, so nothing can be out of reach.
     if register.retracted == request.retract {
         return Ok(outcome);
     }
+    check_in_reach(engine, name, &named, register, request)?;
     let aggregates: BTreeSet<String> = named.deltas.iter().map(|d| d.aggregate.clone()).collect();
     let before = fold_states(engine, &aggregates)?;
     let record = RetractionRecord {
@@ -129,7 +130,8 @@ fn check_in_reach<M: Model>(
              it was retracted (history: {history:?}), so it stays retracted"
         )));
     }
-    if named.deltas.is_empty() && !request.pending && register.retracted != request.retract {
+    debug_assert_ne!(register.retracted, request.retract, "a change, not a no-op");
+    if named.deltas.is_empty() && !request.pending {
         return Err(Error::InvalidInput(format!(
             "no delta of batch {name:?} is in the log: either it has not arrived (record the \
              retraction for when it arrives with the pending form: `--pending`) or \

@@ -204,6 +204,9 @@ fn a_batch_folded_by_compaction_is_out_of_reach_and_nothing_is_written() {
         "{message}"
     );
     assert!(db.retracted_batches().is_empty());
+    // Asking for the status it has is no change, so nothing is out of reach.
+    let unchanged = db.unretract("old").unwrap();
+    assert!(!unchanged.recorded && !unchanged.retracted, "{unchanged:?}");
     // Within the window, retraction works and survives the next compaction.
     db.retract("new").unwrap();
     db.compact().unwrap();
