@@ -103,6 +103,11 @@ impl Batch {
     /// an empty range.
     pub fn set_source(&mut self, range: SourceRange) -> Result<&mut Self> {
         validate_range(&range).map_err(Error::InvalidInput)?;
+        if self.encoder.payload_bytes() + self.encoder.source_bytes(&range)
+            > MAX_BATCH_PAYLOAD_BYTES
+        {
+            return Err(too_large());
+        }
         self.finished = OnceLock::new();
         self.encoder.add_source(range);
         Ok(self)
@@ -169,11 +174,10 @@ impl Batch {
         let table_bytes = 4 * (self.encoder.len() as usize + 1);
         let grown = self.encoder.payload_bytes()
             + encoded_delta_bytes(aggregate.len(), body.len())
-            + table_bytes;
+            + table_bytes
+            + self.encoder.pending_name_bytes();
         if grown > MAX_BATCH_PAYLOAD_BYTES {
-            return Err(Error::InvalidInput(format!(
-                "batch would exceed {MAX_BATCH_PAYLOAD_BYTES} bytes"
-            )));
+            return Err(too_large());
         }
         self.finished = OnceLock::new();
         let position = position
@@ -218,4 +222,53 @@ pub(crate) fn patch_body(patch: &Value) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     merge_patch::encode_patch(patch, &mut body).map_err(Error::InvalidInput)?;
     Ok(body)
+}
+
+#[cold]
+fn too_large() -> Error {
+    Error::InvalidInput(format!(
+        "batch would exceed {MAX_BATCH_PAYLOAD_BYTES} bytes"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The largest body whose delta fits an empty, unnamed batch under the bound.
+    fn largest_body() -> Vec<u8> {
+        let empty = Batch::new().payload_bytes();
+        let fixed = empty + encoded_delta_bytes(1, 0) + 4;
+        vec![b'x'; MAX_BATCH_PAYLOAD_BYTES - fixed]
+    }
+
+    #[test]
+    fn a_name_or_a_source_counts_against_the_payload_bound() {
+        let body = largest_body();
+        let mut unnamed = Batch::new();
+        unnamed.push_raw("a", 1, DeltaKind::Patch, &body).unwrap();
+        assert!(unnamed.payload().len() <= MAX_BATCH_PAYLOAD_BYTES);
+
+        // The name's span is only written with its first delta, and must fit then too.
+        let mut named = Batch::new();
+        named.name("upstream-7").unwrap();
+        let error = named.push_raw("a", 1, DeltaKind::Patch, &body).unwrap_err();
+        assert!(error.to_string().contains("would exceed"), "{error}");
+        let room = named.encoder.pending_name_bytes();
+        named
+            .push_raw("a", 1, DeltaKind::Patch, &body[room..])
+            .unwrap();
+        assert!(named.payload().len() <= MAX_BATCH_PAYLOAD_BYTES);
+
+        let range = SourceRange {
+            topic: "t".into(),
+            partition: 0,
+            first_offset: 0,
+            next_offset: 1,
+            dead_letters: 0,
+        };
+        let error = unnamed.set_source(range).unwrap_err();
+        assert!(error.to_string().contains("would exceed"), "{error}");
+        assert!(unnamed.payload().len() <= MAX_BATCH_PAYLOAD_BYTES);
+    }
 }

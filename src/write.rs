@@ -12,7 +12,7 @@ use crate::index_builder::delta_refs;
 use crate::model::Model;
 use crate::sources::SourceRange;
 use crate::wal::batch::{compress_payload, BatchDecoder, Checksums, DeltaRecord};
-use crate::wal::format::{FLAG_ZSTD, FRAME_HEADER_BYTES};
+use crate::wal::format::{FLAG_ZSTD, FRAME_HEADER_BYTES, MAX_BATCH_PAYLOAD_BYTES};
 use crate::wal::trailer::{NameSpan, Trailer};
 use crate::wal::{BatchRecord, RecordLocation};
 
@@ -120,6 +120,14 @@ impl<'b> StoredBatch<'b> {
             "an empty batch writes nothing"
         );
         let (payload, layout) = (batch.payload(), batch.flags());
+        // `Batch` keeps within the bound; a payload above it could be written but never read
+        // back (a reader refuses it), so it is refused here, before anything is written.
+        if payload.len() > MAX_BATCH_PAYLOAD_BYTES {
+            return Err(Error::Internal(format!(
+                "a batch payload of {} bytes exceeds the {MAX_BATCH_PAYLOAD_BYTES}-byte bound",
+                payload.len()
+            )));
+        }
         // `Batch` wrote these records and their CRCs itself: decode the structure only.
         let decoded = BatchDecoder::of_frame(payload, layout, Checksums::CoveredByFrame)
             .and_then(|d| Ok((d.trailer()?, d.collect::<Result<Vec<_>, _>>()?)));

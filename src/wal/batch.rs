@@ -253,6 +253,26 @@ impl BatchEncoder {
         self.names.push((name, self.count));
     }
 
+    /// Bytes the next delta adds to the payload besides its record and positions table: the
+    /// span of a name given but not yet over any delta, and the trailer's end field when that
+    /// span starts the trailer.
+    pub fn pending_name_bytes(&self) -> usize {
+        match self.names.last() {
+            Some((name, first)) if *first == self.count => {
+                let trailer_end = if self.has_trailer_entries() { 0 } else { 4 };
+                trailer::name_span_bytes(name.len()) + trailer_end
+            }
+            _ => 0,
+        }
+    }
+
+    /// Bytes a source range adds to the payload, the trailer's end field included when it
+    /// starts the trailer.
+    pub fn source_bytes(&self, range: &SourceRange) -> usize {
+        let trailer_end = if self.has_trailer_entries() { 0 } else { 4 };
+        trailer::sources_bytes(std::slice::from_ref(range)) + trailer_end
+    }
+
     /// The name in force for the next delta, if any.
     pub fn current_name(&self) -> Option<&str> {
         self.names.last().map(|(name, _)| name.as_str())
