@@ -25,7 +25,7 @@ use crate::index::{Chain, Index};
 use crate::locks::{lock, read, write};
 use crate::model::Model;
 use crate::options::Options;
-use crate::retraction::{find_named, Retractions};
+use crate::retraction::{find_named, NameDeltas, Retractions};
 use crate::sources::{SourcePosition, SourceRange, Sources};
 use crate::storage::{DirLock, Storage};
 use crate::wal::{BatchRecord, Damage, Log, RecordLocation};
@@ -303,17 +303,30 @@ impl<M: Model> Engine<M> {
     /// retraction record read by recovery, a refresh or an import after their batches).
     pub fn place_unplaced(&self) -> Result<()> {
         let unplaced = read(&self.retractions).unplaced().clone();
-        if unplaced.is_empty() {
-            return Ok(());
-        }
-        let found = find_named(
-            &self.log,
-            &unplaced,
-            RecordLocation::START,
-            self.options.recovery,
-        )?;
+        let found = self.find_places(&unplaced)?;
         write(&self.retractions).place(&unplaced, &found);
         Ok(())
+    }
+
+    /// Places the unplaced names of `retractions`, a copy not installed yet.
+    pub fn place_unplaced_in(&self, retractions: &mut Retractions) -> Result<()> {
+        let unplaced = retractions.unplaced().clone();
+        let found = self.find_places(&unplaced)?;
+        retractions.place(&unplaced, &found);
+        Ok(())
+    }
+
+    /// The places in the whole log of `names` (none read when there is none).
+    fn find_places(&self, names: &BTreeSet<String>) -> Result<BTreeMap<String, NameDeltas>> {
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        find_named(
+            &self.log,
+            names,
+            RecordLocation::START,
+            self.options.recovery,
+        )
     }
 
     /// The declared reference pointers.

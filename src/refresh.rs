@@ -63,6 +63,7 @@ impl<M: Model> Engine<M> {
         // their place and does not count twice.
         let sources = self.sources();
         let retractions = self.retractions().clone();
+        let copied_at = retractions.epoch();
         let references = self.declared_references();
         let fresh = || Counters {
             sources: sources.clone(),
@@ -82,9 +83,12 @@ impl<M: Model> Engine<M> {
         })?;
         self.note_records(scan.batches, read.max_seq, read.seal);
         self.set_sources(read.sources);
-        *self.retractions_mut() = read.retractions;
+        // Names the tail turned retracted are placed in the copy before it is installed, so a
+        // reader sees such a batch whole or not at all, never partly left out.
+        let mut retractions = read.retractions;
+        self.place_unplaced_in(&mut retractions)?;
+        self.retractions_mut().replace_with(retractions, copied_at);
         self.declare_references(&Vec::from_iter(read.references));
-        self.place_unplaced()?;
         self.forget_deleted_segments()?;
         Ok(scan.batches)
     }

@@ -149,6 +149,20 @@ impl Retractions {
         }
     }
 
+    /// Takes `newer`, a copy of these retractions made at epoch `copied_at` and brought up to
+    /// date meanwhile (a read-only refresh), keeping the epoch rising: if either side changed
+    /// since the copy, the epoch moves past both, so an epoch a reader saw is never seen again
+    /// with other contents.
+    pub fn replace_with(&mut self, newer: Retractions, copied_at: u64) {
+        let changed = self.epoch != copied_at || newer.epoch != copied_at;
+        let epoch = match changed {
+            true => self.epoch.max(newer.epoch) + 1,
+            false => self.epoch,
+        };
+        *self = newer;
+        self.epoch = epoch;
+    }
+
     /// The retracted names whose places in the log already read are not known yet: the
     /// caller finds them and gives them to [`Retractions::place`].
     pub fn unplaced(&self) -> &BTreeSet<String> {
@@ -158,6 +172,9 @@ impl Retractions {
     /// Adds the places `found` in the whole log for `names`, which are placed from then on,
     /// to each name still retracted.
     pub fn place(&mut self, names: &BTreeSet<String>, found: &BTreeMap<String, NameDeltas>) {
+        if names.is_empty() {
+            return;
+        }
         for (name, deltas) in found {
             if let Some(places) = self.places.get_mut(name) {
                 places.extend(deltas.places.iter().copied());
@@ -316,6 +333,25 @@ mod tests {
             assert_eq!(register, expected, "{order:?}");
             assert_eq!(retractions.retracted_names(), 1);
         }
+    }
+
+    #[test]
+    fn a_replaced_copy_never_brings_back_an_epoch_already_seen() {
+        let mut live = Retractions::default();
+        live.apply(&record("a", 1, true));
+        let copied_at = live.epoch();
+        let mut copy = live.clone();
+        // Each side changes once: both reach the same epoch with different contents.
+        live.apply(&record("b", 1, true));
+        copy.apply(&record("a", 2, false));
+        assert_eq!(live.epoch(), copy.epoch());
+        let seen = live.epoch();
+        live.replace_with(copy.clone(), copied_at);
+        assert!(live.epoch() > seen);
+        // Nothing changed on either side: the epoch stays.
+        let unchanged = live.epoch();
+        live.replace_with(live.clone(), unchanged);
+        assert_eq!(live.epoch(), unchanged);
     }
 
     #[test]
