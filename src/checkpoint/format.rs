@@ -196,7 +196,7 @@ fn decode_retractions(r: &mut Reader<'_>) -> Decoded<Vec<(String, Register, Vec<
     // Each entry takes at least 5 bytes (a one-byte name, three one-byte fields).
     let count = r.varint()?;
     let count = r.count(count, 5, "retraction registers")?;
-    let mut retractions = Vec::with_capacity(count);
+    let mut retractions: Vec<(String, Register, Vec<Place>)> = Vec::with_capacity(count);
     for _ in 0..count {
         let name = r.varint_text("batch name", validate_batch_name)?;
         let version = r.varint()?;
@@ -217,6 +217,12 @@ fn decode_retractions(r: &mut Reader<'_>) -> Decoded<Vec<(String, Register, Vec<
                 last_delta_offset: r.varint_u32()?,
             });
         }
+        if retractions
+            .last()
+            .is_some_and(|(last, _, _)| last.as_str() >= name)
+        {
+            return Err(r.fail(format!("retraction register {name:?} out of name order")));
+        }
         retractions.push((name.to_owned(), register, places));
     }
     Ok(retractions)
@@ -236,6 +242,12 @@ fn decode_references(r: &mut Reader<'_>) -> Decoded<Vec<String>> {
     let mut pointers = Vec::with_capacity(count);
     for _ in 0..count {
         let pointer = r.varint_text("pointer", validate_pointer)?;
+        if pointers
+            .last()
+            .is_some_and(|last: &String| last.as_str() >= pointer)
+        {
+            return Err(r.fail(format!("reference pointer {pointer:?} out of order")));
+        }
         pointers.push(pointer.to_owned());
     }
     Ok(pointers)
@@ -547,6 +559,18 @@ mod tests {
     fn round_trips() {
         let checkpoint = sample();
         assert_eq!(decode(&bytes_of(&checkpoint)), Ok(checkpoint));
+    }
+
+    #[test]
+    fn registers_and_pointers_out_of_order_are_rejected() {
+        let mut checkpoint = sample();
+        checkpoint.facts.retractions.reverse();
+        let error = decode(&bytes_of(&checkpoint)).unwrap_err();
+        assert!(error.reason.contains("out of name order"), "{error}");
+        let mut checkpoint = sample();
+        checkpoint.facts.references = vec!["/parent".into(), "/parent".into()];
+        let error = decode(&bytes_of(&checkpoint)).unwrap_err();
+        assert!(error.reason.contains("out of order"), "{error}");
     }
 
     #[test]
