@@ -270,9 +270,12 @@ fn install<M: Model>(
             continue;
         };
         // Deltas of retracted batches are superseded with the others, left out of the state.
-        let retracted_below = |d: &DeltaRef| d.seq <= horizon && engine.retractions().leaves_out(d);
-        left_out.extend(current.deltas.iter().filter(|d| retracted_below(d)));
-        engine.leave_out_retracted(&mut current);
+        {
+            let retractions = engine.retractions();
+            let below = |d: &&DeltaRef| d.seq <= horizon && retractions.leaves_out(d);
+            left_out.extend(current.deltas.iter().filter(below));
+            retractions.filter(&mut current);
+        }
         // Deltas are told apart by their place in the log (a set: linear in the chain).
         let folded_already: HashSet<(u32, u32, u32)> =
             f.snapshot.deltas.iter().map(DeltaRef::place).collect();

@@ -33,6 +33,21 @@ fn place_of_span(
     })
 }
 
+/// Whether one of `places`, a name's (which never overlap), holds `delta`: the last place
+/// starting at or before it is the only candidate (logarithmic in the places).
+fn holds_one(places: &BTreeSet<Place>, delta: &DeltaRef) -> bool {
+    let at = Place {
+        segment: delta.segment,
+        record_offset: delta.record_offset,
+        first_delta_offset: delta.delta_offset,
+        last_delta_offset: u32::MAX,
+    };
+    places
+        .range(..=at)
+        .next_back()
+        .is_some_and(|p| p.holds(delta))
+}
+
 /// Every register, and the places of every retracted name.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Retractions {
@@ -45,7 +60,9 @@ pub(crate) struct Retractions {
     /// Retracted names whose places in the log already read are not known yet (a register
     /// turned retracted while the log was replayed): a scan must find them.
     unplaced: BTreeSet<String>,
-    /// Bumped whenever the deltas left out may have changed.
+    /// Bumped whenever deltas already indexed may be left out or brought back (a batch noted
+    /// before its deltas are indexed does not bump it: those aggregates are in the index's
+    /// change log anyway).
     epoch: u64,
 }
 
@@ -96,7 +113,8 @@ impl Retractions {
         self.places.len()
     }
 
-    /// Changes whenever the deltas left out may have changed (the reference index rebuilds).
+    /// Changes whenever deltas already indexed may be left out or brought back (the reference
+    /// index rebuilds).
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
@@ -140,11 +158,12 @@ impl Retractions {
             };
             let place = place_of_span(batch.segment, batch.offset, batch.deltas, span);
             debug_assert!(place.is_some(), "the trailer decoder bounds spans");
+            // No epoch change: these deltas are left out before they are indexed, so no state
+            // changes; the index's change log still names their aggregates.
             if let Some(place) = place.filter(|p| places.insert(*p)) {
                 let frame = (place.segment, place.record_offset);
                 let ranges = self.by_frame.entry(frame).or_default();
                 ranges.push((place.first_delta_offset, place.last_delta_offset));
-                self.epoch += 1;
             }
         }
     }
@@ -190,10 +209,7 @@ impl Retractions {
     /// installed): those names can never be unretracted.
     pub fn freeze(&mut self, folded: &[DeltaRef]) {
         let frozen: Vec<String> = (self.places.iter())
-            .filter(|(_, places)| {
-                let holds = |d: &DeltaRef| places.iter().any(|p| p.holds(d));
-                folded.iter().any(holds)
-            })
+            .filter(|(_, places)| folded.iter().any(|d| holds_one(places, d)))
             .map(|(name, _)| name.clone())
             .collect();
         for name in frozen {
