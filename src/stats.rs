@@ -80,7 +80,8 @@ pub struct Stats {
     /// How far each upstream queue partition was applied (DESIGN.md, section 5e), in
     /// (topic, partition) order.
     pub sources: Vec<SourcePosition>,
-    /// Batch names retracted now (DESIGN.md, section 5f).
+    /// How many batch names are retracted now (DESIGN.md, section 5f; `Db::retracted_batches`
+    /// lists them).
     pub retracted_batches: u64,
     /// Declared reference pointers (DESIGN.md, section 6c).
     pub reference_pointers: Vec<String>,

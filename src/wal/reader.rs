@@ -206,9 +206,7 @@ impl<'a> DeltaReader<'a> {
                 let Some(index) = index else {
                     return Err(DecodeError::new(0, "the delta is not in its frame"));
                 };
-                let span = spans
-                    .into_iter()
-                    .find(|s| index.wrapping_sub(s.first_delta) < s.count);
+                let span = spans.into_iter().find(|s| s.holds(index));
                 Ok(span.map(|s| s.name))
             });
         named.map_err(|error| self.corruption(delta_ref, error.reason))
