@@ -5,14 +5,16 @@ use serde_json::{Map, Value};
 
 use crate::open::DbArgs;
 use crate::output::{emit, Failure};
-use crate::read::state_as_of;
+use crate::read::{databases, first_state};
 
 /// `diff`: prints the merge patch from the state as of `from` to the state as of `to`. An
 /// absent state is `{}` on the `from` side (a patch to an absent aggregate starts from `{}`);
 /// an absent `to` state is the patch `null`, which RFC 7396 applies as "remove everything".
 pub fn diff(args: &DbArgs, id: &str, from: u64, to: u64) -> Result<(), Failure> {
-    let before = state_as_of(args, id, from)?.map(|s| s.state);
-    let after = state_as_of(args, id, to)?.map(|s| s.state);
+    // One opening: both states come from the same snapshot of the log.
+    let dbs = databases(args)?;
+    let before = first_state(&dbs, id, from)?.map(|s| s.state);
+    let after = first_state(&dbs, id, to)?.map(|s| s.state);
     let patch = match after {
         None => Value::Null,
         Some(after) => merge_diff(&before.unwrap_or_else(|| Value::Object(Map::new())), &after),

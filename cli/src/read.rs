@@ -8,7 +8,7 @@ use std::path::Path;
 use aggrelog::{AggregateState, CheckReport, Db, MergePatch, Scan};
 use serde_json::{json, Value};
 
-use crate::follower_dir::{self, FollowerDir};
+use crate::follower_dir;
 use crate::open::{open_reader, DbArgs};
 use crate::output::{cut, emit, Failure, EXIT_ABSENT, EXIT_FAILURE};
 
@@ -42,20 +42,12 @@ pub fn get(args: &DbArgs, id: &str, as_of: Option<u64>) -> Result<(), Failure> {
 /// The state of `id` from deltas with seq up to `as_of`, in the database of `args` or, in a
 /// follower directory, in the first partition database that holds it.
 pub fn state_as_of(args: &DbArgs, id: &str, as_of: u64) -> Result<Option<AggregateState>, Failure> {
-    match follower_dir::detect(&args.db)? {
-        Some(dir) => get_in_partitions(args, &dir, id, as_of),
-        None => Ok(open_reader(args)?.get_as_of(id, as_of)?),
-    }
+    first_state(&databases(args)?, id, as_of)
 }
 
-/// The state of `id` in the first partition database of `dir` that holds it.
-fn get_in_partitions(
-    args: &DbArgs,
-    dir: &FollowerDir,
-    id: &str,
-    as_of: u64,
-) -> Result<Option<AggregateState>, Failure> {
-    for (_, db) in dir.open(args)? {
+/// The state of `id` as of `as_of` in the first of `dbs` that holds it.
+pub fn first_state(dbs: &[Db], id: &str, as_of: u64) -> Result<Option<AggregateState>, Failure> {
+    for db in dbs {
         if let Some(state) = db.get_as_of(id, as_of)? {
             return Ok(Some(state));
         }

@@ -54,6 +54,7 @@ pub fn refs(args: &RefsArgs) -> Result<(), Failure> {
 }
 
 fn declare(args: &DbArgs, pointers: &[String]) -> Result<(), Failure> {
+    refuse_follower_dir(args)?;
     let options = Options::default()
         .background_compaction(false)
         .checkpoint_every_bytes(0);
@@ -68,14 +69,21 @@ fn declare(args: &DbArgs, pointers: &[String]) -> Result<(), Failure> {
 /// Opens one database to read; a follower's directory holds one per partition, and references
 /// cross partitions, so it is refused.
 fn open_one(args: &DbArgs) -> Result<Db, Failure> {
-    if follower_dir::detect(&args.db)?.is_some() {
-        return Err(Failure::new(format!(
-            "{} is a follower's directory: references cross its partition databases, which \
-             refs and dangling do not join; give one partition database",
-            args.db.display()
-        )));
-    }
+    refuse_follower_dir(args)?;
     open_reader(args)
+}
+
+/// Fails on a follower's directory: it holds one database per partition, and references cross
+/// them (declaring there would also create a stray database beside them).
+fn refuse_follower_dir(args: &DbArgs) -> Result<(), Failure> {
+    match follower_dir::detect(&args.db)? {
+        Some(_) => Err(Failure::new(format!(
+            "{} is a follower's directory: references cross its partition databases, which \
+             refs, refs declare and dangling do not join; give one partition database",
+            args.db.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn print_references(args: &DbArgs, id: &str) -> Result<(), Failure> {

@@ -246,4 +246,13 @@ fn a_message_below_a_partitions_seal_is_a_dead_letter_not_a_stop() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(r#""changed":["c"]"#), "{out}");
     assert_eq!(scan(&db).keys().collect::<Vec<_>>(), ["a"]);
+    // References cross partition databases: declaring them on the follower's directory is
+    // refused, and creates no stray database there.
+    let follower_dir = db.display().to_string();
+    let (code, out) = aggrelog(&["refs", "declare", "--db", &follower_dir, "/parent"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        !db.join("wal").exists(),
+        "no database in the follower's directory"
+    );
 }
