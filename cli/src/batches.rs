@@ -59,21 +59,30 @@ fn gather(log: &LogReader, seen: &mut BTreeMap<String, Seen>) -> Result<(), Fail
         if spans.is_empty() {
             continue;
         }
-        for (index, delta) in batch.deltas().enumerate() {
-            let delta = delta?;
-            let index = index as u32;
-            let Some(span) = spans.iter().find(|span| span.holds(index)) else {
+        let deltas: Vec<_> = batch.deltas().collect::<Result<_, _>>()?;
+        for span in &spans {
+            // The trailer decoder bounds every span by the frame's deltas.
+            let (first, count) = (span.first_delta as usize, span.count as usize);
+            let Some(named) = deltas.get(first..).and_then(|d| d.get(..count)) else {
                 continue;
             };
-            let entry = seen.entry(span.name.clone()).or_insert_with(|| Seen {
-                min_seq: u64::MAX,
-                ..Seen::default()
-            });
-            entry.min_seq = entry.min_seq.min(delta.seq);
-            entry.max_seq = entry.max_seq.max(delta.seq);
-            entry.deltas += 1;
-            if !entry.aggregates.contains(delta.aggregate) {
-                entry.aggregates.insert(delta.aggregate.to_owned());
+            if !seen.contains_key(&span.name) {
+                let first_seen = Seen {
+                    min_seq: u64::MAX,
+                    ..Seen::default()
+                };
+                seen.insert(span.name.clone(), first_seen);
+            }
+            let Some(entry) = seen.get_mut(&span.name) else {
+                continue;
+            };
+            for delta in named {
+                entry.min_seq = entry.min_seq.min(delta.seq);
+                entry.max_seq = entry.max_seq.max(delta.seq);
+                entry.deltas += 1;
+                if !entry.aggregates.contains(delta.aggregate) {
+                    entry.aggregates.insert(delta.aggregate.to_owned());
+                }
             }
         }
     }

@@ -3,14 +3,12 @@
 //! `"delete":true` (`batch` null for a delta written without a name), and `"retracted":true`
 //! for a delta of a retracted batch (`aggrelog retract`), which the state leaves out.
 
-use std::io::{self, BufWriter, Write};
-
 use aggrelog::model::binary;
-use aggrelog::{DeltaHistory, DeltaKind};
+use aggrelog::{DeltaHistory, DeltaKind, HistoryEntry};
 use serde_json::{json, Value};
 
 use crate::open::DbArgs;
-use crate::output::{cut, Failure, EXIT_ABSENT};
+use crate::output::{cut, try_emit_lines, Failure, EXIT_ABSENT};
 use crate::read::databases;
 
 /// `history`: prints the lines; exit 1 when the database holds no delta of the aggregate. When
@@ -27,23 +25,7 @@ pub fn history(args: &DbArgs, id: &str) -> Result<(), Failure> {
     if let Some(seq) = found.folded_through_seq {
         eprintln!("deltas up to seq {seq} are folded into a state record and not listed");
     }
-    let mut out = BufWriter::new(io::stdout().lock());
-    for delta in &found.deltas {
-        let mut line = json!({"seq": delta.seq, "pos": delta.position, "batch": delta.batch});
-        match delta.kind {
-            DeltaKind::Patch => {
-                let patch = binary::decode_value(&delta.body)
-                    .map_err(|e| Failure::new(format!("a patch of {id:?} does not decode: {e}")))?;
-                line["patch"] = patch;
-            }
-            DeltaKind::Delete => line["delete"] = Value::Bool(true),
-        }
-        if delta.retracted {
-            line["retracted"] = Value::Bool(true);
-        }
-        writeln!(out, "{line}")?;
-    }
-    out.flush()?;
+    try_emit_lines(found.deltas.iter().map(|delta| history_line(id, delta)))?;
     if found.deltas.is_empty() && found.folded_through_seq.is_none() {
         return Err(Failure {
             message: format!("aggregate {} has no delta", cut(&format!("{id:?}"))),
@@ -51,4 +33,22 @@ pub fn history(args: &DbArgs, id: &str) -> Result<(), Failure> {
         });
     }
     Ok(())
+}
+
+/// The line of one delta.
+fn history_line(id: &str, delta: &HistoryEntry) -> Result<Value, Failure> {
+    let mut line = json!({"seq": delta.seq, "pos": delta.position, "batch": delta.batch});
+    match delta.kind {
+        DeltaKind::Patch => {
+            line["patch"] = binary::decode_value(&delta.body).map_err(|e| {
+                let at = format!("seq {} pos {}", delta.seq, delta.position);
+                Failure::new(format!("the patch of {id:?} at {at} does not decode: {e}"))
+            })?;
+        }
+        DeltaKind::Delete => line["delete"] = Value::Bool(true),
+    }
+    if delta.retracted {
+        line["retracted"] = Value::Bool(true);
+    }
+    Ok(line)
 }

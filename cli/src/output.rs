@@ -63,9 +63,24 @@ pub fn emit(line: impl Display) -> Result<(), Failure> {
 /// Writes each of `lines` to stdout, one per line, buffered (a closed pipe becomes a quiet
 /// [`Failure`]).
 pub fn emit_lines<T: Display>(lines: impl IntoIterator<Item = T>) -> Result<(), Failure> {
+    try_emit_lines(lines.into_iter().map(Ok::<T, Failure>))
+}
+
+/// [`emit_lines`] of lines that may fail to be made: stops at the first error, after the lines
+/// before it are written.
+pub fn try_emit_lines<T: Display, E: Into<Failure>>(
+    lines: impl IntoIterator<Item = Result<T, E>>,
+) -> Result<(), Failure> {
     let mut out = BufWriter::new(io::stdout().lock());
     for line in lines {
-        writeln!(out, "{line}")?;
+        let written = match line {
+            Ok(line) => writeln!(out, "{line}"),
+            Err(error) => {
+                out.flush()?;
+                return Err(error.into());
+            }
+        };
+        written?;
     }
     out.flush()?;
     Ok(())

@@ -84,7 +84,7 @@ pub fn ingest_in_parts(
         let text = match next {
             Ok(text) => text.map_err(|e| format!("{name}:{}: cannot read: {e}", line_no + 1))?,
             Err(RecvTimeoutError::Timeout) => {
-                committed += commit(db, name, &mut part)?;
+                committed += commit(db, name, batch_name, &mut part)?;
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -95,10 +95,10 @@ pub fn ingest_in_parts(
         }
         add(&mut part, &text, line_no).map_err(|reason| format!("{name}:{line_no}: {reason}"))?;
         if part.lines.len() >= parts.lines {
-            committed += commit(db, name, &mut part)?;
+            committed += commit(db, name, batch_name, &mut part)?;
         }
     }
-    committed += commit(db, name, &mut part)?;
+    committed += commit(db, name, batch_name, &mut part)?;
     Ok(committed)
 }
 
@@ -167,8 +167,8 @@ fn add(part: &mut Part, text: &str, line_no: u64) -> Result<(), String> {
 }
 
 /// Commits the part (if it holds anything), prints `{"batch":"FILE:FIRST-LAST","deltas":N}`
-/// and starts the next part where this one ended.
-fn commit(db: &Db, name: &str, part: &mut Part) -> Result<usize, Failure> {
+/// and starts the next part, its deltas named `batch_name`, where this one ended.
+fn commit(db: &Db, name: &str, batch_name: &str, part: &mut Part) -> Result<usize, Failure> {
     let (Some(&first), Some(&last)) = (part.lines.first(), part.lines.last()) else {
         return Ok(0);
     };
@@ -179,8 +179,7 @@ fn commit(db: &Db, name: &str, part: &mut Part) -> Result<usize, Failure> {
     let next = u64::from(part.first_index) + part.lines.len() as u64;
     let next = u32::try_from(next)
         .map_err(|_| format!("{name}:{last}: more than {} deltas in one file", u32::MAX))?;
-    let batch_name = part.batch.current_name().unwrap_or(name).to_owned();
-    *part = Part::new(next, &batch_name)?;
+    *part = Part::new(next, batch_name)?;
     Ok(receipt.deltas)
 }
 
