@@ -4,6 +4,7 @@
 //! by re-folding only the aggregates that gained a delta since.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 
 use compact_str::CompactString;
 use serde_json::Value;
@@ -58,67 +59,93 @@ fn pattern(pointer: &str) -> Pattern {
     segments.map(|s| (s != "*").then(|| unescape(s))).collect()
 }
 
-/// Escapes a key as a JSON pointer segment.
-fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
+/// One segment of a concrete pointer.
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
 }
 
-/// Every string at `pattern` in `state`, with its concrete pointer, into `found`.
+/// Every string at `pattern` in `state`, with its concrete pointer (`at` followed by the
+/// pattern's segments), into `found`. `at` is one buffer for the whole walk: a segment is
+/// pushed before descending and cut after, so only a match allocates.
 fn find_at(
     state: &Value,
     pattern: &[Option<String>],
-    at: String,
+    at: &mut String,
     found: &mut Vec<(String, String)>,
 ) {
     let Some((segment, rest)) = pattern.split_first() else {
         if let Value::String(target) = state {
-            found.push((at, target.clone()));
+            found.push((at.clone(), target.clone()));
         }
         return;
     };
     match (state, segment) {
         (Value::Object(map), Some(key)) => {
             if let Some(inner) = map.get(key) {
-                find_at(inner, rest, format!("{at}/{}", escape(key)), found);
+                descend(inner, rest, at, Segment::Key(key), found);
             }
         }
         (Value::Object(map), None) => {
             for (key, inner) in map {
-                find_at(inner, rest, format!("{at}/{}", escape(key)), found);
+                descend(inner, rest, at, Segment::Key(key), found);
             }
         }
         (Value::Array(items), Some(index)) => {
-            if let Some(inner) = index.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                find_at(inner, rest, format!("{at}/{index}"), found);
+            let index = index.parse::<usize>().ok();
+            if let Some((i, inner)) = index.and_then(|i| Some((i, items.get(i)?))) {
+                descend(inner, rest, at, Segment::Index(i), found);
             }
         }
         (Value::Array(items), None) => {
             for (i, inner) in items.iter().enumerate() {
-                find_at(inner, rest, format!("{at}/{i}"), found);
+                descend(inner, rest, at, Segment::Index(i), found);
             }
         }
         _ => {}
     }
 }
 
+/// [`find_at`] one segment down.
+fn descend(
+    inner: &Value,
+    rest: &[Option<String>],
+    at: &mut String,
+    segment: Segment<'_>,
+    found: &mut Vec<(String, String)>,
+) {
+    let len = at.len();
+    at.push('/');
+    match segment {
+        // A key is escaped as a pointer segment: `~` as `~0`, `/` as `~1`.
+        Segment::Key(key) => key.chars().for_each(|c| match c {
+            '~' => at.push_str("~0"),
+            '/' => at.push_str("~1"),
+            c => at.push(c),
+        }),
+        Segment::Index(i) => {
+            // Writing to a String cannot fail.
+            let _ = write!(at, "{i}");
+        }
+    }
+    find_at(inner, rest, at, found);
+    at.truncate(len);
+}
+
 /// The references of one state: `(pointer, target)`, sorted, without repeats.
 pub(crate) fn references_in(state: &Value, patterns: &[Pattern]) -> Vec<(String, String)> {
     let mut found = Vec::new();
     for pattern in patterns {
-        find_at(state, pattern, String::new(), &mut found);
+        find_at(state, pattern, &mut String::new(), &mut found);
     }
     found.sort_unstable();
     found.dedup();
     found
 }
 
-/// One aggregate as the index last folded it.
-#[derive(Debug)]
-struct Seen {
-    live: bool,
-    /// Its references: `(pointer, target)`.
-    outgoing: Vec<(CompactString, CompactString)>,
-}
+/// References `(pointer, target)` of one aggregate, sorted, or `(aggregate, pointer)` of the
+/// references to one target.
+type Pairs = Vec<(CompactString, CompactString)>;
 
 /// The reference index: derived from the live states, never persisted.
 #[derive(Debug, Default)]
@@ -130,9 +157,10 @@ pub(crate) struct ReferenceIndex {
     patterns: Vec<Pattern>,
     /// The retraction epoch it was built at (a retraction changes states without a write).
     retraction_epoch: u64,
-    seen: HashMap<CompactString, Seen>,
+    /// Every live aggregate -> its references (empty when it has none).
+    live: HashMap<CompactString, Pairs>,
     /// Target -> `(aggregate, pointer)` of every reference to it, sorted.
-    incoming: HashMap<CompactString, Vec<(CompactString, CompactString)>>,
+    incoming: HashMap<CompactString, Pairs>,
 }
 
 impl ReferenceIndex {
@@ -170,7 +198,7 @@ impl ReferenceIndex {
         if self.patterns.is_empty() {
             return Ok(());
         }
-        let folded = self.fold_into(engine, ids);
+        let folded = self.fold_into(engine, ids, stale);
         if folded.is_err() {
             // The change log was taken: rebuild next time rather than stay stale.
             self.built = false;
@@ -178,8 +206,15 @@ impl ReferenceIndex {
         folded
     }
 
-    /// Folds each of `ids` and records its references.
-    fn fold_into(&mut self, engine: &Engine<MergePatch>, ids: Vec<String>) -> Result<()> {
+    /// Folds each of `ids` and records its references; `whole`: into an empty index, each
+    /// target's list sorted once at the end instead of kept sorted at every insert (a target
+    /// many aggregates name would make that quadratic).
+    fn fold_into(
+        &mut self,
+        engine: &Engine<MergePatch>,
+        ids: Vec<String>,
+        whole: bool,
+    ) -> Result<()> {
         let _reading = engine.reading();
         let mut reader = DeltaReader::new(engine.log());
         for id in ids {
@@ -187,53 +222,74 @@ impl ReferenceIndex {
                 Some(chain) => engine.fold_chain(&id, &chain, u64::MAX, &mut reader)?,
                 None => None,
             };
-            self.set(&id, state.map(|s| s.state));
+            let outgoing = state.map(|s| self.references_of_state(&s.state));
+            match whole {
+                true => self.add_unsorted(&id, outgoing),
+                false => self.set(&id, outgoing),
+            }
+        }
+        if whole {
+            self.incoming
+                .values_mut()
+                .for_each(|sources| sources.sort_unstable());
         }
         Ok(())
     }
 
-    /// Records `id`'s state (`None`: absent) and its references both ways.
-    fn set(&mut self, id: &str, state: Option<Value>) {
-        let outgoing: Vec<(CompactString, CompactString)> = state
-            .as_ref()
-            .map(|s| references_in(s, &self.patterns))
-            .unwrap_or_default()
-            .into_iter()
+    /// The references of a state.
+    fn references_of_state(&self, state: &Value) -> Pairs {
+        (references_in(state, &self.patterns).into_iter())
             .map(|(pointer, target)| (pointer.into(), target.into()))
-            .collect();
+            .collect()
+    }
+
+    /// Records a live aggregate while the index is built whole (`None`: absent, nothing).
+    fn add_unsorted(&mut self, id: &str, outgoing: Option<Pairs>) {
+        let Some(outgoing) = outgoing else { return };
         let id = CompactString::new(id);
-        if let Some(old) = self.seen.get(&id) {
-            for (pointer, target) in &old.outgoing {
-                if let Some(sources) = self.incoming.get_mut(target) {
-                    let key = (id.clone(), pointer.clone());
-                    if let Ok(at) = sources.binary_search(&key) {
-                        sources.remove(at);
-                    }
-                    if sources.is_empty() {
-                        self.incoming.remove(target);
-                    }
+        debug_assert!(!self.live.contains_key(&id), "each aggregate once");
+        for (pointer, target) in &outgoing {
+            let sources = self.incoming.entry(target.clone()).or_default();
+            sources.push((id.clone(), pointer.clone()));
+        }
+        self.live.insert(id, outgoing);
+    }
+
+    /// Records `id`'s references both ways (`None`: absent).
+    fn set(&mut self, id: &str, outgoing: Option<Pairs>) {
+        let old = self.live.get(id);
+        if old == outgoing.as_ref() {
+            return;
+        }
+        let id = CompactString::new(id);
+        for (pointer, target) in old.into_iter().flatten() {
+            if let Some(sources) = self.incoming.get_mut(target) {
+                let key = (id.clone(), pointer.clone());
+                if let Ok(at) = sources.binary_search(&key) {
+                    sources.remove(at);
+                }
+                if sources.is_empty() {
+                    self.incoming.remove(target);
                 }
             }
         }
-        for (pointer, target) in &outgoing {
+        for (pointer, target) in outgoing.iter().flatten() {
             let sources = self.incoming.entry(target.clone()).or_default();
             let key = (id.clone(), pointer.clone());
             if let Err(at) = sources.binary_search(&key) {
                 sources.insert(at, key);
             }
         }
-        let live = state.is_some();
-        match (live, outgoing.is_empty()) {
-            // An absent aggregate with no reference is what no entry says.
-            (false, true) => self.seen.remove(&id),
-            _ => self.seen.insert(id, Seen { live, outgoing }),
+        match outgoing {
+            Some(outgoing) => self.live.insert(id, outgoing),
+            None => self.live.remove(&id),
         };
     }
 
     /// `aggregate`'s references both ways.
     pub fn references_of(&self, aggregate: &str) -> References {
-        let outgoing = (self.seen.get(aggregate).into_iter())
-            .flat_map(|s| s.outgoing.iter())
+        let outgoing = (self.live.get(aggregate).into_iter())
+            .flatten()
             .map(|(p, t)| Reference::new(aggregate, p, t))
             .collect();
         let incoming = (self.incoming.get(aggregate).into_iter())
@@ -245,9 +301,8 @@ impl ReferenceIndex {
 
     /// Every reference whose target has no live state, sorted.
     pub fn dangling(&self) -> Vec<Reference> {
-        let live = |id: &str| self.seen.get(id).is_some_and(|s| s.live);
         let mut dangling: Vec<Reference> = (self.incoming.iter())
-            .filter(|(target, _)| !live(target))
+            .filter(|(target, _)| !self.live.contains_key(*target))
             .flat_map(|(target, sources)| {
                 sources
                     .iter()
@@ -285,7 +340,7 @@ mod tests {
         let state = json!({
             "parent": "F",
             "components": [{"ref": "E1"}, {"ref": 7}, {"other": "x"}, {"ref": "E2"}],
-            "by_slot": {"a/b": {"ref": "S1"}, "c": {"ref": "S2"}},
+            "by_slot": {"a/b": {"ref": "S1"}, "c": {"ref": "S2"}, "t~x": {"ref": "S3"}},
         });
         let patterns: Vec<Pattern> = ["/parent", "/components/*/ref", "/by_slot/*/ref", "/no"]
             .iter()
@@ -295,6 +350,7 @@ mod tests {
         let expected = [
             ("/by_slot/a~1b/ref", "S1"),
             ("/by_slot/c/ref", "S2"),
+            ("/by_slot/t~0x/ref", "S3"),
             ("/components/0/ref", "E1"),
             ("/components/3/ref", "E2"),
             ("/parent", "F"),
