@@ -168,8 +168,8 @@ impl PartitionStore {
                 .map_err(|e| Error::db(&self.path, e))?;
             match self.db.write(&batch) {
                 Ok(_) => return Ok(self.written(batch.len(), next_offset, dead_letters)),
-                Err(aggrelog::Error::Sealed { position, seal, .. }) => {
-                    let reason = format!("a delta below the database's seal {seal}");
+                Err(error @ aggrelog::Error::Sealed { position, seal, .. }) => {
+                    let reason = format!("a delta below the database's seal {seal}: {error}");
                     let message = self.message_of_delta(position as usize);
                     self.pending[message].deltas = Err(reason);
                 }
