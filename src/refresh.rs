@@ -71,7 +71,8 @@ impl<M: Model> Engine<M> {
             references: references.clone(),
             ..Counters::default()
         };
-        let mut read = fresh();
+        // Each attempt starts from the handle's state (`fresh`), the first one included.
+        let mut read = Counters::default();
         let scan = retrying_vanished(|| {
             read = fresh();
             let mut live = LiveIndex {
