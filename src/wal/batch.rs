@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use byteorder::{ByteOrder, LittleEndian};
 
 use super::format::{FLAG_POSITIONED, FLAG_POSITIONS, FLAG_TRAILER, MAX_BATCH_PAYLOAD_BYTES};
-use super::trailer::{self, NameSpan, Trailer};
+use super::trailer::{self, Trailer};
 use crate::decode::{DecodeError, Decoded};
 use crate::model::DeltaKind;
 use crate::sources::SourceRange;
@@ -292,21 +292,6 @@ impl BatchEncoder {
             .map(|((name, first), end)| (name.as_str(), *first, end - first))
     }
 
-    /// The trailer: the source ranges and the name spans over the deltas pushed.
-    fn trailer(&self) -> Trailer {
-        let names = self
-            .named_spans()
-            .map(|(name, first_delta, count)| NameSpan {
-                name: name.to_owned(),
-                first_delta,
-                count,
-            });
-        Trailer {
-            sources: self.sources.clone(),
-            names: names.collect(),
-        }
-    }
-
     /// Number of deltas pushed.
     pub fn len(&self) -> u32 {
         self.count
@@ -351,7 +336,7 @@ impl BatchEncoder {
             payload.extend_from_slice(&position.to_le_bytes());
         }
         if self.has_trailer_entries() {
-            self.trailer().encode(&mut payload);
+            trailer::encode(&self.sources, self.named_spans(), &mut payload);
         }
         debug_assert_eq!(payload.len(), self.payload_bytes());
         Cow::Owned(payload)

@@ -85,36 +85,37 @@ pub fn validate_batch_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-impl Trailer {
-    /// Bytes [`Trailer::encode`] appends (its length field included).
-    pub fn encoded_bytes(&self) -> usize {
-        let names: usize = self
-            .names
-            .iter()
-            .map(|n| name_span_bytes(n.name.len()))
-            .sum();
-        sources_bytes(&self.sources) + names + 4
+/// Appends a trailer of `sources` and the name spans `(name, first delta, count)` to `out`:
+/// the entries, then the trailer's length.
+pub fn encode<'n>(
+    sources: &[SourceRange],
+    spans: impl Iterator<Item = (&'n str, u32, u32)>,
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    for range in sources {
+        let value_len = range_value_bytes(range);
+        entry_header(out, TAG_SOURCE_RANGE, value_len);
+        encode_range_value(range, out);
     }
+    for (name, first_delta, count) in spans {
+        debug_assert!(validate_batch_name(name).is_ok() && count > 0);
+        entry_header(out, TAG_NAME_SPAN, SPAN_FIXED_BYTES + name.len());
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&first_delta.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+    }
+    let trailer_len = (out.len() - start) as u32;
+    out.extend_from_slice(&trailer_len.to_le_bytes());
+}
 
-    /// Appends the entries and the trailer's length to `out`.
+impl Trailer {
+    /// Appends the entries and the trailer's length to `out` (tests; writers call [`encode`]).
+    #[cfg(test)]
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        for range in &self.sources {
-            let value_len = range_value_bytes(range);
-            entry_header(out, TAG_SOURCE_RANGE, value_len);
-            encode_range_value(range, out);
-        }
-        for span in &self.names {
-            debug_assert!(validate_batch_name(&span.name).is_ok() && span.count > 0);
-            entry_header(out, TAG_NAME_SPAN, SPAN_FIXED_BYTES + span.name.len());
-            out.extend_from_slice(&(span.name.len() as u16).to_le_bytes());
-            out.extend_from_slice(span.name.as_bytes());
-            out.extend_from_slice(&span.first_delta.to_le_bytes());
-            out.extend_from_slice(&span.count.to_le_bytes());
-        }
-        let trailer_len = (out.len() - start) as u32;
-        out.extend_from_slice(&trailer_len.to_le_bytes());
-        debug_assert_eq!(out.len() - start, self.encoded_bytes());
+        let spans = (self.names.iter()).map(|s| (s.name.as_str(), s.first_delta, s.count));
+        encode(&self.sources, spans, out);
     }
 
     /// Decodes the entries (without the length field) of a frame holding `deltas` deltas:
