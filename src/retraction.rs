@@ -153,7 +153,7 @@ impl Retractions {
             return;
         }
         for span in batch.names {
-            let Some(places) = self.places.get_mut(&span.name) else {
+            let Some(places) = self.places.get_mut(span.name) else {
                 continue;
             };
             let place = place_of_span(batch.segment, batch.offset, batch.deltas, span);
@@ -297,17 +297,17 @@ pub(crate) fn find_named(
         }
         // Only the trailer of most frames: their deltas are decoded when a span matches.
         let spans = batch.names()?;
-        if !spans.iter().any(|s| names.contains(&s.name)) {
+        if !spans.iter().any(|s| names.contains(s.name)) {
             continue;
         }
         let deltas = batch.delta_records()?;
         let location = batch.location;
-        for span in spans.iter().filter(|s| names.contains(&s.name)) {
+        for span in spans.iter().filter(|s| names.contains(s.name)) {
             let Some(place) = place_of_span(location.segment, location.offset, &deltas, span)
             else {
                 continue;
             };
-            let entry = found.entry(span.name.clone()).or_default();
+            let entry = found.entry(span.name.to_owned()).or_default();
             entry.places.insert(place);
             let span_deltas = &deltas[span.first_delta as usize..][..span.count as usize];
             entry.deltas.extend(span_deltas.iter().map(|d| NamedDelta {

@@ -105,7 +105,7 @@ pub(crate) struct StoredBatch<'b> {
     /// The source ranges the batch holds.
     pub sources: Vec<SourceRange>,
     /// The names of its deltas' upstream batches.
-    pub names: Vec<NameSpan>,
+    pub names: Vec<NameSpan<'b>>,
     /// Frame flags (compression, positions, sources).
     pub flags: u8,
     /// The frame body.

@@ -21,7 +21,7 @@ fn names(db: &Db) -> Vec<(String, Option<String>)> {
             let index = index as u32;
             let name = (spans.iter())
                 .find(|span| span.holds(index))
-                .map(|span| span.name.clone());
+                .map(|span| span.name.to_owned());
             out.push((delta.aggregate.to_owned(), name));
         }
     }

@@ -66,14 +66,14 @@ fn gather(log: &LogReader, seen: &mut BTreeMap<String, Seen>) -> Result<(), Fail
             let Some(named) = deltas.get(first..).and_then(|d| d.get(..count)) else {
                 continue;
             };
-            if !seen.contains_key(&span.name) {
+            if !seen.contains_key(span.name) {
                 let first_seen = Seen {
                     min_seq: u64::MAX,
                     ..Seen::default()
                 };
-                seen.insert(span.name.clone(), first_seen);
+                seen.insert(span.name.to_owned(), first_seen);
             }
-            let Some(entry) = seen.get_mut(&span.name) else {
+            let Some(entry) = seen.get_mut(span.name) else {
                 continue;
             };
             for delta in named {

@@ -627,7 +627,7 @@ fn decode_trailed_payload(payload: &[u8], flags: u8) {
     };
     for (i, d) in deltas.iter().enumerate() {
         if let Some(span) = batch.names.iter().find(|s| s.first_delta as usize == i) {
-            encoder.name_from_here(span.name.clone());
+            encoder.name_from_here(span.name.to_owned());
         }
         encoder.push_at(d.aggregate, d.seq, d.position, d.kind, d.body);
     }

@@ -439,7 +439,7 @@ impl<'a> BatchDecoder<'a> {
     }
 
     /// The trailer: source ranges and name spans (empty without the flag).
-    pub fn trailer(&self) -> Decoded<Trailer> {
+    pub fn trailer(&self) -> Decoded<Trailer<'a>> {
         let base = self.payload.len().saturating_sub(4 + self.trailer.len());
         match self.trailer.is_empty() {
             true => Ok(Trailer::default()),

@@ -24,7 +24,7 @@ pub struct BatchRecord<'a> {
     /// The source ranges it holds (section 5e of DESIGN.md).
     pub sources: &'a [SourceRange],
     /// The names of its deltas' upstream batches.
-    pub names: &'a [NameSpan],
+    pub names: &'a [NameSpan<'a>],
 }
 
 /// A batch payload decoded whole.
@@ -37,7 +37,7 @@ pub struct DecodedBatch<'a> {
     /// The source ranges.
     pub sources: Vec<SourceRange>,
     /// The name spans.
-    pub names: Vec<NameSpan>,
+    pub names: Vec<NameSpan<'a>>,
 }
 
 /// The stored body of a batch frame as a payload, decompressing when flagged.

@@ -207,7 +207,7 @@ impl<'a> DeltaReader<'a> {
                     return Err(DecodeError::new(0, "the delta is not in its frame"));
                 };
                 let span = spans.into_iter().find(|s| s.holds(index));
-                Ok(span.map(|s| s.name))
+                Ok(span.map(|s| s.name.to_owned()))
             });
         named.map_err(|error| self.corruption(delta_ref, error.reason))
     }

@@ -123,7 +123,7 @@ impl<'a> ReplayedBatch<'a> {
     /// The upstream batches its deltas belong to (`Batch::name`), each with the index of its
     /// first delta in this record and how many follow; empty for an unnamed batch. A trailer
     /// that does not decode is a corruption error naming the segment file and frame offset.
-    pub fn names(&self) -> Result<Vec<NameSpan>> {
+    pub fn names(&self) -> Result<Vec<NameSpan<'a>>> {
         let decoder = BatchDecoder::of_frame(self.payload, self.flags, Checksums::CoveredByFrame);
         let trailer = decoder
             .and_then(|d| d.trailer())

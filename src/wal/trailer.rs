@@ -24,19 +24,20 @@ const ENTRY_HEADER_BYTES: usize = 5;
 const SPAN_FIXED_BYTES: usize = 2 + 4 + 4;
 
 /// Deltas of a frame that belong to one named upstream batch
-/// ([`ReplayedBatch::names`](crate::ReplayedBatch::names)).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// ([`ReplayedBatch::names`](crate::ReplayedBatch::names)), its name borrowed from the frame's
+/// payload (decoding a frame allocates no name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct NameSpan {
+pub struct NameSpan<'a> {
     /// The batch's name.
-    pub name: String,
+    pub name: &'a str,
     /// Index in the frame of its first delta.
     pub first_delta: u32,
     /// Number of its deltas in the frame (at least 1).
     pub count: u32,
 }
 
-impl NameSpan {
+impl NameSpan<'_> {
     /// Whether the delta at `index` of the frame belongs to it.
     pub fn holds(&self, index: u32) -> bool {
         index.wrapping_sub(self.first_delta) < self.count
@@ -45,11 +46,11 @@ impl NameSpan {
 
 /// What a payload's trailer holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Trailer {
+pub struct Trailer<'a> {
     /// Source ranges (batch frames only).
     pub sources: Vec<SourceRange>,
     /// Name spans.
-    pub names: Vec<NameSpan>,
+    pub names: Vec<NameSpan<'a>>,
 }
 
 /// Where a name's span of deltas lies in one frame: the span's first and last delta records,
@@ -110,18 +111,18 @@ pub fn encode<'n>(
     out.extend_from_slice(&trailer_len.to_le_bytes());
 }
 
-impl Trailer {
+impl<'a> Trailer<'a> {
     /// Appends the entries and the trailer's length to `out` (tests; writers call [`encode`]).
     #[cfg(test)]
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let spans = (self.names.iter()).map(|s| (s.name.as_str(), s.first_delta, s.count));
+        let spans = (self.names.iter()).map(|s| (s.name, s.first_delta, s.count));
         encode(&self.sources, spans, out);
     }
 
     /// Decodes the entries (without the length field) of a frame holding `deltas` deltas:
     /// every entry must fill its length, carry a known tag, and a name span must lie within
     /// the frame's deltas.
-    pub fn decode(bytes: &[u8], deltas: u32) -> Decoded<Trailer> {
+    pub fn decode(bytes: &'a [u8], deltas: u32) -> Decoded<Trailer<'a>> {
         let mut trailer = Trailer::default();
         let mut reader = Reader::new(bytes);
         while reader.at() < bytes.len() {
@@ -161,12 +162,10 @@ fn entry_header(out: &mut Vec<u8>, tag: u8, value_len: usize) {
     out.extend_from_slice(&(value_len as u32).to_le_bytes());
 }
 
-fn decode_span(value: &[u8], deltas: u32) -> Decoded<NameSpan> {
+fn decode_span(value: &[u8], deltas: u32) -> Decoded<NameSpan<'_>> {
     let mut reader = Reader::new(value);
     let name_len = usize::from(reader.u16()?);
-    let name = reader
-        .text(name_len, "batch name", validate_batch_name)?
-        .to_owned();
+    let name = reader.text(name_len, "batch name", validate_batch_name)?;
     let (first_delta, count) = (reader.u32()?, reader.u32()?);
     reader.finished()?;
     let end = first_delta.checked_add(count);
@@ -185,7 +184,7 @@ fn decode_span(value: &[u8], deltas: u32) -> Decoded<NameSpan> {
 mod tests {
     use super::*;
 
-    fn sample() -> Trailer {
+    fn sample() -> Trailer<'static> {
         Trailer {
             sources: vec![SourceRange {
                 topic: "deltas".into(),
@@ -196,12 +195,12 @@ mod tests {
             }],
             names: vec![
                 NameSpan {
-                    name: "deltas/1/5".into(),
+                    name: "deltas/1/5",
                     first_delta: 0,
                     count: 2,
                 },
                 NameSpan {
-                    name: "deltas/1/6".into(),
+                    name: "deltas/1/6",
                     first_delta: 2,
                     count: 1,
                 },
@@ -240,7 +239,7 @@ mod tests {
         let empty = Trailer {
             sources: vec![],
             names: vec![NameSpan {
-                name: "x".into(),
+                name: "x",
                 first_delta: 0,
                 count: 1,
             }],
