@@ -352,6 +352,53 @@ mod tests {
     }
 
     #[test]
+    fn a_delta_is_held_only_by_the_place_that_spans_it() {
+        let place = |segment, record_offset, first, last| Place {
+            segment,
+            record_offset,
+            first_delta_offset: first,
+            last_delta_offset: last,
+        };
+        // Two spans of one name in one frame, and one in the next frame.
+        let places = BTreeSet::from([
+            place(1, 100, 10, 30),
+            place(1, 100, 60, 80),
+            place(1, 200, 4, 4),
+        ]);
+        let delta = |record_offset, delta_offset| DeltaRef {
+            seq: 1,
+            segment: 1,
+            position: 0,
+            checksum: 0,
+            record_offset,
+            delta_offset,
+            len: 5,
+        };
+        let held = [(100, 10), (100, 30), (100, 60), (100, 80), (200, 4)];
+        let not_held = [
+            (100, 4),
+            (100, 31),
+            (100, 59),
+            (100, 81),
+            (200, 5),
+            (150, 10),
+            (300, 4),
+        ];
+        for (record, offset) in held {
+            assert!(
+                holds_one(&places, &delta(record, offset)),
+                "{record}/{offset}"
+            );
+        }
+        for (record, offset) in not_held {
+            assert!(
+                !holds_one(&places, &delta(record, offset)),
+                "{record}/{offset}"
+            );
+        }
+    }
+
+    #[test]
     fn a_replaced_copy_never_brings_back_an_epoch_already_seen() {
         let mut live = Retractions::default();
         live.apply(&record("a", 1, true));
